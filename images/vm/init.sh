@@ -1,0 +1,68 @@
+#!/bin/sh
+# PID 1 of the lab's VM guest: mount what Docker needs, load the PPP and PPTP modules,
+# bring up the user-mode network, run dockerd. SIGTERM (sent by `pptp-lab vm down`
+# through a container) stops dockerd, syncs and powers off.
+PATH=/usr/sbin:/usr/bin:/sbin:/bin
+export PATH
+# The initramfs may have moved /proc, /sys and /dev here already.
+mountpoint -q /proc || mount -t proc proc /proc
+mountpoint -q /sys || mount -t sysfs sysfs /sys
+mountpoint -q /dev || mount -t devtmpfs devtmpfs /dev
+mkdir -p /dev/pts /dev/shm
+mount -t devpts devpts /dev/pts
+mount -t tmpfs tmpfs /dev/shm
+mount -t tmpfs tmpfs /run
+mount -t tmpfs tmpfs /tmp
+mount -t cgroup2 cgroup2 /sys/fs/cgroup
+mount -o remount,rw /
+mkdir -p /var/run/pptp
+hostname pptp-lab-vm
+
+for m in virtio_net virtio_console ppp_generic ppp_async ppp_mppe ppp_deflate bsd_comp nf_conntrack_pptp nf_nat_pptp \
+         veth bridge br_netfilter overlay ip_tables iptable_nat iptable_filter iptable_raw \
+         iptable_mangle nf_tables nft_ct nft_nat nft_masq sch_netem xt_CT xt_TCPMSS tun; do
+    modprobe "$m" || echo "lab-init: modprobe $m failed"
+done
+[ -e /dev/ppp ] || mknod /dev/ppp c 108 0
+sysctl -qw net.ipv4.ip_forward=1
+# Docker networks created by the lab are bridged; let their frames skip the host's filters.
+sysctl -qw net.bridge.bridge-nf-call-iptables=0 2>/dev/null
+
+# QEMU user networking (restricted: the guest reaches nothing outside this machine).
+ip link set lo up
+nic=$(ls /sys/class/net | grep -v '^lo$' | head -n 1)
+ip link set "$nic" up
+ip addr add 10.0.2.15/24 dev "$nic"
+ip route add default via 10.0.2.2
+
+dockerd -H unix:///var/run/docker.sock -H tcp://0.0.0.0:2375 --tls=false \
+        --storage-driver overlay2 --log-level warn >/var/log/dockerd.log 2>&1 &
+dpid=$!
+echo "lab-init: dockerd started"
+
+stop() {
+    echo "lab-init: stopping"
+    kill -TERM "$dpid" 2>/dev/null
+    wait "$dpid"
+    sync
+    mount -o remount,ro /
+    echo "lab-init: powering off"
+    echo 1 > /proc/sys/kernel/sysrq
+    echo o > /proc/sysrq-trigger
+    sleep 5
+    exit 0  # init exiting panics the kernel; QEMU runs with -no-reboot and exits
+}
+trap stop TERM INT USR1
+
+# `pptp-lab vm down` writes "poweroff" to the virtio control port; reads return at once
+# while nobody is connected on the host side, hence the sleep.
+ctl=/dev/virtio-ports/lab.ctl
+(while :; do
+    if [ -e "$ctl" ] && read -r cmd < "$ctl" && [ "$cmd" = poweroff ]; then kill -TERM 1; fi
+    sleep 1
+done) &
+echo "lab-init: ready"
+while :; do
+    sleep 3600 &
+    wait $!
+done

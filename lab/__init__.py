@@ -1,0 +1,1 @@
+"""pptp-lab: a containerised PPTP VPN lab orchestrator and integration testbed."""

@@ -1,0 +1,118 @@
+"""The `pptp-lab` command: thin front end over the lab's layers."""
+from __future__ import annotations
+
+import json
+import sys
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from . import engine as engine_mod
+from . import images, vm
+from .errors import LabError
+from .host import console
+
+app = typer.Typer(no_args_is_help=True, add_completion=False,
+                  help="Containerised PPTP VPN lab orchestrator and integration testbed.")
+vm_app = typer.Typer(no_args_is_help=True, help="The built-in VM engine (Debian kernel with PPP, dockerd inside).")
+image_app = typer.Typer(no_args_is_help=True, help="The lab's node image.")
+app.add_typer(vm_app, name="vm")
+app.add_typer(image_app, name="image")
+
+EngineOpt = typer.Option(None, "--engine", help="local | vm | auto (default: $PPTP_LAB_ENGINE or auto)")
+
+
+def _print(data, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(data, indent=1, default=str))
+        return
+    table = Table(show_header=False)
+    for k, v in data.items():
+        table.add_row(str(k), str(v))
+    console.print(table)
+
+
+@app.command()
+def doctor(engine: Optional[str] = EngineOpt, as_json: bool = typer.Option(False, "--json")) -> None:
+    """Show what was probed, which engine the lab would use, and why."""
+    choice = engine or engine_mod.wanted()
+    local = engine_mod.probe_local()
+    report = {
+        "requested": choice,
+        "local engine": "reachable" if local.reachable else "not reachable",
+        "local PPP": local.ppp, "local pptp helper": local.helper,
+        "local detail": "; ".join(local.detail),
+        "vm": vm.status()["state"],
+    }
+    if local.fits and choice != "vm":
+        report["chosen"], report["why"] = "local", "its kernel has PPP and the pptp helper"
+    elif choice == "local":
+        report["chosen"] = "none"
+        report["what to do"] = ("on the engine's host: modprobe ppp_generic ppp_async ppp_mppe "
+                                "nf_conntrack_pptp nf_nat_pptp; or use --engine vm")
+    else:
+        report["chosen"] = "vm"
+        report["why"] = "requested" if choice == "vm" else "the local engine cannot run PPP tunnels"
+    _print(report, as_json)
+
+
+@vm_app.command("build")
+def vm_build() -> None:
+    """Build (or find cached) the guest disk, kernel and initrd."""
+    art = vm.build()
+    console.print(f"VM artefacts: {art}")
+
+
+@vm_app.command("up")
+def vm_up() -> None:
+    """Boot the VM (idempotent) and load the node image into its Docker."""
+    st = vm.up()
+    images.ensure_node_image(vm.client_for(st))
+    console.print(f"DOCKER_HOST={st.url}")
+
+
+@vm_app.command("down")
+def vm_down(wipe: bool = typer.Option(False, help="also delete the overlay disk (loaded images)")) -> None:
+    """Power the VM off; nothing is left running."""
+    console.print(vm.down(wipe=wipe))
+
+
+@vm_app.command("status")
+def vm_status(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Truthful VM state: running, booting, crashed or stopped."""
+    _print(vm.status(), as_json)
+
+
+@vm_app.command("exec", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def vm_exec(ctx: typer.Context) -> None:
+    """Run a command in the guest (e.g. `pptp-lab vm exec lsmod`)."""
+    if not ctx.args:
+        raise LabError("vm exec: give a command, e.g. `pptp-lab vm exec lsmod`")
+    rc, out = vm.exec_in_guest(ctx.args)
+    sys.stdout.write(out)
+    raise typer.Exit(rc)
+
+
+@image_app.command("build")
+def image_build() -> None:
+    """Build (or find cached) the node base rootfs tarball."""
+    console.print(f"node base: {images.base_tarball()}")
+
+
+@image_app.command("load")
+def image_load(engine: Optional[str] = EngineOpt) -> None:
+    """Load the node image into the selected engine."""
+    eng = engine_mod.select(engine)
+    console.print(f"{images.ensure_node_image(eng.client)} on {eng.name} ({eng.why})")
+
+
+def main() -> None:
+    try:
+        app()
+    except LabError as exc:
+        console.print(f"[red]error:[/] {exc}", highlight=False)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        console.print("[red]interrupted[/]")
+        sys.exit(130)

@@ -1,0 +1,363 @@
+"""The VM engine: Debian's kernel (which has PPP) under QEMU, with dockerd inside.
+
+The guest disk is built from Debian packages only (images/rootfs.sh vm) and cached by the
+hash of its inputs. Each run writes to a qcow2 overlay kept in the state directory, so
+images loaded into the guest's Docker survive `vm down`/`vm up`. The guest's Docker API is
+forwarded to a 127.0.0.1 port only, and its user-mode network is restricted (no way out)."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import docker
+import docker.errors
+
+from . import artifacts
+from .errors import LabError
+from .host import console, debian_mirror, require_binary, require_root, run_logged
+from .paths import IMAGES, state_dir
+
+QEMU = "qemu-system-x86_64"
+MEMORY_MB = 2048
+CPUS = 2
+DISK_SIZE = "8G"
+BOOT_TIMEOUT = 240  # seconds to Docker-ready; TCG on a busy 2-core host needs headroom
+GUEST_DOCKER_PORT = 2375
+
+
+def vm_dir() -> Path:
+    path = state_dir() / "vm"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@dataclass
+class VmState:
+    pid: int
+    port: int
+    accel: str
+    key: str
+    overlay: str
+    started: float
+
+    @property
+    def url(self) -> str:
+        return f"tcp://127.0.0.1:{self.port}"
+
+
+# ---------------------------------------------------------------- build
+
+def vm_key() -> str:
+    return artifacts.input_key(artifacts.tree_files(IMAGES / "rootfs.sh", IMAGES / "vm"),
+                               debian_mirror(), "bookworm", DISK_SIZE)
+
+
+def build() -> Path:
+    """The cached guest artefacts directory (disk.img, vmlinuz, initrd.img); built if missing."""
+    key = vm_key()
+
+    def make(tmp: Path) -> None:
+        require_root("building the VM disk")
+        require_binary("debootstrap", "debootstrap")
+        mkfs = require_binary("mkfs.ext4", "e2fsprogs")
+        log = tmp.parent / f"vm-{key}.log"
+        rootfs = tmp / "rootfs"
+        try:
+            run_logged("VM disk: debootstrap (kernel, docker.io)",
+                       [str(IMAGES / "rootfs.sh"), "vm", str(rootfs), debian_mirror()], log)
+            boot = rootfs / "boot"
+            kernels = sorted(boot.glob("vmlinuz-*"))
+            initrds = sorted(boot.glob("initrd.img-*"))
+            if not kernels or not initrds:
+                raise LabError(f"VM disk: no kernel or initrd under {boot}: see {log}")
+            shutil.copy(kernels[-1], tmp / "vmlinuz")
+            shutil.copy(initrds[-1], tmp / "initrd.img")
+            run_logged("VM disk: mkfs.ext4", [mkfs, "-q", "-F", "-L", "pptp-lab", "-d", str(rootfs),
+                                              str(tmp / "disk.img"), DISK_SIZE], log)
+        finally:
+            subprocess.run(["rm", "-rf", str(rootfs)], check=False)
+
+    return artifacts.cached_dir("vm", key, make)
+
+
+# ---------------------------------------------------------------- state
+
+def _state_file() -> Path:
+    return vm_dir() / "state.json"
+
+
+def read_state() -> VmState | None:
+    try:
+        return VmState(**json.loads(_state_file().read_text()))
+    except FileNotFoundError:
+        return None
+    except (ValueError, TypeError) as exc:
+        raise LabError(f"VM state file {_state_file()} is unreadable ({exc}): "
+                       "run `pptp-lab vm down` to clear it") from exc
+
+
+def _write_state(st: VmState) -> None:
+    tmp = _state_file().with_suffix(".tmp")
+    tmp.write_text(json.dumps(asdict(st), indent=1))
+    tmp.rename(_state_file())
+
+
+def _clear_state() -> None:
+    _state_file().unlink(missing_ok=True)
+
+
+def alive(pid: int) -> bool:
+    """True when pid is a QEMU of ours (not a reused pid of something else)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return b"qemu-system" in cmdline and str(vm_dir()).encode() in cmdline
+
+
+def client_for(st: VmState, timeout: int = 600) -> docker.DockerClient:
+    return docker.DockerClient(base_url=st.url, timeout=timeout)
+
+
+def docker_ready(st: VmState) -> bool:
+    try:
+        return bool(client_for(st, timeout=3).ping())
+    except Exception:  # any failure to answer means not ready yet
+        return False
+
+
+# ---------------------------------------------------------------- accel
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return "unknown"
+
+
+def probe_kvm(kernel: Path) -> tuple[bool, str]:
+    """Boot the guest kernel under KVM to a deliberate root-mount panic; KVM works only if
+    that finishes. On some hosts /dev/kvm exists but hangs or asserts (ENVIRONMENT.md)."""
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        return False, "no usable /dev/kvm"
+    cache = vm_dir() / "kvm-probe.json"
+    try:
+        seen = json.loads(cache.read_text())
+        if seen.get("boot_id") == _boot_id():
+            return seen["ok"], seen["why"] + " (cached for this host boot)"
+    except (OSError, ValueError, KeyError):
+        pass
+    cmd = [QEMU, "-accel", "kvm", "-m", "256", "-nodefaults", "-display", "none", "-no-reboot",
+           "-serial", "stdio", "-kernel", str(kernel),
+           "-append", "console=ttyS0 panic=-1 root=/dev/pptp-lab-probe rootwait=0"]
+    start = time.monotonic()
+    try:
+        out = subprocess.run(cmd, capture_output=True, timeout=20).stdout
+        ok = b"Kernel panic" in out
+        why = (f"KVM booted the kernel in {time.monotonic() - start:.1f}s" if ok
+               else "KVM boot did not reach the kernel's root mount")
+    except subprocess.TimeoutExpired:
+        ok, why = False, "KVM boot hung for 20s"
+    cache.write_text(json.dumps({"boot_id": _boot_id(), "ok": ok, "why": why}))
+    return ok, why
+
+
+def choose_accel(kernel: Path) -> tuple[str, str]:
+    forced = os.environ.get("PPTP_LAB_VM_ACCEL")
+    if forced:
+        if forced not in ("kvm", "tcg"):
+            raise LabError(f"PPTP_LAB_VM_ACCEL={forced}: use kvm or tcg")
+        return forced, "set by PPTP_LAB_VM_ACCEL"
+    ok, why = probe_kvm(kernel)
+    return ("kvm", why) if ok else ("tcg", why + "; using TCG (software emulation)")
+
+
+# ---------------------------------------------------------------- lifecycle
+
+def _pick_port() -> int:
+    wanted = os.environ.get("PPTP_LAB_VM_PORT")
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", int(wanted or 0)))
+        except OSError as exc:
+            raise LabError(f"127.0.0.1:{wanted} is in use ({exc.strerror}): set PPTP_LAB_VM_PORT "
+                           "to a free port or stop what holds it") from exc
+        except ValueError as exc:
+            raise LabError(f"PPTP_LAB_VM_PORT={wanted} is not a port number") from exc
+        return s.getsockname()[1]
+
+
+def _qemu_cmd(art: Path, overlay: Path, accel: str, port: int) -> list[str]:
+    d = vm_dir()
+    accel_args = (["-accel", "kvm"] if accel == "kvm"
+                  else ["-accel", "tcg,thread=multi", "-cpu", "max"])
+    return [
+        QEMU, *accel_args, "-smp", str(CPUS), "-m", str(MEMORY_MB),
+        "-name", "pptp-lab-vm", "-nodefaults", "-display", "none", "-no-reboot",
+        "-kernel", str(art / "vmlinuz"), "-initrd", str(art / "initrd.img"),
+        "-append", "console=ttyS0 root=LABEL=pptp-lab rw init=/sbin/lab-init panic=-1 quiet",
+        "-drive", f"file={overlay},if=virtio,format=qcow2,cache=unsafe",
+        "-netdev", f"user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:{GUEST_DOCKER_PORT}",
+        "-device", "virtio-net-pci,netdev=n0",
+        "-chardev", f"socket,id=ctl,path={d / 'ctl.sock'},server=on,wait=off",
+        "-device", "virtio-serial-pci", "-device", "virtserialport,chardev=ctl,name=lab.ctl",
+        "-serial", f"file:{d / 'console.log'}",
+    ]
+
+
+def _overlay(art: Path, key: str) -> Path:
+    overlay = vm_dir() / f"overlay-{key}.qcow2"
+    for old in vm_dir().glob("overlay-*.qcow2"):
+        if old != overlay:
+            old.unlink()  # its base disk changed: the old overlay is meaningless
+    if not overlay.exists():
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw",
+                        "-b", str(art / "disk.img"), str(overlay)], check=True)
+    return overlay
+
+
+def _tail(path: Path, lines: int = 3) -> str:
+    try:
+        return " | ".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def up() -> VmState:
+    """Start the VM (idempotent) and return its state once its Docker answers."""
+    st = read_state()
+    if st and alive(st.pid):
+        if docker_ready(st):
+            return st
+        return _wait_ready(st)
+    if st:
+        console.print(f"[yellow]previous VM (pid {st.pid}) is gone; starting a new one[/]")
+        _clear_state()
+    require_binary(QEMU, "qemu-system-x86")
+    require_binary("qemu-img", "qemu-utils")
+    art = build()
+    key = art.name.removeprefix("vm-")
+    overlay = _overlay(art, key)
+    accel, why = choose_accel(art / "vmlinuz")
+    console.print(f"VM accelerator: {accel} ({why})")
+    port = _pick_port()
+    (vm_dir() / "console.log").unlink(missing_ok=True)
+    log = open(vm_dir() / "qemu.log", "wb")
+    proc = subprocess.Popen(_qemu_cmd(art, overlay, accel, port), stdout=log, stderr=log,
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+    st = VmState(pid=proc.pid, port=port, accel=accel, key=key, overlay=str(overlay),
+                 started=time.time())
+    _write_state(st)
+    return _wait_ready(st, proc)
+
+
+def _wait_ready(st: VmState, proc: subprocess.Popen | None = None) -> VmState:
+    start = time.monotonic()
+    with console.status("VM booting") as status:
+        while time.monotonic() - start < BOOT_TIMEOUT:
+            if proc is not None and proc.poll() is not None or not alive(st.pid):
+                _clear_state()
+                raise LabError(f"QEMU exited while booting: {_tail(vm_dir() / 'qemu.log')} "
+                               f"{_tail(vm_dir() / 'console.log')} (logs in {vm_dir()})")
+            if docker_ready(st):
+                console.print(f"[green]✓[/] VM Docker ready at {st.url} "
+                              f"({time.monotonic() - start:.0f}s, {st.accel})")
+                return st
+            status.update(f"VM booting ({time.monotonic() - start:.0f}s, {st.accel}) "
+                          f"[dim]{_tail(vm_dir() / 'console.log', 1)[:60]}[/]")
+            time.sleep(1)
+    _kill(st.pid)
+    _clear_state()
+    raise LabError(f"VM Docker not ready after {BOOT_TIMEOUT}s; stopped it. "
+                   f"Console: {_tail(vm_dir() / 'console.log')} (logs in {vm_dir()})")
+
+
+def _kill(pid: int, grace: float = 5) -> None:
+    if not alive(pid):
+        return
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if alive(pid):
+        os.kill(pid, signal.SIGKILL)
+    _reap(pid)
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def down(wipe: bool = False) -> str:
+    """Power the guest off cleanly (then kill if it hangs); leave no QEMU behind."""
+    st = read_state()
+    msg = "VM was not running"
+    if st and alive(st.pid):
+        try:
+            with socket.socket(socket.AF_UNIX) as s:
+                s.settimeout(3)
+                s.connect(str(vm_dir() / "ctl.sock"))
+                s.sendall(b"poweroff\n")
+        except OSError:
+            pass  # the control port is gone; fall through to the kill
+        deadline = time.monotonic() + 30
+        with console.status("VM powering off"):
+            while alive(st.pid) and time.monotonic() < deadline:
+                time.sleep(0.3)
+                _reap(st.pid)
+        msg = "VM powered off" if not alive(st.pid) else "VM did not power off in 30s; killed it"
+        _kill(st.pid)
+    elif st:
+        msg = f"VM (pid {st.pid}) had already exited; cleared its state"
+    _clear_state()
+    if wipe:
+        for old in vm_dir().glob("overlay-*.qcow2"):
+            old.unlink()
+        msg += "; overlay disk wiped"
+    return msg
+
+
+def status() -> dict:
+    st = read_state()
+    info: dict = {"state": "stopped", "state_dir": str(vm_dir())}
+    if st is None:
+        return info
+    info.update(asdict(st))
+    if not alive(st.pid):
+        info["state"] = "crashed"
+        info["hint"] = "QEMU is gone; `pptp-lab vm down` clears the state, `vm up` starts anew"
+        return info
+    info["state"] = "running" if docker_ready(st) else "booting"
+    info["uptime_s"] = round(time.time() - st.started)
+    info["docker_url"] = st.url
+    return info
+
+
+def exec_in_guest(cmd: list[str]) -> tuple[int, str]:
+    """Run a command in the guest's namespaces (through a throwaway container)."""
+    from .images import ensure_node_image
+
+    st = read_state()
+    if not st or not alive(st.pid):
+        raise LabError("the VM is not running: start it with `pptp-lab vm up`")
+    client = client_for(st)
+    tag = ensure_node_image(client)
+    container = client.containers.run(
+        tag, entrypoint=["nsenter", "-t", "1", "-m", "-u", "-n", "-i", "-p", "--", *cmd],
+        privileged=True, pid_mode="host", network_mode="host", detach=True,
+        labels={"pptp-lab.role": "vm-exec"})
+    try:
+        rc = container.wait()["StatusCode"]
+        return rc, container.logs().decode(errors="replace")
+    finally:
+        container.remove(force=True)
