@@ -111,7 +111,7 @@ def main() -> None:
     try:
         app()
     except LabError as exc:
-        console.print(f"[red]error:[/] {exc}", highlight=False)
+        print(f"error: {exc}", file=sys.stderr)  # one line, never wrapped
         sys.exit(2)
     except KeyboardInterrupt:
         console.print("[red]interrupted[/]")

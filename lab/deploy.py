@@ -113,3 +113,8 @@ def remove_lab(client: docker.DockerClient, lab: str) -> int:
         n.remove()
         gone += 1
     return gone
+
+
+def put_files(container, files: dict[str, tuple[str, int]]) -> None:
+    for path, (text, mode) in files.items():
+        put_file(container, path, text, mode)

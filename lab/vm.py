@@ -300,7 +300,11 @@ def _reap(pid: int) -> None:
 
 def down(wipe: bool = False) -> str:
     """Power the guest off cleanly (then kill if it hangs); leave no QEMU behind."""
-    st = read_state()
+    try:
+        st = read_state()
+    except LabError:
+        _clear_state()  # unreadable: nothing to power off that we could find
+        return f"VM state file was unreadable; cleared it{_kill_strays()}"
     msg = "VM was not running"
     if st and alive(st.pid):
         try:
@@ -325,6 +329,14 @@ def down(wipe: bool = False) -> str:
             old.unlink()
         msg += "; overlay disk wiped"
     return msg
+
+
+def _kill_strays() -> str:
+    """QEMUs of ours that no state file names (the file was lost or corrupted)."""
+    killed = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and alive(int(p.name))]
+    for pid in killed:
+        _kill(pid)
+    return f"; killed stray QEMU pid(s) {killed}" if killed else ""
 
 
 def status() -> dict:

@@ -1,0 +1,32 @@
+# The README's commands. Each installs what it needs first (scripts/setup.sh).
+VENV := .venv
+LAB := $(VENV)/bin/pptp-lab
+PYTEST := $(VENV)/bin/python -m pytest
+
+.PHONY: setup lab-up lab-down test unit integration bench clean
+
+setup:
+	@scripts/setup.sh
+
+lab-up: setup
+	$(LAB) vm up
+	$(LAB) doctor
+
+lab-down: setup
+	$(LAB) vm down
+
+# pytest exits 5 when a selection holds no tests: that is not a failure here.
+test: setup
+	$(PYTEST) tests/unit tests/integration -ra --junitxml=runs/junit.xml; rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
+
+unit: setup
+	$(PYTEST) tests/unit -ra; rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
+
+integration: setup
+	$(PYTEST) tests/integration -ra; rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
+
+bench: setup
+	$(VENV)/bin/python bench/engine.py
+
+clean:
+	rm -rf runs .pytest_cache

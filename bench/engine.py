@@ -1,0 +1,129 @@
+#!/usr/bin/env python3
+"""Engine figures for this machine, printed side by side (no asserts: the host is shared).
+
+  VM disk build, cold (empty cache) and cached      (--no-cold skips the cold build)
+  VM boot to Docker-ready, from the cached disk      (target <= 20 s)
+  node image load into the VM                         (target <= 20 s)
+  container start and docker exec: VM vs local engine (ratio in one run)
+
+The bench uses its own state directory, so a VM you have running is not touched. When no
+local engine runs, it starts a private dockerd on a socket under /tmp for the comparison."""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import docker  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+out = Console()
+
+
+def timed(fn):
+    start = time.monotonic()
+    value = fn()
+    return time.monotonic() - start, value
+
+
+def container_figures(client, image: str, n: int) -> tuple[float, float]:
+    """Median seconds for create+start of a node container, and for a `true` exec."""
+    starts, execs = [], []
+    for i in range(n):
+        t, c = timed(lambda: client.containers.run(image, detach=True, labels={"pptp-lab.lab": "bench"}))
+        starts.append(t)
+        execs.append(timed(lambda: c.exec_run(["true"]))[0])
+        c.remove(force=True)
+    return statistics.median(starts), statistics.median(execs)
+
+
+def private_dockerd(root: Path):
+    sock = root / "docker.sock"
+    proc = subprocess.Popen(
+        ["dockerd", "--data-root", str(root / "data"), "--exec-root", str(root / "exec"),
+         "--pidfile", str(root / "docker.pid"), "-H", f"unix://{sock}", "--bridge", "none",
+         "--iptables=false", "--ip6tables=false"],
+        stdout=open(root / "dockerd.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+    client = docker.DockerClient(base_url=f"unix://{sock}", timeout=300)
+    for _ in range(60):
+        try:
+            client.ping()
+            return proc, client
+        except Exception:
+            time.sleep(0.5)
+    proc.kill()
+    raise SystemExit(f"private dockerd did not start: see {root / 'dockerd.log'}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--no-cold", action="store_true", help="skip the cold VM disk build")
+    ap.add_argument("-n", type=int, default=5, help="containers per engine")
+    args = ap.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="pptp-lab-bench-"))
+    os.environ["PPTP_LAB_STATE"] = str(work / "state")
+    from lab import engine, images, vm  # after the env is set
+
+    rows: list[tuple[str, str, str]] = []
+    if not args.no_cold:
+        cold_cache = work / "cold-cache"
+        os.environ["PPTP_LAB_CACHE"] = str(cold_cache)
+        t, _ = timed(vm.build)
+        rows.append(("VM disk build, cold", f"{t:.1f} s", "debootstrap + mkfs"))
+        shutil.rmtree(cold_cache, ignore_errors=True)
+        del os.environ["PPTP_LAB_CACHE"]
+    vm.build()  # make sure the shared cache has it
+    t, _ = timed(vm.build)
+    rows.append(("VM disk build, cached", f"{t:.2f} s", "hash of inputs, lookup only"))
+
+    try:
+        t, st = timed(vm.up)
+        rows.append(("VM boot to Docker-ready (cached disk)", f"{t:.1f} s", f"accel {st.accel}; target <= 20 s"))
+        client = vm.client_for(st)
+        images.base_tarball()
+        t, tag = timed(lambda: images.ensure_node_image(client))
+        rows.append(("node image load into the VM", f"{t:.1f} s", "import + Dockerfile; target <= 20 s"))
+        vm_start, vm_exec = container_figures(client, tag, args.n)
+
+        local = engine.local_client()
+        dockerd = None
+        if local is None and shutil.which("dockerd"):
+            dockerd, local = private_dockerd(work / "dockerd")
+        if local is not None:
+            t, ltag = timed(lambda: images.ensure_node_image(local))
+            rows.append(("node image load into the local engine", f"{t:.1f} s", ""))
+            l_start, l_exec = container_figures(local, ltag, args.n)
+            rows.append(("container start: VM / local", f"{vm_start:.2f} s / {l_start:.2f} s",
+                         f"ratio {vm_start / l_start:.1f}x (median of {args.n})"))
+            rows.append(("docker exec: VM / local", f"{vm_exec:.2f} s / {l_exec:.2f} s",
+                         f"ratio {vm_exec / l_exec:.1f}x (median of {args.n})"))
+        else:
+            rows.append(("container start / exec in the VM", f"{vm_start:.2f} s / {vm_exec:.2f} s",
+                         "no local engine to compare"))
+        if dockerd:
+            dockerd.terminate()
+            dockerd.wait(30)
+    finally:
+        vm.down()
+        shutil.rmtree(work, ignore_errors=True)
+
+    table = Table(title="pptp-lab engine figures")
+    for col in ("figure", "value", "note"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(*r)
+    out.print(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""Engine/VM/artefact logic that needs no Docker and no QEMU: bad input and stale state."""
+import json
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from lab import artifacts, engine, host, vm
+from lab.errors import LabError
+
+
+def test_input_key_follows_file_bytes_and_values(tmp_path):
+    f = tmp_path / "packages.txt"
+    f.write_text("ppp\n")
+    k1 = artifacts.input_key([f], "mirror-a")
+    assert k1 == artifacts.input_key([f], "mirror-a")
+    assert k1 != artifacts.input_key([f], "mirror-b")
+    f.write_text("ppp\npptpd\n")
+    assert k1 != artifacts.input_key([f], "mirror-a")
+
+
+def test_cached_dir_builds_once_and_a_failed_build_leaves_nothing():
+    calls = []
+
+    def good(tmp):
+        calls.append(tmp)
+        (tmp / "out").write_text("x")
+
+    first = artifacts.cached_dir("thing", "k1", good)
+    assert artifacts.cached_dir("thing", "k1", good) == first and len(calls) == 1
+
+    def bad(tmp):
+        (tmp / "half").write_text("x")
+        raise LabError("boom")
+
+    with pytest.raises(LabError):
+        artifacts.cached_dir("other", "k2", bad)
+    leftovers = [p.name for p in first.parent.iterdir() if "other" in p.name and not p.name.endswith(".lock")]
+    assert leftovers == []
+
+
+def test_new_key_replaces_the_old_artefact():
+    old = artifacts.cached_dir("disk", "k1", lambda t: None)
+    new = artifacts.cached_dir("disk", "k2", lambda t: None)
+    assert new.is_dir() and not old.exists()
+
+
+def test_debian_mirror_from_deb822_and_one_line_sources(tmp_path, monkeypatch):
+    monkeypatch.delenv("PPTP_LAB_MIRROR")
+    sources = tmp_path / "debian.sources"
+    sources.write_text("Types: deb\nURIs: http://security.example/debian-security\nSuites: bookworm-security\n\n"
+                       "Types: deb\nURIs: http://m.example/debian\nSuites: bookworm bookworm-updates\n")
+    monkeypatch.setattr(host, "SOURCES", [sources])
+    assert host.debian_mirror() == "http://m.example/debian"
+    listing = tmp_path / "sources.list"
+    listing.write_text("deb [arch=amd64] http://n.example/debian bookworm main\n")
+    monkeypatch.setattr(host, "SOURCES", [listing])
+    assert host.debian_mirror() == "http://n.example/debian"
+    monkeypatch.setattr(host, "SOURCES", [])
+    with pytest.raises(LabError, match="PPTP_LAB_MIRROR"):
+        host.debian_mirror()
+
+
+def test_missing_binary_names_the_package():
+    with pytest.raises(LabError, match="apt-get install qemu-system-x86"):
+        host.require_binary("qemu-system-nonexistent-arch", "qemu-system-x86")
+
+
+def test_busy_port_is_a_clear_error(monkeypatch):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        monkeypatch.setenv("PPTP_LAB_VM_PORT", str(s.getsockname()[1]))
+        with pytest.raises(LabError, match=r"127\.0\.0\.1:\d+ is in use"):
+            vm._pick_port()
+
+
+def test_stale_state_reports_crashed_and_down_clears_it():
+    # A pid that exists but is not our QEMU (this test process) must not count as the VM.
+    vm._write_state(vm.VmState(pid=subprocess.os.getpid(), port=1, accel="tcg", key="k",
+                               overlay="/nonexistent", started=0))
+    assert vm.status()["state"] == "crashed"
+    assert "already exited" in vm.down()
+    assert vm.read_state() is None and vm.status()["state"] == "stopped"
+
+
+def test_corrupt_state_file_names_the_file():
+    (vm.vm_dir() / "state.json").write_text("{not json")
+    with pytest.raises(LabError, match="state.json"):
+        vm.read_state()
+
+
+def test_down_when_nothing_runs_is_harmless():
+    assert vm.down() == "VM was not running"
+
+
+def test_bad_engine_choice(monkeypatch):
+    monkeypatch.setenv("PPTP_LAB_ENGINE", "podman")
+    with pytest.raises(LabError, match="PPTP_LAB_ENGINE=podman"):
+        engine.wanted()
+    with pytest.raises(LabError, match="--engine"):
+        engine.select("podman")
+
+
+def test_bad_accel_override(monkeypatch, tmp_path):
+    monkeypatch.setenv("PPTP_LAB_VM_ACCEL", "hvf")
+    with pytest.raises(LabError, match="kvm or tcg"):
+        vm.choose_accel(tmp_path / "vmlinuz")
+
+
+def test_cli_error_is_one_line_with_exit_2(tmp_path):
+    env = {**subprocess.os.environ, "PPTP_LAB_STATE": str(tmp_path), "PPTP_LAB_CACHE": str(tmp_path)}
+    (tmp_path / "vm").mkdir()
+    (tmp_path / "vm" / "state.json").write_text("garbage")
+    res = subprocess.run([sys.executable, "-c", "from lab.cli import main; main()", "vm", "status"],
+                         capture_output=True, text=True, env=env)
+    assert res.returncode == 2
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "state.json" in lines[0], res.stderr
+
+
+def test_down_clears_a_corrupt_state_file():
+    (vm.vm_dir() / "state.json").write_text("{not json")
+    assert "unreadable" in vm.down()
+    assert vm.read_state() is None
