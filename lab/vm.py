@@ -22,7 +22,7 @@ import docker.errors
 from . import artifacts
 from .errors import LabError
 from .host import console, debian_mirror, require_binary, require_root, run_logged
-from .paths import IMAGES, state_dir
+from .paths import IMAGES, cache_dir, state_dir
 
 QEMU = "qemu-system-x86_64"
 MEMORY_MB = 2048
@@ -147,7 +147,7 @@ def probe_kvm(kernel: Path) -> tuple[bool, str]:
     that finishes. On some hosts /dev/kvm exists but hangs or asserts (ENVIRONMENT.md)."""
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
         return False, "no usable /dev/kvm"
-    cache = vm_dir() / "kvm-probe.json"
+    cache = cache_dir() / "kvm-probe.json"  # per host boot, shared by every state dir
     try:
         seen = json.loads(cache.read_text())
         if seen.get("boot_id") == _boot_id():

@@ -1,0 +1,64 @@
+"""PPTP capture analysis: decoding (control, GRE, PPP) and sessions, from any pcap/pcapng.
+
+Imports nothing from the rest of the project, so it works on captures from anywhere."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .reader import packets
+from .session import PHASES, Analyzer, Session
+
+__all__ = ["analyze", "analyze_file", "Report", "Session", "PHASES"]
+
+
+@dataclass
+class Report:
+    files: list[str]
+    sessions: list[Session]
+    stats: dict
+    nat_links: list[dict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"files": self.files, "stats": self.stats,
+                "sessions": [s.to_dict() for s in self.sessions], "nat_links": self.nat_links}
+
+
+def analyze_file(path: str | Path) -> tuple[list[Session], dict]:
+    a = Analyzer(source=str(path))
+    for pkt in packets(path):
+        a.add(pkt)
+    return a.finish(), dict(a.stats)
+
+
+def analyze(paths: list[str | Path]) -> Report:
+    """Sessions of every file; with several files (e.g. inside and outside a NAT), the calls
+    seen at more than one capture point are linked, showing any call ID the NAT rewrote."""
+    sessions, stats = [], {}
+    for path in paths:
+        ss, st = analyze_file(path)
+        sessions += ss
+        stats[str(path)] = st
+    for i, s in enumerate(sessions, 1):
+        s.id = i
+    return Report([str(p) for p in paths], sessions, stats, link_across_nat(sessions))
+
+
+def link_across_nat(sessions: list[Session], slack: float = 5.0) -> list[dict]:
+    """Pair calls from different capture files that share the server side (address and call
+    ID, which a client-side NAT leaves alone) and overlap in time."""
+    links = []
+    calls = [(s, c) for s in sessions if not s.gre_only for c in s.calls if c.server_call_id is not None]
+    for i, (s1, c1) in enumerate(calls):
+        for s2, c2 in calls[i + 1:]:
+            if (s1.source != s2.source and s1.server == s2.server
+                    and c1.server_call_id == c2.server_call_id
+                    and s1.start - slack <= s2.end and s2.start - slack <= s1.end):
+                links.append({
+                    "server": s1.server, "server_call_id": c1.server_call_id,
+                    "points": [{"source": s.source, "session": s.id, "client": s.client,
+                                "client_port": s.client_port, "client_call_id": c.client_call_id}
+                               for s, c in ((s1, c1), (s2, c2))],
+                    "client_call_id_rewritten": c1.client_call_id != c2.client_call_id,
+                })
+    return links

@@ -1,0 +1,71 @@
+"""Enhanced GRE (RFC 2637 section 4.1): every header field, with deviations reported.
+
+dpkt decodes the GRE v1 fields but then always parses the payload as PPP with FF 03 and
+has no notion of a malformed PPTP header, so this small decoder takes the IP payload."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+PPP_PROTO = 0x880B
+
+
+@dataclass(slots=True)
+class Gre:
+    checksum: bool
+    routing: bool
+    key: bool
+    seq_present: bool
+    strict_route: bool
+    recursion: int
+    ack_present: bool
+    flags: int
+    version: int
+    proto: int
+    payload_length: int | None = None
+    call_id: int | None = None
+    seq: int | None = None
+    ack: int | None = None
+    payload: bytes = b""
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def is_pptp(self) -> bool:
+        return self.version == 1
+
+
+def decode(data: bytes) -> Gre | None:
+    """Decode a GRE header and what follows; None when fewer than 4 octets. Never raises."""
+    if len(data) < 4:
+        return None
+    b0, b1 = data[0], data[1]
+    g = Gre(checksum=bool(b0 & 0x80), routing=bool(b0 & 0x40), key=bool(b0 & 0x20),
+            seq_present=bool(b0 & 0x10), strict_route=bool(b0 & 0x08), recursion=b0 & 0x07,
+            ack_present=bool(b1 & 0x80), flags=(b1 >> 3) & 0x0F, version=b1 & 0x07,
+            proto=int.from_bytes(data[2:4], "big"))
+    if g.version != 1:
+        return g  # plain GRE (version 0) and others: not PPTP, not decoded further
+    need = 8 + 4 * g.seq_present + 4 * g.ack_present
+    if len(data) < need:
+        g.errors.append(f"GRE header truncated: {len(data)} of {need} octets")
+        return g
+    g.payload_length = int.from_bytes(data[4:6], "big")
+    g.call_id = int.from_bytes(data[6:8], "big")
+    off = 8
+    if g.seq_present:
+        g.seq = int.from_bytes(data[off:off + 4], "big")
+        off += 4
+    if g.ack_present:
+        g.ack = int.from_bytes(data[off:off + 4], "big")
+        off += 4
+    g.payload = data[off:]
+    for bad, what in ((g.checksum, "checksum-present set"), (g.routing, "routing-present set"),
+                      (not g.key, "key-present clear"), (g.strict_route, "strict-source-route set"),
+                      (g.recursion, f"recursion {g.recursion}"), (g.flags, f"flags {g.flags}"),
+                      (g.proto != PPP_PROTO, f"protocol 0x{g.proto:04x}, not 0x880B")):
+        if bad:
+            g.errors.append(f"GRE v1 header: {what}")
+    if g.payload_length != len(g.payload):
+        g.errors.append(f"GRE payload length {g.payload_length}, {len(g.payload)} octets follow")
+    if g.payload and not g.seq_present:
+        g.errors.append("GRE payload without a sequence number")
+    return g

@@ -1,0 +1,116 @@
+"""Read pcap/pcapng files with dpkt and yield only what PPTP analysis needs: TCP segments to
+or from port 1723 and GRE packets, with the innermost IP endpoints (through VLAN tags,
+Linux cooked capture, IPv6 or IPv4 outer headers and IP-in-IP). Streams: memory stays flat."""
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import dpkt
+
+from . import gre as gre_mod
+from .control import PORT
+
+IP_IN_IP, IPV6_IN_IP, TCP, GRE = 4, 41, 6, 47
+
+# dpkt would parse GRE payloads as PPP with FF 03 (wrong for PPTP, and slow): keep them raw
+# bytes for lab.pptp.gre. The table is shared by dpkt's IPv4 and IPv6 classes.
+dpkt.ip.IP._protosw.pop(GRE, None)
+
+
+@dataclass(slots=True)
+class Packet:
+    frame: int
+    ts: float
+    src: str
+    dst: str
+    kind: str  # "tcp" | "gre"
+    sport: int = 0
+    dport: int = 0
+    seq: int = 0
+    flags: int = 0
+    data: bytes = b""
+    gre: gre_mod.Gre | None = None
+
+
+def _addr(raw: bytes) -> str:
+    return socket.inet_ntop(socket.AF_INET if len(raw) == 4 else socket.AF_INET6, raw)
+
+
+def _ip_layer(buf: bytes, linktype: int):
+    """The first IP header of a frame, as a dpkt object (or None)."""
+    if linktype == dpkt.pcap.DLT_EN10MB:
+        eth = dpkt.ethernet.Ethernet(buf)
+        return eth.data if isinstance(eth.data, (dpkt.ip.IP, dpkt.ip6.IP6)) else None
+    if linktype == dpkt.pcap.DLT_LINUX_SLL:
+        layer = dpkt.sll.SLL(buf).data
+    elif linktype == 276:  # DLT_LINUX_SLL2: `tcpdump -i any` on recent libpcap
+        layer = dpkt.sll2.SLL2(buf).data
+    elif linktype in (dpkt.pcap.DLT_NULL, dpkt.pcap.DLT_LOOP):
+        layer = dpkt.loopback.Loopback(buf).data
+    elif linktype in (dpkt.pcap.DLT_RAW, 12, 14, 228, 229):
+        layer = buf
+    else:
+        return None
+    if isinstance(layer, (dpkt.ip.IP, dpkt.ip6.IP6)):
+        return layer
+    if isinstance(layer, bytes) and layer:
+        version = layer[0] >> 4
+        return dpkt.ip.IP(layer) if version == 4 else dpkt.ip6.IP6(layer) if version == 6 else None
+    return None
+
+
+def packets(path: str | Path) -> Iterator[Packet]:
+    """PPTP-relevant packets of one capture file, in file order. Undecodable frames are
+    skipped (they are not PPTP); a file that is not a capture raises ValueError."""
+    with open(path, "rb") as fh:
+        magic = fh.read(4)
+        fh.seek(0)
+        try:
+            reader = dpkt.pcapng.Reader(fh) if magic == b"\x0a\x0d\x0d\x0a" else dpkt.pcap.Reader(fh)
+        except (ValueError, dpkt.NeedData) as exc:
+            raise ValueError(f"{path}: not a pcap or pcapng file ({exc})") from exc
+        linktype = reader.datalink()
+        frame = 0
+        it = iter(reader)
+        while True:
+            try:
+                ts, buf = next(it)
+            except StopIteration:
+                return
+            except (dpkt.NeedData, dpkt.UnpackError, ValueError):
+                return  # a capture cut off mid-record: what came before still counts
+            frame += 1
+            try:
+                ip = _ip_layer(buf, linktype)
+            except (dpkt.UnpackError, dpkt.NeedData, IndexError, ValueError):
+                continue
+            pkt = _from_ip(ip, frame, float(ts))
+            if pkt is not None:
+                yield pkt
+
+
+def _from_ip(ip, frame: int, ts: float) -> Packet | None:
+    for _ in range(4):  # unwrap IP-in-IP tunnels (at most a few levels)
+        if ip is None:
+            return None
+        proto = ip.p if isinstance(ip, dpkt.ip.IP) else ip.nxt
+        if proto in (IP_IN_IP, IPV6_IN_IP) and isinstance(ip.data, (dpkt.ip.IP, dpkt.ip6.IP6)):
+            ip = ip.data
+            continue
+        payload = ip.data
+        if proto == GRE:
+            g = gre_mod.decode(payload)
+            if g is None:
+                return None
+            return Packet(frame, ts, _addr(ip.src), _addr(ip.dst), "gre", gre=g)
+        if proto == TCP and isinstance(payload, dpkt.tcp.TCP):
+            if PORT not in (payload.sport, payload.dport):
+                return None
+            return Packet(frame, ts, _addr(ip.src), _addr(ip.dst), "tcp", sport=payload.sport,
+                          dport=payload.dport, seq=payload.seq, flags=payload.flags,
+                          data=bytes(payload.data))
+        return None
+    return None

@@ -1,0 +1,489 @@
+"""PPTP sessions from decoded packets: control connection + calls + GRE flows, with
+sequence analysis (SPEC S8), echo pairing (S9), PPP phases (S6), teardown order (S10/S11)
+and a verdict saying how far each session got and, if it stopped early, why."""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from . import control, ppp
+from .reader import Packet
+
+PHASES = ["tcp", "control", "call", "lcp", "auth", "ccp", "ipcp", "data", "teardown"]
+SEEN_WINDOW = 8192  # sequence numbers remembered per direction for duplicate detection
+MAX_ERRORS = 20     # per object, so a corrupt capture cannot grow a report without bound
+SYN, RST, FIN, ACK = 0x02, 0x04, 0x01, 0x10
+
+
+@dataclass
+class Event:
+    ts: float
+    frame: int
+    sender: str  # "client" | "server"
+    what: str
+    detail: str = ""
+
+
+@dataclass
+class Direction:
+    """One direction of a call's GRE: counts and sequence/ack analysis."""
+    src: str
+    dst: str
+    call_id: int
+    packets: int = 0
+    payload_packets: int = 0
+    ack_only: int = 0
+    first_seq: int | None = None
+    max_seq: int | None = None
+    lost: int = 0
+    duplicates: int = 0
+    reordered: int = 0
+    highest_ack: int | None = None
+    first_ts: float | None = None
+    last_ts: float | None = None
+    ppp: Counter = field(default_factory=Counter)
+    errors: list[str] = field(default_factory=list)
+    _seen: set = field(default_factory=set, repr=False)
+
+    def add(self, pkt: Packet) -> None:
+        g = pkt.gre
+        self.packets += 1
+        self.first_ts = self.first_ts if self.first_ts is not None else pkt.ts
+        self.last_ts = pkt.ts
+        if g.errors and len(self.errors) < MAX_ERRORS:
+            self.errors += [f"frame {pkt.frame}: {e}" for e in g.errors]
+        if g.ack is not None:
+            self.highest_ack = g.ack if self.highest_ack is None else max(self.highest_ack, g.ack)
+        if not g.payload:
+            self.ack_only += 1
+            return
+        self.payload_packets += 1
+        if g.seq is None:
+            return
+        s = g.seq
+        if self.max_seq is None:
+            self.first_seq = self.max_seq = s
+        elif s in self._seen:
+            self.duplicates += 1
+            return
+        elif s > self.max_seq:
+            self.lost += s - self.max_seq - 1  # a gap: lost unless it shows up late
+            self.max_seq = s
+        elif s < self.max_seq:
+            self.reordered += 1
+            self.lost = max(0, self.lost - 1)
+        self._seen.add(s)
+        if len(self._seen) > SEEN_WINDOW:
+            self._seen = {x for x in self._seen if x > self.max_seq - SEEN_WINDOW // 2}
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")} | {"ppp": dict(self.ppp)}
+
+
+@dataclass
+class Call:
+    client_call_id: int | None = None
+    server_call_id: int | None = None
+    request: dict = field(default_factory=dict)
+    reply: dict = field(default_factory=dict)
+    result: str = ""
+    sli: list[dict] = field(default_factory=list)
+    wen: list[dict] = field(default_factory=list)
+    to_server: Direction | None = None
+    to_client: Direction | None = None
+    ppp: dict = field(default_factory=lambda: {
+        "lcp_acked_by": [], "auth": None, "auth_result": None, "auth_detail": "",
+        "ccp_acked_by": [], "mppe": None, "ipcp_acked_by": [], "client_address": None,
+        "server_address": None, "data_frames": {"client": 0, "server": 0}})
+
+    def to_dict(self) -> dict:
+        d = {k: v for k, v in self.__dict__.items() if k not in ("to_server", "to_client")}
+        d["to_server"] = self.to_server.to_dict() if self.to_server else None
+        d["to_client"] = self.to_client.to_dict() if self.to_client else None
+        return d
+
+
+@dataclass
+class Session:
+    id: int
+    source: str
+    client: str
+    server: str
+    client_port: int | None = None
+    server_port: int | None = control.PORT
+    start: float = 0.0
+    end: float = 0.0
+    tcp: dict = field(default_factory=lambda: {"syn": False, "syn_ack": False, "fin_by": [],
+                                               "rst_by": [], "closed_at": None})
+    sccrq: dict = field(default_factory=dict)
+    sccrp: dict = field(default_factory=dict)
+    calls: list[Call] = field(default_factory=list)
+    echoes: list[dict] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    phase: str = ""
+    verdict: str = ""
+    teardown: list[Event] = field(default_factory=list)
+    initiator: str | None = None
+    gre_only: bool = False
+    _streams: dict = field(default_factory=dict, repr=False)
+
+    def who(self, src: str, sport: int | None = None) -> str:
+        if src == self.client and (sport is None or self.client_port is None or sport == self.client_port):
+            return "client"
+        return "server"
+
+    def event(self, ts, frame, sender, what, detail="") -> Event:
+        ev = Event(ts, frame, sender, what, detail)
+        self.events.append(ev)
+        self.end = max(self.end, ts)
+        return ev
+
+    def echo_summary(self) -> dict:
+        out = {}
+        for side in ("client", "server"):
+            reqs = [e for e in self.echoes if e["sender"] == side]
+            gaps = [b["request_ts"] - a["request_ts"] for a, b in zip(reqs, reqs[1:])]
+            out[side] = {"requests": len(reqs), "answered": sum(1 for e in reqs if e["reply_ts"] is not None),
+                         "interval_s": round(sum(gaps) / len(gaps), 3) if gaps else None,
+                         "intervals_s": [round(g, 3) for g in gaps]}
+        return out
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.id, "source": self.source, "client": self.client, "server": self.server,
+            "client_port": self.client_port, "server_port": self.server_port,
+            "start": self.start, "end": self.end, "gre_only": self.gre_only,
+            "tcp": self.tcp, "sccrq": self.sccrq, "sccrp": self.sccrp,
+            "calls": [c.to_dict() for c in self.calls], "echoes": self.echoes,
+            "echo_summary": self.echo_summary(), "phase": self.phase, "verdict": self.verdict,
+            "teardown": [e.__dict__ for e in self.teardown], "initiator": self.initiator,
+            "events": [e.__dict__ for e in self.events], "errors": self.errors,
+        }
+
+
+class Analyzer:
+    """Feed packets (from one capture point), then finish() for the sessions."""
+
+    def __init__(self, source: str = "") -> None:
+        self.source = source
+        self.sessions: list[Session] = []
+        self._by_conn: dict[tuple, Session] = {}
+        self._gre: dict[tuple, tuple[Session, Call, str]] = {}
+        self._orphans: dict[frozenset, Session] = {}
+        self.stats = Counter()
+
+    # ------------------------------------------------------------- packets
+    def add(self, pkt: Packet) -> None:
+        self.stats["packets"] += 1
+        if pkt.kind == "tcp":
+            self._tcp(pkt)
+        elif pkt.gre.is_pptp:
+            self.stats["gre_pptp"] += 1
+            self._gre_packet(pkt)
+        else:
+            self.stats["gre_other"] += 1
+
+    def _new_session(self, client, server, cport, ts) -> Session:
+        s = Session(id=len(self.sessions) + 1, source=self.source, client=client, server=server,
+                    client_port=cport, start=ts, end=ts)
+        self.sessions.append(s)
+        return s
+
+    def _tcp(self, pkt: Packet) -> None:
+        to_server = pkt.dport == control.PORT
+        client, server = (pkt.src, pkt.dst) if to_server else (pkt.dst, pkt.src)
+        cport = pkt.sport if to_server else pkt.dport
+        key = (client, cport, server)
+        s = self._by_conn.get(key)
+        syn_only = pkt.flags & SYN and not pkt.flags & ACK
+        if s is None or (syn_only and s.tcp["closed_at"] is not None):
+            s = self._by_conn[key] = self._new_session(client, server, cport, pkt.ts)
+        sender = "client" if to_server else "server"
+        stream = s._streams.setdefault(sender, control.Stream())
+        if pkt.flags & SYN:
+            stream.syn(pkt.seq)
+            if pkt.flags & ACK:
+                s.tcp["syn_ack"] = True
+                s.event(pkt.ts, pkt.frame, sender, "TCP SYN-ACK")
+            else:
+                s.tcp["syn"] = True
+                s.event(pkt.ts, pkt.frame, sender, "TCP SYN", f"{client}:{cport} -> {server}:{control.PORT}")
+        for raw in stream.feed(pkt.seq, pkt.data):
+            self._control(s, sender, pkt, control.decode(raw))
+        if pkt.flags & (FIN | RST):
+            kind = "rst_by" if pkt.flags & RST else "fin_by"
+            if sender not in s.tcp[kind]:  # a retransmitted FIN is not a new step
+                s.tcp[kind].append(sender)
+                s.tcp["closed_at"] = pkt.ts
+                s.teardown.append(s.event(pkt.ts, pkt.frame, sender, "TCP RST" if kind == "rst_by" else "TCP FIN"))
+        s.end = max(s.end, pkt.ts)
+
+    def _control(self, s: Session, sender: str, pkt: Packet, m: control.ControlMessage) -> None:
+        self.stats["control_messages"] += 1
+        if m.errors and len(s.errors) < MAX_ERRORS:
+            s.errors += [f"frame {pkt.frame}: {m.name}: {e}" for e in m.errors]
+        f = m.fields
+        detail = ", ".join(f"{k}={v}" for k, v in f.items() if k in (
+            "call_id", "peer_call_id", "control_result", "out_result", "disc_result", "identifier",
+            "reason", "stop_result", "send_accm", "receive_accm", "host_name", "vendor_name"))
+        ev = s.event(pkt.ts, pkt.frame, sender, m.name, detail)
+        if m.name == "SCCRQ":
+            s.sccrq = f
+        elif m.name == "SCCRP":
+            s.sccrp = f | {"result": control.RESULTS["control_result"].get(f.get("control_result"), "?")}
+        elif m.name in ("OCRQ", "ICRQ"):
+            call = Call(request=f)
+            # The sender of the request chose its own call ID.
+            if sender == "client":
+                call.client_call_id = f.get("call_id")
+            else:
+                call.server_call_id = f.get("call_id")
+            s.calls.append(call)
+        elif m.name in ("OCRP", "ICRP"):
+            call = self._call_for_reply(s, sender, f)
+            call.reply = f
+            rkey = "out_result" if m.name == "OCRP" else "in_result"
+            call.result = control.RESULTS["out_result"].get(f.get(rkey), f"result {f.get(rkey)}")
+            if sender == "server":
+                call.server_call_id = f.get("call_id")
+            else:
+                call.client_call_id = f.get("call_id")
+            if f.get(rkey) == 1:
+                self._register_gre(s, call)
+        elif m.name == "SLI":
+            call = self._call_by_any_id(s, f.get("peer_call_id"))
+            if call is not None:
+                call.sli.append({"sender": sender, "ts": pkt.ts, "frame": pkt.frame,
+                                 "send_accm": f"0x{f['send_accm']:08x}",
+                                 "receive_accm": f"0x{f['receive_accm']:08x}"})
+            if self._closing(s):
+                s.teardown.append(ev)
+        elif m.name == "WEN":
+            call = self._call_by_any_id(s, f.get("peer_call_id"))
+            if call is not None:
+                call.wen.append(f | {"sender": sender, "ts": pkt.ts})
+        elif m.name == "ECHORQ":
+            s.echoes.append({"identifier": f["identifier"], "sender": sender, "request_ts": pkt.ts,
+                             "request_frame": pkt.frame, "reply_ts": None, "rtt_s": None})
+        elif m.name == "ECHORP":
+            for e in reversed(s.echoes):
+                if e["identifier"] == f["identifier"] and e["sender"] != sender and e["reply_ts"] is None:
+                    e["reply_ts"], e["rtt_s"] = pkt.ts, round(pkt.ts - e["request_ts"], 6)
+                    e["result"] = f.get("echo_result")
+                    break
+            else:
+                s.errors.append(f"frame {pkt.frame}: Echo-Reply {f['identifier']} matches no request")
+        if m.name in ("CCRQ", "CDN", "StopCCRQ", "StopCCRP"):
+            s.teardown.append(ev)
+
+    def _closing(self, s: Session) -> bool:
+        """SLI counts as a teardown step once the PPP link is going down (S10)."""
+        return any(e.what.startswith("LCP Terminate") or e.what in ("CCRQ", "CDN", "StopCCRQ")
+                   for e in s.teardown)
+
+    def _call_for_reply(self, s: Session, sender: str, f: dict) -> Call:
+        peer = f.get("peer_call_id")
+        for call in reversed(s.calls):
+            mine = call.client_call_id if sender == "server" else call.server_call_id
+            if mine == peer and not call.reply:
+                return call
+        call = Call()  # a reply whose request the capture missed
+        if sender == "server":
+            call.client_call_id = peer
+        else:
+            call.server_call_id = peer
+        s.calls.append(call)
+        return call
+
+    @staticmethod
+    def _call_by_any_id(s: Session, cid) -> Call | None:
+        for call in reversed(s.calls):
+            if cid in (call.client_call_id, call.server_call_id):
+                return call
+        return s.calls[-1] if s.calls else None
+
+    def _register_gre(self, s: Session, call: Call) -> None:
+        # GRE to a peer carries the call ID that peer chose (S5).
+        self._gre[(s.client, s.server, call.server_call_id)] = (s, call, "to_server")
+        self._gre[(s.server, s.client, call.client_call_id)] = (s, call, "to_client")
+
+    def _gre_packet(self, pkt: Packet) -> None:
+        g = pkt.gre
+        hit = self._gre.get((pkt.src, pkt.dst, g.call_id))
+        if hit is None:
+            s, call, attr = self._orphan(pkt)
+        else:
+            s, call, attr = hit
+        flow = getattr(call, attr)
+        if flow is None:
+            flow = Direction(pkt.src, pkt.dst, g.call_id)
+            setattr(call, attr, flow)
+        flow.add(pkt)
+        s.end = max(s.end, pkt.ts)
+        sender = "client" if attr == "to_server" else "server"
+        if g.payload:
+            p = ppp.decode(g.payload)
+            if p is not None:
+                self._ppp(s, call, sender, pkt, p, flow)
+
+    def _orphan(self, pkt: Packet) -> tuple[Session, Call, str]:
+        """GRE with no control connection in the capture: a session of its own, its roles
+        guessed (first sender = client) and corrected from PPP (the server challenges)."""
+        key = frozenset((pkt.src, pkt.dst))
+        s = self._orphans.get(key)
+        if s is None:
+            s = self._orphans[key] = self._new_session(pkt.src, pkt.dst, None, pkt.ts)
+            s.gre_only, s.server_port = True, None
+            s.calls.append(Call())
+        call = s.calls[0]
+        attr = "to_server" if pkt.src == s.client else "to_client"
+        if attr == "to_server":
+            call.server_call_id = pkt.gre.call_id
+        else:
+            call.client_call_id = pkt.gre.call_id
+        self._gre[(pkt.src, pkt.dst, pkt.gre.call_id)] = (s, call, attr)
+        return s, call, attr
+
+    def _ppp(self, s: Session, call: Call, sender: str, pkt: Packet, p: ppp.Ppp, flow: Direction) -> None:
+        flow.ppp[p.name] += 1
+        if p.errors and len(flow.errors) < MAX_ERRORS:
+            flow.errors += [f"frame {pkt.frame}: {e}" for e in p.errors]
+        st = call.ppp
+        if p.name in ("MPPE", "IPv4", "IPv6"):
+            st["data_frames"][sender] += 1
+            return
+        if p.code is None:
+            return
+        if p.name == "LCP" and p.code in (9, 10):
+            return  # LCP echoes: counted, not laddered
+        detail = ", ".join(f"{k}={v}" for k, v in {**p.options, **p.info}.items()
+                           if k not in ("value_size",)) if (p.options or p.info) else ""
+        ev = s.event(pkt.ts, pkt.frame, sender, p.summary, detail)
+        if p.name in ("LCP", "CCP", "IPCP") and p.code == 2:
+            st[f"{p.name.lower()}_acked_by"].append(sender)
+        if p.name == "LCP" and p.code == 1 and "auth" in p.options:
+            st["auth"] = p.options["auth"]
+        elif p.name == "LCP" and p.code in (5, 6):
+            s.teardown.append(ev)
+        elif p.name == "CHAP" and p.code == 1 and s.gre_only and sender == "client":
+            self._swap_roles(s)
+        elif p.name == "CHAP" and p.code in (3, 4):
+            st["auth"] = st["auth"] or "CHAP"
+            st["auth_result"] = "success" if p.code == 3 else "failure"
+            st["auth_detail"] = p.info.get("message", "")
+            if p.code == 4 and "error" in p.info:
+                st["auth_detail"] = f"E={p.info['error']} {p.info['meaning']}"
+        elif p.name == "PAP" and p.code in (2, 3):
+            st["auth"] = "PAP"
+            st["auth_result"] = "success" if p.code == 2 else "failure"
+            st["auth_detail"] = p.info.get("message", "")
+        elif p.name == "CCP" and p.code == 2 and "mppe" in p.options:
+            st["mppe"] = p.options["mppe"]
+        elif p.name == "IPCP" and p.code == 2 and "address" in p.options:
+            # An Ack echoes the peer's request: the acked address belongs to the other side.
+            st["client_address" if sender == "server" else "server_address"] = p.options["address"]
+
+    def _swap_roles(self, s: Session) -> None:
+        s.client, s.server = s.server, s.client
+        call = s.calls[0]
+        call.to_server, call.to_client = call.to_client, call.to_server
+        call.client_call_id, call.server_call_id = call.server_call_id, call.client_call_id
+        for k, (ss, cc, attr) in list(self._gre.items()):
+            if ss is s:
+                self._gre[k] = (ss, cc, "to_client" if attr == "to_server" else "to_server")
+        for e in s.events:
+            e.sender = "server" if e.sender == "client" else "client"
+        st = call.ppp
+        st["data_frames"] = {"client": st["data_frames"]["server"], "server": st["data_frames"]["client"]}
+        for k in ("lcp_acked_by", "ccp_acked_by", "ipcp_acked_by"):
+            st[k] = ["server" if x == "client" else "client" for x in st[k]]
+
+    # ------------------------------------------------------------- verdicts
+    def finish(self) -> list[Session]:
+        for s in self.sessions:
+            for side, stream in s._streams.items():
+                s.errors += [f"{side} stream: {e}" for e in stream.errors[:MAX_ERRORS]]
+            s.phase, s.verdict = judge(s)
+            firsts = [e for e in s.teardown if e.what in ("LCP Terminate-Request", "CCRQ", "StopCCRQ")]
+            s.initiator = firsts[0].sender if firsts else None
+        return self.sessions
+
+
+def _both(acked_by: list[str]) -> bool:
+    return {"client", "server"} <= set(acked_by)
+
+
+def judge(s: Session) -> tuple[str, str]:
+    """The last phase the session reached and, when it stopped short, a likely cause."""
+    calls = [c for c in s.calls if c.to_server or c.to_client or c.reply]
+    call = calls[-1] if calls else (s.calls[-1] if s.calls else None)
+    if not s.gre_only:
+        if not s.tcp["syn_ack"] and not s.sccrp:
+            if s.tcp["rst_by"] and "server" in s.tcp["rst_by"]:
+                return "tcp", "server reset TCP 1723 (RST): nothing listens on 1723 or it refuses"
+            if s.tcp["syn"]:
+                return "tcp", "TCP SYN to 1723 unanswered: TCP port 1723 blocked or server down"
+        if not s.sccrp:
+            if s.sccrq:
+                return "tcp", "SCCRQ sent, no SCCRP: TCP 1723 blocked towards the client or server down"
+            return "tcp", "TCP connected, no SCCRQ: the client never started PPTP"
+        if s.sccrp.get("control_result") != 1:
+            return "tcp", f"SCCRP refused the control connection: {s.sccrp.get('result')}"
+        if call is None:
+            return "control", "control connection up, no call requested (no OCRQ)"
+        if not call.reply:
+            return "control", "OCRQ sent, no OCRP: the server did not answer the call request"
+        if (call.reply.get("out_result") or call.reply.get("in_result")) != 1:
+            return "control", f"call refused by OCRP: {call.result}"
+    if call is None:
+        return "tcp", "no call"
+    if s.gre_only:
+        return _judge_partial(call)
+    st = call.ppp
+    gre_srv, gre_cli = call.to_server, call.to_client
+    if not gre_srv and not gre_cli:
+        return "call", "OCRP ok, no GRE in either direction: IP protocol 47 blocked (or not captured here)"
+    if not gre_cli:
+        return "call", ("OCRP ok, no GRE from the server: IP protocol 47 blocked towards the client "
+                        "(or GRE not translated back by a NAT without the PPTP editor)")
+    if not gre_srv:
+        return "call", "OCRP ok, no GRE from the client: IP protocol 47 blocked towards the server"
+    if not _both(st["lcp_acked_by"]):
+        return "call", "GRE flows, LCP did not open: PPP frames lost or rejected"
+    if st["auth_result"] == "failure":
+        return "lcp", f"{st['auth'] or 'authentication'} failure: {st['auth_detail'] or 'no reason given'}"
+    if st["auth"] and st["auth_result"] != "success":
+        return "lcp", f"{st['auth']} did not finish: no Success from the server"
+    ccp_done = _both(st["ccp_acked_by"])
+    ipcp_done = _both(st["ipcp_acked_by"])
+    if not ccp_done and not ipcp_done:
+        return "auth", "authenticated, CCP/MPPE not agreed: check the MPPE options on both sides"
+    if not ipcp_done:
+        return "ccp", "MPPE agreed, IPCP did not complete: address pool or IP options"
+    data = st["data_frames"]
+    if not data["client"] and not data["server"]:
+        return "ipcp", "tunnel up (IPCP done), no user data seen"
+    if any(e.what in ("CDN", "StopCCRP", "LCP Terminate-Ack") for e in s.teardown) or s.tcp["fin_by"]:
+        return "teardown", "tunnel carried data and was torn down"
+    return "data", "tunnel up and carrying data"
+
+
+def _judge_partial(call: Call) -> tuple[str, str]:
+    """GRE without its control connection (capture started late or filtered): say how far
+    the PPP evidence goes, without blaming a firewall for what the capture did not hold."""
+    st = call.ppp
+    phase = "call"
+    if st["lcp_acked_by"] or st["auth_result"]:
+        phase = "lcp"
+    if st["auth_result"] == "success":
+        phase = "auth"
+    if st["ccp_acked_by"] or st["mppe"]:
+        phase = "ccp"
+    if st["ipcp_acked_by"]:
+        phase = "ipcp"
+    if st["data_frames"]["client"] or st["data_frames"]["server"]:
+        phase = "data"
+    seen = "both directions" if call.to_server and call.to_client else "one direction only"
+    note = f"; {st['auth']} {st['auth_result']}" if st["auth_result"] else ""
+    return phase, f"partial capture: GRE without its control connection, {seen}{note}"
