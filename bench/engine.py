@@ -47,18 +47,19 @@ def container_figures(client, image: str, n: int) -> tuple[float, float]:
 
 
 def private_dockerd(root: Path):
+    root.mkdir(parents=True, exist_ok=True)
     sock = root / "docker.sock"
     proc = subprocess.Popen(
         ["dockerd", "--data-root", str(root / "data"), "--exec-root", str(root / "exec"),
          "--pidfile", str(root / "docker.pid"), "-H", f"unix://{sock}", "--bridge", "none",
          "--iptables=false", "--ip6tables=false"],
         stdout=open(root / "dockerd.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
-    client = docker.DockerClient(base_url=f"unix://{sock}", timeout=300)
     for _ in range(60):
         try:
+            client = docker.DockerClient(base_url=f"unix://{sock}", timeout=300)
             client.ping()
             return proc, client
-        except Exception:
+        except Exception:  # socket not there yet
             time.sleep(0.5)
     proc.kill()
     raise SystemExit(f"private dockerd did not start: see {root / 'dockerd.log'}")

@@ -55,6 +55,10 @@ def cached_dir(name: str, key: str, build: Callable[[Path], None]) -> Path:
             shutil.rmtree(tmp, ignore_errors=True)
         # Older builds of the same artefact are dead weight (a VM disk is GBs).
         for old in cache_dir().glob(f"{name}-*"):
-            if old != final and old.is_dir():
+            if old.name.startswith(final.name):
+                continue  # this build and its log
+            if old.is_dir():
                 shutil.rmtree(old, ignore_errors=True)
+            else:
+                old.unlink(missing_ok=True)
     return final

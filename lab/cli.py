@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Optional
 
 import typer
@@ -55,6 +56,30 @@ def doctor(engine: Optional[str] = EngineOpt, as_json: bool = typer.Option(False
         report["chosen"] = "vm"
         report["why"] = "requested" if choice == "vm" else "the local engine cannot run PPP tunnels"
     _print(report, as_json)
+
+
+@app.command()
+def analyze(files: list[Path] = typer.Argument(..., help="pcap or pcapng files (several: e.g. inside and outside a NAT)"),
+            as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+            ladder: Optional[Path] = typer.Option(None, "--ladder", help="write ladder diagrams: out.html or out.svg")) -> None:
+    """Sessions, call IDs, phases, losses and what went wrong, from PPTP captures."""
+    from . import pptp, report
+
+    for f in files:
+        if not f.is_file():
+            raise LabError(f"{f}: no such capture file")
+    try:
+        result = pptp.analyze(files)
+    except ValueError as exc:
+        raise LabError(str(exc)) from exc
+    if ladder:
+        if ladder.suffix not in (".html", ".svg"):
+            raise LabError(f"--ladder {ladder}: give a .html or .svg file name")
+        report.write_ladder(result, ladder)
+    if as_json:
+        print(json.dumps(result.to_dict(), indent=1, default=str))
+    else:
+        report.print_report(result, console)
 
 
 @vm_app.command("build")

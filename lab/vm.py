@@ -258,6 +258,14 @@ def up() -> VmState:
     return _wait_ready(st, proc)
 
 
+def _modules_loaded() -> bool:
+    """lab-init prints this once PPP and the PPTP helper are loaded (after dockerd starts)."""
+    try:
+        return b"lab-init: PPP and PPTP modules loaded" in (vm_dir() / "console.log").read_bytes()
+    except OSError:
+        return False
+
+
 def _wait_ready(st: VmState, proc: subprocess.Popen | None = None) -> VmState:
     start = time.monotonic()
     with console.status("VM booting") as status:
@@ -266,7 +274,7 @@ def _wait_ready(st: VmState, proc: subprocess.Popen | None = None) -> VmState:
                 _clear_state()
                 raise LabError(f"QEMU exited while booting: {_tail(vm_dir() / 'qemu.log')} "
                                f"{_tail(vm_dir() / 'console.log')} (logs in {vm_dir()})")
-            if docker_ready(st):
+            if docker_ready(st) and _modules_loaded():
                 console.print(f"[green]✓[/] VM Docker ready at {st.url} "
                               f"({time.monotonic() - start:.0f}s, {st.accel})")
                 return st

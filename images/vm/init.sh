@@ -1,7 +1,7 @@
 #!/bin/sh
 # PID 1 of the lab's VM guest: mount what Docker needs, load the PPP and PPTP modules,
-# bring up the user-mode network, run dockerd. SIGTERM (sent by `pptp-lab vm down`
-# through a container) stops dockerd, syncs and powers off.
+# bring up the user-mode network, run dockerd. "poweroff" on the virtio control port (what
+# `pptp-lab vm down` sends) or SIGTERM stops dockerd, syncs and powers off.
 PATH=/usr/sbin:/usr/bin:/sbin:/bin
 export PATH
 # The initramfs may have moved /proc, /sys and /dev here already.
@@ -18,12 +18,12 @@ mount -o remount,rw /
 mkdir -p /var/run/pptp
 hostname pptp-lab-vm
 
-for m in virtio_net virtio_console ppp_generic ppp_async ppp_mppe ppp_deflate bsd_comp nf_conntrack_pptp nf_nat_pptp \
-         veth bridge br_netfilter overlay ip_tables iptable_nat iptable_filter iptable_raw \
-         iptable_mangle nf_tables nft_ct nft_nat nft_masq sch_netem xt_CT xt_TCPMSS tun; do
-    modprobe "$m" || echo "lab-init: modprobe $m failed"
-done
-[ -e /dev/ppp ] || mknod /dev/ppp c 108 0
+up() { cut -d' ' -f1 /proc/uptime; }
+# One modprobe per group: each process start is slow under TCG. What dockerd and the
+# network need first; the PPP/PPTP modules load while dockerd starts.
+modprobe -a virtio_net virtio_console overlay bridge br_netfilter veth ip_tables iptable_nat \
+    iptable_filter iptable_raw iptable_mangle nf_tables nft_ct nft_nat nft_masq xt_CT \
+    xt_TCPMSS || echo "lab-init: some base modules failed to load"
 sysctl -qw net.ipv4.ip_forward=1
 # Docker networks created by the lab are bridged; let their frames skip the host's filters.
 sysctl -qw net.bridge.bridge-nf-call-iptables=0 2>/dev/null
@@ -38,7 +38,12 @@ ip route add default via 10.0.2.2
 dockerd -H unix:///var/run/docker.sock -H tcp://0.0.0.0:2375 --tls=false \
         --storage-driver overlay2 --log-level warn >/var/log/dockerd.log 2>&1 &
 dpid=$!
-echo "lab-init: dockerd started"
+echo "lab-init: dockerd started at $(up)s"
+
+modprobe -a ppp_generic ppp_async ppp_mppe ppp_deflate bsd_comp nf_conntrack_pptp nf_nat_pptp \
+    sch_netem tun || echo "lab-init: some PPP/PPTP modules failed to load"
+[ -e /dev/ppp ] || mknod /dev/ppp c 108 0
+echo "lab-init: PPP and PPTP modules loaded at $(up)s"
 
 stop() {
     echo "lab-init: stopping"
@@ -61,7 +66,7 @@ ctl=/dev/virtio-ports/lab.ctl
     if [ -e "$ctl" ] && read -r cmd < "$ctl" && [ "$cmd" = poweroff ]; then kill -TERM 1; fi
     sleep 1
 done) &
-echo "lab-init: ready"
+echo "lab-init: ready at $(up)s"
 while :; do
     sleep 3600 &
     wait $!

@@ -96,7 +96,7 @@ def decode(msg: bytes) -> ControlMessage:
         if name.startswith("_"):
             continue
         if isinstance(value, bytes):
-            value = value.split(b"\0", 1)[0].decode("latin-1") if name != "call_statistics" else len(value)
+            value = value.split(b"\0", 1)[0].decode("latin-1")
         fields[name] = value
     return ControlMessage(ctype, spec[0], fields, length, errors)
 

@@ -4,6 +4,7 @@ dpkt decodes the GRE v1 fields but then always parses the payload as PPP with FF
 has no notion of a malformed PPTP header, so this small decoder takes the IP payload."""
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field
 
 PPP_PROTO = 0x880B
@@ -33,8 +34,34 @@ class Gre:
         return self.version == 1
 
 
+_V1 = struct.Struct("!BBHHH")
+
+
 def decode(data: bytes) -> Gre | None:
     """Decode a GRE header and what follows; None when fewer than 4 octets. Never raises."""
+    if len(data) >= 8:
+        b0, b1, proto, plen, cid = _V1.unpack_from(data)
+        # Fast path: a well-formed PPTP header (K=1, only S/A optional, version 1, 0x880B).
+        end = 8 + (4 if b0 & 0x10 else 0) + (4 if b1 & 0x80 else 0)
+        if (b0 & 0xEF) == 0x20 and (b1 & 0x7F) == 1 and proto == PPP_PROTO and len(data) >= end:
+            off = 8
+            seq = ack = None
+            if b0 & 0x10:
+                seq = int.from_bytes(data[8:12], "big")
+                off = 12
+            if b1 & 0x80:
+                ack = int.from_bytes(data[off:off + 4], "big")
+            payload = data[end:]
+            if len(payload) == plen and (seq is not None or not payload):
+                return Gre(False, False, True, seq is not None, False, 0, ack is not None, 0, 1,
+                           proto, plen, cid, seq, ack, payload, _NO_ERRORS)
+    return _decode_slow(data)
+
+
+_NO_ERRORS: list[str] = []  # shared by every well-formed header; never appended to
+
+
+def _decode_slow(data: bytes) -> Gre | None:
     if len(data) < 4:
         return None
     b0, b1 = data[0], data[1]

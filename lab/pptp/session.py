@@ -52,8 +52,10 @@ class Direction:
         self.last_ts = pkt.ts
         if g.errors and len(self.errors) < MAX_ERRORS:
             self.errors += [f"frame {pkt.frame}: {e}" for e in g.errors]
-        if g.ack is not None:
-            self.highest_ack = g.ack if self.highest_ack is None else max(self.highest_ack, g.ack)
+        if g.ack is not None and (self.highest_ack is None or
+                                  0 < (g.ack - self.highest_ack) & 0xFFFFFFFF < 0x80000000):
+            # Serial-number order: a first ack of 0xFFFFFFFF (seen from Cisco) means "none yet".
+            self.highest_ack = g.ack
         if not g.payload:
             self.ack_only += 1
             return
@@ -322,7 +324,10 @@ class Analyzer:
         flow.add(pkt)
         s.end = max(s.end, pkt.ts)
         sender = "client" if attr == "to_server" else "server"
-        if g.payload:
+        if g.payload[:2] == b"\x00\xfd" or g.payload[:1] == b"\xfd" or g.payload[:4] == b"\xff\x03\x00\xfd":
+            flow.ppp["MPPE"] += 1  # encrypted data, the bulk of a session: counted, not decoded
+            call.ppp["data_frames"][sender] += 1
+        elif g.payload:
             p = ppp.decode(g.payload)
             if p is not None:
                 self._ppp(s, call, sender, pkt, p, flow)
@@ -450,6 +455,8 @@ def judge(s: Session) -> tuple[str, str]:
     if not gre_srv:
         return "call", "OCRP ok, no GRE from the client: IP protocol 47 blocked towards the server"
     if not _both(st["lcp_acked_by"]):
+        if "LCP" not in gre_srv.ppp and "LCP" not in gre_cli.ppp and st["data_frames"]["client"]:
+            return "data", "tunnel carrying data (its PPP negotiation is not in this capture)"
         return "call", "GRE flows, LCP did not open: PPP frames lost or rejected"
     if st["auth_result"] == "failure":
         return "lcp", f"{st['auth'] or 'authentication'} failure: {st['auth_detail'] or 'no reason given'}"

@@ -1,0 +1,125 @@
+#!/usr/bin/env python3
+"""Analyser speed and memory, side by side with tshark in one run (figures, no asserts).
+
+Generates a GRE-heavy PPTP capture (a control connection, then N data frames alternating
+direction with seq/ack, a few lost), then times:
+  pptp-lab's analyser (lab.pptp.analyze)   packets/s
+  tshark -Y 'pptp||gre' -T fields ...       packets/s
+and the analyser's peak RSS on N and 2N packets (streaming: it should not grow)."""
+from __future__ import annotations
+
+import argparse
+import resource
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import dpkt  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+CLIENT, SERVER = bytes([198, 51, 100, 10]), bytes([203, 0, 113, 5])
+ETH = b"\x02\x00\x00\x00\x00\x01\x02\x00\x00\x00\x00\x02\x08\x00"
+
+
+def ipv4(src, dst, proto, payload):
+    hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 0, 0, 64, proto, 0, src, dst)
+    return ETH + hdr + payload
+
+
+def control(msg_type, body):
+    return struct.pack("!HHIHH", 12 + len(body), 1, 0x1A2B3C4D, msg_type, 0) + body
+
+
+def tcp(src, dst, sport, dport, seq, data, flags=0x18):
+    return ipv4(src, dst, 6, struct.pack("!HHIIBBHHH", sport, dport, seq, 0, 5 << 4, flags, 65535, 0, 0) + data)
+
+
+def gre(src, dst, call_id, seq, ack, payload):
+    hdr = struct.pack("!BBHHHII", 0x30, 0x81, 0x880B, len(payload), call_id, seq, ack)
+    return ipv4(src, dst, 47, hdr + payload)
+
+
+def generate(path: Path, n: int) -> None:
+    with open(path, "wb") as fh:
+        w = dpkt.pcap.Writer(fh)
+        t = 1_700_000_000.0
+        name = b"bench".ljust(64, b"\0")
+        frames = [
+            tcp(CLIENT, SERVER, 40000, 1723, 100, b"", 0x02),
+            tcp(SERVER, CLIENT, 1723, 40000, 900, b"", 0x12),
+            tcp(CLIENT, SERVER, 40000, 1723, 101, control(1, struct.pack("!HHIIHH64s64s", 0x100, 0, 3, 3, 0, 1, name, name))),
+            tcp(SERVER, CLIENT, 1723, 40000, 901, control(2, struct.pack("!HBBIIHH64s64s", 0x100, 1, 0, 0, 0, 1, 1, name, name))),
+            tcp(CLIENT, SERVER, 40000, 1723, 257, control(7, struct.pack("!HHIIIIHHHH64s64s", 7, 0, 2400, 10**7, 3, 3, 3, 0, 0, 0, b"", b""))),
+            tcp(SERVER, CLIENT, 1723, 40000, 1057, control(8, struct.pack("!HHBBHIHHI", 128, 7, 1, 0, 0, 0, 64, 0, 0))),
+        ]
+        for f in frames:
+            t += 0.001
+            w.writepkt(f, t)
+        data = b"\x00\xfd\x90\x01" + bytes(1300)
+        seq = {"c": 1, "s": 0}
+        for i in range(n):
+            t += 0.0001
+            side = "c" if i % 2 == 0 else "s"
+            if i % 1000 == 999:
+                seq[side] += 1  # a lost packet now and then
+            if side == "c":
+                w.writepkt(gre(CLIENT, SERVER, 128, seq["c"], seq["s"], data), t)
+            else:
+                w.writepkt(gre(SERVER, CLIENT, 7, seq["s"], seq["c"], data), t)
+            seq[side] += 1
+
+
+def run_ours(path: Path) -> tuple[float, int]:
+    """Seconds and peak RSS (KiB) of analysing path in a fresh process."""
+    code = ("import sys, time, resource; from lab import pptp; t=time.perf_counter(); "
+            "r=pptp.analyze([sys.argv[1]]); el=time.perf_counter()-t; "
+            "print(el, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, r.sessions[0].phase)")
+    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True,
+                         check=True, cwd=Path(__file__).resolve().parent.parent).stdout.split()
+    return float(out[0]), int(out[1])
+
+
+def run_tshark(path: Path) -> float:
+    start = time.perf_counter()
+    subprocess.run(["tshark", "-n", "-r", str(path), "-Y", "pptp||gre", "-T", "fields",
+                    "-e", "frame.number", "-e", "gre.key.call_id", "-e", "gre.sequence_number",
+                    "-e", "gre.ack_number", "-e", "pptp.control_message_type"],
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("-n", type=int, default=200_000, help="GRE data packets (default 200000)")
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="pptp-lab-bench-analyze-"))
+    try:
+        small, big = work / "n.pcap", work / "2n.pcap"
+        generate(small, args.n)
+        generate(big, 2 * args.n)
+        total = args.n + 6
+        ours_t, ours_rss = run_ours(small)
+        _, big_rss = run_ours(big)
+        table = Table(title=f"analyser on {total} packets ({small.stat().st_size >> 20} MB)")
+        for col in ("tool", "seconds", "packets/s", "note"):
+            table.add_column(col)
+        table.add_row("pptp-lab analyze", f"{ours_t:.2f}", f"{total / ours_t:,.0f}",
+                      f"peak RSS {ours_rss >> 10} MB (N) / {big_rss >> 10} MB (2N)")
+        if shutil.which("tshark"):
+            ts = run_tshark(small)
+            table.add_row("tshark -Y 'pptp||gre' -T fields", f"{ts:.2f}", f"{total / ts:,.0f}",
+                          f"pptp-lab is {ts / ours_t:.1f}x tshark's rate")
+        Console().print(table)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
