@@ -1,0 +1,278 @@
+"""Topology files: load, validate everything, return an immutable model.
+
+Errors name the file and the key path (`topologies/x.yaml: nodes.fw.interfaces.dmz: ...`),
+and nothing is created before the whole file is known to be good."""
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from pathlib import Path
+from typing import Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import LabError
+
+NAME = r"^[a-z][a-z0-9-]{0,23}$"
+KINDS = ("pptp-server", "pptp-client", "nat", "firewall", "router", "host")
+ROLES = ("internet", "perimeter", "intranet", "home", "other")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Network(Strict):
+    subnet: str
+    role: Literal[ROLES] = "other"  # type: ignore[valid-type]
+
+    @field_validator("subnet")
+    @classmethod
+    def _subnet(cls, v: str) -> str:
+        net = ipaddress.IPv4Network(v, strict=True)
+        if net.prefixlen > 29:
+            raise ValueError(f"{v} is too small for a lab segment (use /29 or larger)")
+        return str(net)
+
+    @property
+    def net(self) -> ipaddress.IPv4Network:
+        return ipaddress.IPv4Network(self.subnet)
+
+    @property
+    def bridge_address(self) -> str:
+        """The engine's own address on the segment (Docker's gateway): the last usable one,
+        kept free of nodes; lab traffic is routed through lab nodes, never through it."""
+        return str(self.net.broadcast_address - 1)
+
+
+class Route(Strict):
+    to: str
+    via: str
+
+    @field_validator("to")
+    @classmethod
+    def _to(cls, v: str) -> str:
+        return v if v == "default" else str(ipaddress.IPv4Network(v, strict=True))
+
+    @field_validator("via")
+    @classmethod
+    def _via(cls, v: str) -> str:
+        return str(ipaddress.IPv4Address(v))
+
+
+class User(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9._-]+$")
+    secret: str = Field(min_length=1)
+
+
+class PptpServer(Strict):
+    local_ip: str
+    remote_ip: str = Field(description="pool, e.g. 172.16.0.10-50")
+    users: list[User] = Field(min_length=1)
+    name: str = "pptpd"
+    mppe: bool = True
+
+    @field_validator("local_ip")
+    @classmethod
+    def _local(cls, v: str) -> str:
+        return str(ipaddress.IPv4Address(v))
+
+    @field_validator("remote_ip")
+    @classmethod
+    def _pool(cls, v: str) -> str:
+        m = re.fullmatch(r"(\d+\.\d+\.\d+\.)(\d+)-(\d+)", v)
+        if not m or not int(m.group(2)) <= int(m.group(3)) <= 254:
+            raise ValueError(f"{v!r}: give a pool as A.B.C.X-Y with X <= Y <= 254")
+        ipaddress.IPv4Address(m.group(1) + m.group(2))
+        return v
+
+    @property
+    def pool(self) -> list[str]:
+        prefix, lo, hi = re.fullmatch(r"(\d+\.\d+\.\d+\.)(\d+)-(\d+)", self.remote_ip).groups()
+        return [f"{prefix}{i}" for i in range(int(lo), int(hi) + 1)]
+
+
+class PptpClient(Strict):
+    server: str = Field(description="the server address this client dials")
+    user: str
+    secret: str = Field(min_length=1)
+    server_name: str = "pptpd"
+    mppe: bool = True
+    routes: list[str] = Field(default_factory=list, description="networks reached through the tunnel")
+    options: str = Field("", description="extra pptp-linux options")
+
+    @field_validator("server")
+    @classmethod
+    def _server(cls, v: str) -> str:
+        return str(ipaddress.IPv4Address(v))
+
+    @field_validator("routes")
+    @classmethod
+    def _routes(cls, v: list[str]) -> list[str]:
+        return [str(ipaddress.IPv4Network(x, strict=True)) for x in v]
+
+
+class Nat(Strict):
+    mode: Literal["masquerade", "static"] = "masquerade"
+    outside: str = Field(description="the network on the outside (public) side")
+    pptp_editor: bool = True
+    public: Optional[str] = Field(None, description="static: the public address mapped ...")
+    private: Optional[str] = Field(None, description="static: ... to this inside address")
+
+    @model_validator(mode="after")
+    def _static(self):
+        if self.mode == "static" and not (self.public and self.private):
+            raise ValueError("mode static needs public and private addresses")
+        return self
+
+
+class Node(Strict):
+    kind: Literal[KINDS]  # type: ignore[valid-type]
+    interfaces: dict[str, str] = Field(min_length=1, description="network name -> IPv4 address")
+    routes: list[Route] = Field(default_factory=list)
+    pptp_server: Optional[PptpServer] = None
+    pptp_client: Optional[PptpClient] = None
+    nat: Optional[Nat] = None
+    policy: str = Field("open", description="firewall filter policy (firewall nodes)")
+
+    @field_validator("interfaces")
+    @classmethod
+    def _addresses(cls, v: dict[str, str]) -> dict[str, str]:
+        out = {}
+        for k, a in v.items():
+            try:
+                out[k] = str(ipaddress.IPv4Address(a))
+            except ValueError as exc:
+                raise ValueError(f"{k}: {exc}") from None
+        return out
+
+    @model_validator(mode="after")
+    def _kind_settings(self):
+        if self.kind == "pptp-server" and not self.pptp_server:
+            raise ValueError("a pptp-server node needs a pptp_server block")
+        if self.kind == "pptp-client" and not self.pptp_client:
+            raise ValueError("a pptp-client node needs a pptp_client block")
+        if self.kind == "nat" and not self.nat:
+            raise ValueError("a nat node needs a nat block")
+        for block, kind in (("pptp_server", "pptp-server"), ("pptp_client", "pptp-client"), ("nat", "nat")):
+            if getattr(self, block) is not None and self.kind != kind:
+                raise ValueError(f"{block} is only for kind {kind}")
+        if sum(1 for r in self.routes if r.to == "default") > 1:
+            raise ValueError("two default routes")
+        return self
+
+
+class Topology(Strict):
+    name: str = Field(pattern=NAME)
+    description: str = ""
+    networks: dict[str, Network] = Field(min_length=1)
+    nodes: dict[str, Node] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _references(self):
+        errors: list[str] = []
+        seen: dict[str, str] = {}
+        for n in list(self.networks) + list(self.nodes):
+            if not re.match(NAME, n):
+                errors.append(f"{n}: names are lower-case letters, digits and '-', at most 24")
+        nets = list(self.networks.items())
+        for i, (a, na) in enumerate(nets):
+            for b, nb in nets[i + 1:]:
+                if na.net.overlaps(nb.net):
+                    errors.append(f"networks.{b}.subnet: {nb.subnet} overlaps networks.{a} ({na.subnet})")
+        for name, node in self.nodes.items():
+            for net, addr in node.interfaces.items():
+                where = f"nodes.{name}.interfaces.{net}"
+                if net not in self.networks:
+                    errors.append(f"{where}: unknown network {net!r} (networks: {', '.join(self.networks)})")
+                    continue
+                netw = self.networks[net]
+                ip = ipaddress.IPv4Address(addr)
+                if ip not in netw.net or ip in (netw.net.network_address, netw.net.broadcast_address):
+                    errors.append(f"{where}: {addr} is not a host address of {net} ({netw.subnet})")
+                elif addr == netw.bridge_address:
+                    errors.append(f"{where}: {addr} is reserved for the engine's bridge on {net}")
+                if addr in seen:
+                    errors.append(f"{where}: {addr} is already used by {seen[addr]}")
+                seen[addr] = where
+            for i, r in enumerate(node.routes):
+                if not any(ipaddress.IPv4Address(r.via) in self.networks[n].net
+                           for n in node.interfaces if n in self.networks):
+                    errors.append(f"nodes.{name}.routes[{i}].via: {r.via} is on none of {name}'s networks")
+        for name, node in self.nodes.items():
+            if node.nat:
+                errors += self._nat_errors(name, node, seen)
+        if errors:
+            raise ValueError("; ".join(errors))
+        return self
+
+    def _nat_errors(self, name: str, node: Node, seen: dict[str, str]) -> list[str]:
+        nat, where = node.nat, f"nodes.{name}.nat"
+        if nat.outside not in node.interfaces:
+            return [f"{where}.outside: {name} has no interface on {nat.outside!r}"]
+        errors = []
+        if nat.mode == "static":
+            outside = self.networks[nat.outside].net
+            if ipaddress.IPv4Address(nat.public) not in outside:
+                errors.append(f"{where}.public: {nat.public} is not on {nat.outside} ({outside})")
+            elif nat.public in seen:
+                errors.append(f"{where}.public: {nat.public} is already used by {seen[nat.public]}")
+            inside = [self.networks[n].net for n in node.interfaces if n != nat.outside and n in self.networks]
+            if not any(ipaddress.IPv4Address(nat.private) in net for net in inside):
+                errors.append(f"{where}.private: {nat.private} is on none of {name}'s inside networks")
+        return errors
+
+    @property
+    def servers(self) -> dict[str, Node]:
+        return {n: v for n, v in self.nodes.items() if v.kind == "pptp-server"}
+
+    @property
+    def clients(self) -> dict[str, Node]:
+        return {n: v for n, v in self.nodes.items() if v.kind == "pptp-client"}
+
+
+def _key_path(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif str(part).startswith(("function-", "literal[")):
+            continue  # pydantic's own validator names, not keys of the file
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def load(path: str | Path, name: str | None = None) -> Topology:
+    """Read and validate a topology file; raise LabError naming file and key on any fault."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise LabError(f"{path}: no such topology file") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark else ""
+        raise LabError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(data, dict):
+        raise LabError(f"{path}: a topology is a mapping with networks and nodes")
+    data = {"name": name or data.get("name") or path.stem, **{k: v for k, v in data.items() if k != "name"}}
+    if name:
+        data["name"] = name
+    try:
+        return Topology.model_validate(data)
+    except ValidationError as exc:
+        msgs = []
+        for err in exc.errors():
+            key = _key_path(err["loc"])
+            text = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                text = "unknown key"
+            msgs.append(f"{key}: {text}" if key else text)
+        raise LabError(f"{path}: " + "; ".join(msgs)) from None
+
+
+def json_schema() -> str:
+    return json.dumps(Topology.model_json_schema(), indent=1) + "\n"
