@@ -82,6 +82,122 @@ def analyze(files: list[Path] = typer.Argument(..., help="pcap or pcapng files (
         report.print_report(result, console)
 
 
+capture_app = typer.Typer(no_args_is_help=True, help="Captures of a running lab.")
+app.add_typer(capture_app, name="capture")
+
+
+def _running_engine(engine: Optional[str]):
+    eng = engine_mod.running(engine)
+    if eng is None:
+        raise LabError("no engine is running (the VM is down and no local engine fits): nothing to show")
+    return eng
+
+
+def _status_table(rows, title: str) -> None:
+    table = Table(title=title)
+    for col in ("node", "kind", "state", "addresses", "tunnel", "PPP address", "peer", "call IDs (client/server)"):
+        table.add_column(col)
+    for r in rows:
+        colour = "green" if r.tunnel == "up" else "red" if r.tunnel == "down" else ""
+        table.add_row(r.name, r.kind, r.state, ", ".join(f"{k} {v}" for k, v in r.addresses.items()),
+                      f"[{colour}]{r.tunnel}[/]" if colour else r.tunnel, r.ppp_address, r.peer_address, r.call_ids)
+    console.print(table)
+
+
+@app.command()
+def up(topology_file: Path = typer.Argument(Path("topologies/default.yaml"), metavar="TOPOLOGY"),
+       name: Optional[str] = typer.Option(None, "--name", help="lab name (default: the file's name:)"),
+       engine: Optional[str] = EngineOpt,
+       capture: bool = typer.Option(True, "--capture/--no-capture", help="tcpdump on every segment"),
+       as_json: bool = typer.Option(False, "--json")) -> None:
+    """Bring a topology up: networks, nodes, configuration, capture, live tunnels."""
+    from . import lifecycle, topology
+
+    topo = topology.load(topology_file, name)  # validate before touching any engine
+    eng = engine_mod.select(engine)
+    rows = lifecycle.up(eng, topo, with_capture=capture)
+    if as_json:
+        print(lifecycle.to_json(rows))
+    else:
+        _status_table(rows, f"lab {topo.name} on the {eng.name} engine")
+
+
+@app.command()
+def down(lab: str = typer.Argument("default", help="lab name or topology file"),
+         engine: Optional[str] = EngineOpt) -> None:
+    """Remove exactly what the lab created (also after a crash half-way); collect captures."""
+    from . import lifecycle
+
+    lab = _lab_name(lab)
+    eng = engine_mod.running(engine)
+    if eng is None:
+        console.print(f"no engine running: lab {lab} has nothing left to remove")
+        return
+    gone, run = lifecycle.down(eng.client, lab)
+    console.print(f"lab {lab}: removed {gone} objects" + (f"; captures in {run}" if run else ""))
+
+
+def _lab_name(arg: str) -> str:
+    if arg.endswith((".yaml", ".yml")):
+        from . import topology
+        return topology.load(arg).name
+    return arg
+
+
+@app.command()
+def status(lab: str = typer.Argument("default"), engine: Optional[str] = EngineOpt,
+           as_json: bool = typer.Option(False, "--json")) -> None:
+    """Nodes, addresses, tunnel state, PPP addresses and call IDs of a running lab."""
+    from . import lifecycle
+
+    lab = _lab_name(lab)
+    rows = lifecycle.status(_running_engine(engine).client, lab)
+    if as_json:
+        print(lifecycle.to_json(rows))
+    else:
+        _status_table(rows, f"lab {lab}")
+
+
+@app.command("exec", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def exec_(ctx: typer.Context, lab: str = typer.Argument(...), node: str = typer.Argument(...),
+          engine: Optional[str] = EngineOpt) -> None:
+    """Run a command in a lab node, e.g. `pptp-lab exec default client ip addr`."""
+    from . import deploy, lifecycle
+
+    if not ctx.args:
+        raise LabError("exec: give a command after the node name")
+    res = deploy.run(lifecycle.node(_running_engine(engine).client, _lab_name(lab), node), ctx.args, check=False)
+    sys.stdout.write(res.out)
+    raise typer.Exit(res.rc)
+
+
+@app.command()
+def logs(lab: str, node: str, engine: Optional[str] = EngineOpt) -> None:
+    """pppd's log of a node (and pptpd's calls on a server)."""
+    from . import deploy, lifecycle
+
+    c = lifecycle.node(_running_engine(engine).client, _lab_name(lab), node)
+    sys.stdout.write(deploy.run(c, "cat /var/log/ppp.log 2>/dev/null; ps -o pid,args -C pptpd,pppd,pptp 2>/dev/null",
+                                check=False).out)
+
+
+@capture_app.command("stop")
+def capture_stop(lab: str = typer.Argument("default"), engine: Optional[str] = EngineOpt) -> None:
+    """Stop capturing and collect the pcaps into runs/<lab>/<run-id>/."""
+    from . import capture
+
+    run = capture.stop(_running_engine(engine).client, _lab_name(lab))
+    console.print(f"captures in {run}" if run else f"lab {lab} has no capture running")
+
+
+@app.command()
+def schema() -> None:
+    """Print the topology JSON schema (topologies/topology.schema.json)."""
+    from . import topology
+
+    sys.stdout.write(topology.json_schema())
+
+
 @vm_app.command("build")
 def vm_build() -> None:
     """Build (or find cached) the guest disk, kernel and initrd."""

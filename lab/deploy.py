@@ -39,8 +39,10 @@ def obj_name(lab: str, name: str) -> str:
     return f"{lab}-{name}"
 
 
-def create_network(client: docker.DockerClient, lab: str, name: str, subnet: str):
-    """An internal bridge network (no route out of the engine) for one lab segment."""
+def create_network(client: docker.DockerClient, lab: str, name: str, subnet: str,
+                   gateway: str | None = None, labels: dict | None = None):
+    """An internal bridge network (no route out of the engine) for one lab segment. The
+    gateway is the engine's own address on it, which lab nodes never route through."""
     full = obj_name(lab, name)
     try:
         client.networks.get(full)
@@ -50,14 +52,15 @@ def create_network(client: docker.DockerClient, lab: str, name: str, subnet: str
         pass
     try:
         return client.networks.create(
-            full, driver="bridge", internal=True, labels={LABEL: lab, "pptp-lab.network": name},
-            ipam=IPAMConfig(pool_configs=[IPAMPool(subnet=subnet)]))
+            full, driver="bridge", internal=True,
+            labels={LABEL: lab, "pptp-lab.network": name, **(labels or {})},
+            ipam=IPAMConfig(pool_configs=[IPAMPool(subnet=subnet, gateway=gateway)]))
     except docker.errors.APIError as exc:
         raise LabError(f"creating network {full} ({subnet}) failed: {exc.explanation}") from exc
 
 
 def create_node(client: docker.DockerClient, lab: str, name: str, image: str,
-                addresses: dict[str, str], role: str = "host"):
+                addresses: dict[str, str], role: str = "host", labels: dict | None = None):
     """A started node container with a fixed address on each named lab network."""
     full = obj_name(lab, name)
     nets = list(addresses)
@@ -65,8 +68,8 @@ def create_node(client: docker.DockerClient, lab: str, name: str, image: str,
         obj_name(lab, nets[0]): client.api.create_endpoint_config(ipv4_address=addresses[nets[0]])})
     try:
         cid = client.api.create_container(
-            image, name=full, hostname=name, labels={LABEL: lab, "pptp-lab.node": name,
-                                                     "pptp-lab.role": role},
+            image, name=full, hostname=name,
+            labels={LABEL: lab, "pptp-lab.node": name, "pptp-lab.role": role, **(labels or {})},
             networking_config=first,
             host_config=client.api.create_host_config(
                 cap_add=CAPS, devices=DEVICES, sysctls=SYSCTLS,
@@ -103,13 +106,29 @@ def put_file(container, path: str, text: str, mode: int = 0o644) -> None:
         raise LabError(f"{container.name}: writing {path} failed")
 
 
+def lab_containers(client: docker.DockerClient, lab: str, role: str | None = None) -> list:
+    filters = [f"{LABEL}={lab}"] + ([f"pptp-lab.role={role}"] if role else [])
+    return client.containers.list(all=True, filters={"label": filters})
+
+
+def lab_networks(client: docker.DockerClient, lab: str) -> list:
+    return client.networks.list(filters={"label": f"{LABEL}={lab}"})
+
+
+def labs(client: docker.DockerClient) -> set[str]:
+    """Names of the labs that have anything on this engine."""
+    found = {c.labels.get(LABEL) for c in client.containers.list(all=True, filters={"label": LABEL})}
+    found |= {n.attrs["Labels"].get(LABEL) for n in client.networks.list(filters={"label": LABEL})}
+    return {x for x in found if x}
+
+
 def remove_lab(client: docker.DockerClient, lab: str) -> int:
     """Remove every container and network labelled with this lab; return how many."""
     gone = 0
-    for c in client.containers.list(all=True, filters={"label": f"{LABEL}={lab}"}):
+    for c in lab_containers(client, lab):
         c.remove(force=True)
         gone += 1
-    for n in client.networks.list(filters={"label": f"{LABEL}={lab}"}):
+    for n in lab_networks(client, lab):
         n.remove()
         gone += 1
     return gone

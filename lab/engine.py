@@ -41,6 +41,7 @@ class Engine:
     name: str
     client: docker.DockerClient
     why: str
+    url: str  # what Ansible's docker_api connection is given
 
 
 def wanted() -> str:
@@ -99,7 +100,8 @@ def select(choice: str | None = None) -> Engine:
     if choice in ("auto", "local"):
         probe = probe_local()
         if probe.fits:
-            return Engine("local", local_client(), "local engine has PPP and the pptp helper")
+            return Engine("local", local_client(), "local engine has PPP and the pptp helper",
+                          os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"))
         if choice == "local":
             raise LabError(f"local engine cannot run the lab: {'; '.join(probe.detail)}. "
                            "Load ppp_generic, ppp_mppe and nf_conntrack_pptp on its host "
@@ -108,4 +110,17 @@ def select(choice: str | None = None) -> Engine:
     else:
         why = "VM chosen explicitly"
     st = vm.up()
-    return Engine("vm", vm.client_for(st), why)
+    return Engine("vm", vm.client_for(st), why, st.url)
+
+
+def running(choice: str | None = None) -> Engine | None:
+    """The engine labs would be on, without starting anything (for status and down)."""
+    choice = choice or wanted()
+    st = vm.read_state()
+    if choice != "local" and st and vm.alive(st.pid) and vm.docker_ready(st):
+        return Engine("vm", vm.client_for(st), "the VM is running", st.url)
+    if choice != "vm":
+        client = local_client()
+        if client is not None:
+            return Engine("local", client, "local engine", os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"))
+    return None

@@ -1,0 +1,101 @@
+"""Traffic capture on every lab segment: tcpdump on each network's bridge in the engine's
+own namespace (a promiscuous bridge passes every frame up to it), in one capture container
+per lab. Collected pcaps go to runs/<lab>/<run-id>/ with a manifest."""
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import docker
+
+from . import deploy
+from .paths import REPO
+
+ROLE = "capture"
+DIR = "/captures"
+
+
+def runs_dir() -> Path:
+    return REPO / "runs"
+
+
+def bridge(network) -> str:
+    return network.attrs.get("Options", {}).get("com.docker.network.bridge.name") or f"br-{network.id[:12]}"
+
+
+def container(client: docker.DockerClient, lab: str):
+    found = deploy.lab_containers(client, lab, role=ROLE)
+    return found[0] if found else None
+
+
+def start(client: docker.DockerClient, lab: str, image: str):
+    """Start capturing on every network of the lab (idempotent: one capture per lab)."""
+    existing = container(client, lab)
+    if existing is not None and existing.status == "running":
+        return existing
+    if existing is not None:
+        existing.remove(force=True)
+    segments = {n.attrs["Labels"]["pptp-lab.network"]: bridge(n) for n in deploy.lab_networks(client, lab)}
+    script = [f"mkdir -p {DIR}", f"date +%s.%N > {DIR}/started"]
+    for seg, br in segments.items():
+        script.append(f"tcpdump -i {br} -U -n -s 0 -w {DIR}/{seg}.pcap 2>{DIR}/{seg}.log &")
+    script.append("trap 'kill -INT $(jobs -p) 2>/dev/null; wait; exit 0' TERM INT; wait")
+    box = client.containers.run(
+        image, entrypoint=["sh", "-c", "\n".join(script)], name=deploy.obj_name(lab, ROLE),
+        network_mode="host", cap_add=["NET_ADMIN", "NET_RAW"], detach=True,
+        labels={deploy.LABEL: lab, "pptp-lab.role": ROLE, "pptp-lab.segments": json.dumps(segments)})
+    # tcpdump needs a moment to open its interfaces; nothing of the lab's traffic may precede it.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        out = deploy.run(box, f"cat {DIR}/*.log 2>/dev/null", check=False).out
+        if out.count("listening on") >= len(segments):
+            return box
+        time.sleep(0.3)
+    return box
+
+
+def _extract(box, dest: Path) -> list[Path]:
+    stream, _ = box.get_archive(DIR)
+    data = io.BytesIO(b"".join(stream))
+    dest.mkdir(parents=True, exist_ok=True)
+    out = []
+    with tarfile.open(fileobj=data) as tar:
+        for m in tar.getmembers():
+            if m.isfile() and m.name.endswith(".pcap"):
+                target = dest / Path(m.name).name
+                target.write_bytes(tar.extractfile(m).read())
+                out.append(target)
+    return out
+
+
+def snapshot(client: docker.DockerClient, lab: str, dest: Path) -> list[Path]:
+    """Copy the pcaps as they are now, capture still running (for status and checks)."""
+    box = container(client, lab)
+    return _extract(box, dest) if box is not None else []
+
+
+def stop(client: docker.DockerClient, lab: str) -> Path | None:
+    """Stop capturing, collect the pcaps into runs/<lab>/<run-id>/ with manifest.json."""
+    box = container(client, lab)
+    if box is None:
+        return None
+    segments = json.loads(box.labels.get("pptp-lab.segments", "{}"))
+    started = ""
+    if box.status == "running":
+        started = deploy.run(box, f"cat {DIR}/started", check=False).out.strip()
+        deploy.run(box, "pkill -INT tcpdump; sleep 0.5", check=False)  # flush the pcaps
+    stopped = time.time()
+    run_id = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    dest = runs_dir() / lab / run_id
+    files = _extract(box, dest)
+    manifest = {"lab": lab, "run_id": run_id, "captures": [
+        {"segment": f.stem, "file": f.name, "interface": segments.get(f.stem), "node": "engine bridge",
+         "start": float(started) if started else None, "stop": stopped, "bytes": f.stat().st_size}
+        for f in sorted(files)]}
+    (dest / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    box.remove(force=True)
+    return dest

@@ -1,0 +1,214 @@
+"""A lab's life: up (validate, create, configure, capture, dial, wait), status, down.
+
+Everything is validated before anything is created; a failure while creating removes what
+was created; `up` on a lab that is already up changes nothing; `down` removes exactly the
+objects labelled with the lab's name, also after a crash half-way."""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import docker
+
+from . import capture, configure, deploy, images
+from .engine import Engine
+from .errors import LabError
+from .host import console
+from .topology import Topology
+
+TUNNEL_TIMEOUT = 90  # seconds for every client's ppp0 to get an address
+HASH_LABEL = "pptp-lab.topology"
+
+
+def topo_hash(topo: Topology) -> str:
+    return hashlib.sha256(topo.model_dump_json().encode()).hexdigest()[:12]
+
+
+@dataclass
+class NodeStatus:
+    name: str
+    kind: str
+    state: str
+    addresses: dict
+    tunnel: str = ""
+    ppp_address: str = ""
+    peer_address: str = ""
+    call_ids: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+def _parallel(fn, items):
+    items = list(items)
+    if not items:
+        return []
+    with ThreadPoolExecutor(max_workers=min(16, len(items))) as pool:
+        return list(pool.map(fn, items))
+
+
+def existing(client: docker.DockerClient, lab: str) -> dict[str, object]:
+    return {c.labels.get("pptp-lab.node"): c for c in deploy.lab_containers(client, lab)
+            if c.labels.get("pptp-lab.node")}
+
+
+def create(eng: Engine, topo: Topology, image: str) -> None:
+    """Networks and node containers; on any failure, remove what was made (nothing half-built)."""
+    labels = {HASH_LABEL: topo_hash(topo)}
+    try:
+        with console.status(f"creating {len(topo.networks)} networks") as st:
+            for name, net in topo.networks.items():
+                st.update(f"creating network {name} ({net.subnet})")
+                deploy.create_network(eng.client, topo.name, name, net.subnet, net.bridge_address, labels)
+
+        def make(item):
+            name, node = item
+            return deploy.create_node(eng.client, topo.name, name, image, dict(node.interfaces),
+                                      node.kind, labels)
+
+        start = time.monotonic()
+        with console.status(f"starting {len(topo.nodes)} nodes"):
+            _parallel(make, topo.nodes.items())
+        console.print(f"[green]✓[/] {len(topo.networks)} networks, {len(topo.nodes)} nodes "
+                      f"({time.monotonic() - start:.0f}s)")
+    except BaseException:
+        deploy.remove_lab(eng.client, topo.name)
+        raise
+
+
+def up(eng: Engine, topo: Topology, with_capture: bool = True, dial: bool = True) -> list[NodeStatus]:
+    client = eng.client
+    have = existing(client, topo.name)
+    if have:
+        hashes = {c.labels.get(HASH_LABEL) for c in have.values()}
+        if hashes != {topo_hash(topo)} or set(have) != set(topo.nodes):
+            raise LabError(f"lab {topo.name} is up with a different topology: "
+                           f"`pptp-lab down {topo.name}` first, or give another --name")
+        for c in have.values():
+            if c.status != "running":
+                c.start()
+        console.print(f"lab {topo.name} is already up; checking its tunnels")
+    else:
+        busy = [n.name for n in client.networks.list() if n.name.startswith(f"{topo.name}-")
+                and n.attrs["Labels"].get(deploy.LABEL) != topo.name]
+        if busy:
+            raise LabError(f"Docker network {busy[0]} exists and is not this lab's: pick another lab name")
+        image = images.ensure_node_image(client)
+        create(eng, topo, image)
+        if with_capture:
+            capture.start(client, topo.name, image)
+        try:
+            configure.apply(topo, eng.url)
+        except BaseException:
+            capture.stop(client, topo.name)
+            deploy.remove_lab(client, topo.name)
+            raise
+    if dial:
+        start_servers(client, topo)
+        dial_clients(client, topo)
+    return status(client, topo)
+
+
+def node(client: docker.DockerClient, lab: str, name: str):
+    try:
+        return client.containers.get(deploy.obj_name(lab, name))
+    except docker.errors.NotFound:
+        raise LabError(f"lab {lab} has no node {name}") from None
+
+
+def start_servers(client: docker.DockerClient, topo: Topology) -> None:
+    for name in topo.servers:
+        c = node(client, topo.name, name)
+        deploy.run(c, "pgrep -x pptpd >/dev/null || pptpd")
+
+
+def dial_clients(client: docker.DockerClient, topo: Topology, timeout: float = TUNNEL_TIMEOUT) -> None:
+    """Dial every client that has no tunnel, then wait for each ppp0 to get an address."""
+    names = list(topo.clients)
+    if not names:
+        return
+
+    def dial(name):
+        c = node(client, topo.name, name)
+        deploy.run(c, f"ip -4 addr show ppp0 2>/dev/null | grep -q inet || pgrep -x pppd >/dev/null || "
+                      f"pppd call {configure.PEER} logfile /var/log/ppp.log")
+
+    start = time.monotonic()
+    _parallel(dial, names)
+    pending = set(names)
+    with console.status(f"waiting for {len(pending)} tunnels") as st:
+        while pending and time.monotonic() - start < timeout:
+            up_now = _parallel(lambda n: (n, ppp_state(node(client, topo.name, n))[0] == "up"), sorted(pending))
+            pending -= {n for n, ok in up_now if ok}
+            st.update(f"waiting for tunnels: {', '.join(sorted(pending))} ({time.monotonic() - start:.0f}s)")
+            if pending:
+                time.sleep(0.5)
+    if pending:
+        why = []
+        for n in sorted(pending):
+            log = deploy.run(node(client, topo.name, n), "tail -n 3 /var/log/ppp.log", check=False).out
+            why.append(f"{n}: " + " / ".join(x.strip() for x in log.splitlines()) if log.strip() else f"{n}: no pppd log")
+        raise LabError(f"no tunnel after {timeout:.0f}s for {', '.join(sorted(pending))} "
+                       f"(`pptp-lab analyze` the capture for the phase): " + "; ".join(why))
+    console.print(f"[green]✓[/] {len(names)} tunnel(s) up ({time.monotonic() - start:.0f}s)")
+
+
+def ppp_state(c) -> tuple[str, str, str]:
+    """("up"|"down", local address, peer address) of a node's ppp0."""
+    out = deploy.run(c, "ip -4 -o addr show dev ppp0 2>/dev/null", check=False).out
+    m = re.search(r"inet (\S+) peer (\S+?)/", out)
+    return ("up", m.group(1), m.group(2)) if m else ("down", "", "")
+
+
+def _call_ids(client, lab: str) -> dict[str, str]:
+    """Client address -> "client/server" call IDs, read from the live capture."""
+    from . import pptp
+
+    with tempfile.TemporaryDirectory() as tmp:
+        files = capture.snapshot(client, lab, Path(tmp))
+        if not files:
+            return {}
+        report = pptp.analyze(files)
+    out: dict[str, str] = {}
+    for s in report.sessions:
+        for c in s.calls:
+            if c.server_call_id is not None:
+                out.setdefault(s.client, f"{c.client_call_id}/{c.server_call_id}")
+    return out
+
+
+def status(client: docker.DockerClient, topo_or_lab) -> list[NodeStatus]:
+    lab = topo_or_lab if isinstance(topo_or_lab, str) else topo_or_lab.name
+    have = existing(client, lab)
+    if not have and not deploy.lab_networks(client, lab):
+        raise LabError(f"no lab {lab} on this engine (labs here: {', '.join(sorted(deploy.labs(client))) or 'none'})")
+    ids = _call_ids(client, lab)
+
+    def one(item):
+        name, c = item
+        c.reload()
+        addrs = {k.removeprefix(f"{lab}-"): v.get("IPAddress") for k, v in
+                 c.attrs["NetworkSettings"]["Networks"].items()}
+        st = NodeStatus(name, c.labels.get("pptp-lab.role", "?"), c.status, addrs)
+        if c.status == "running" and st.kind == "pptp-client":
+            st.tunnel, st.ppp_address, st.peer_address = ppp_state(c)
+            st.call_ids = next((ids[a] for a in addrs.values() if a in ids), "")
+        elif c.status == "running" and st.kind == "pptp-server":
+            n = deploy.run(c, "ip -o link show | grep -c ' ppp[0-9]*:'", check=False).out.strip()
+            st.tunnel = f"{n or 0} call(s)"
+        return st
+
+    return sorted(_parallel(one, have.items()), key=lambda s: s.name)
+
+
+def down(client: docker.DockerClient, lab: str) -> tuple[int, Path | None]:
+    run = capture.stop(client, lab)
+    return deploy.remove_lab(client, lab), run
+
+
+def to_json(rows: list[NodeStatus]) -> str:
+    return json.dumps([r.__dict__ for r in rows], indent=1)
