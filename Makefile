@@ -8,11 +8,13 @@ PYTEST := $(VENV)/bin/python -m pytest
 setup:
 	@scripts/setup.sh
 
+# The default lab (topologies/default.yaml) with live tunnels and a status table.
 lab-up: setup
-	$(LAB) vm up
-	$(LAB) doctor
+	$(LAB) up topologies/default.yaml
 
+# Removes the lab (captures go to runs/default/) and powers the engine VM off.
 lab-down: setup
+	$(LAB) down default
 	$(LAB) vm down
 
 # pytest exits 5 when a selection holds no tests: that is not a failure here.

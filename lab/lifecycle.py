@@ -6,6 +6,7 @@ objects labelled with the lab's name, also after a crash half-way."""
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import re
 import tempfile
@@ -80,6 +81,25 @@ def create(eng: Engine, topo: Topology, image: str) -> None:
         raise
 
 
+def check_free(client: docker.DockerClient, topo: Topology) -> None:
+    """Names and subnets the lab needs must not be taken on the engine (Docker refuses
+    overlapping subnets): say so before creating anything."""
+    for n in client.networks.list():
+        n.reload()
+        if n.name.startswith(f"{topo.name}-") and n.attrs["Labels"].get(deploy.LABEL) != topo.name:
+            raise LabError(f"Docker network {n.name} exists and is not this lab's: pick another lab name")
+        for cfg in (n.attrs.get("IPAM") or {}).get("Config") or []:
+            if not cfg.get("Subnet") or ":" in cfg["Subnet"]:
+                continue
+            theirs = ipaddress.IPv4Network(cfg["Subnet"])
+            for name, net in topo.networks.items():
+                if net.net.overlaps(theirs):
+                    owner = n.attrs["Labels"].get(deploy.LABEL)
+                    raise LabError(f"networks.{name}: {net.subnet} overlaps Docker network {n.name} ({theirs}"
+                                   + (f", lab {owner}" if owner else "") + "): labs side by side need "
+                                   "distinct subnets")
+
+
 def up(eng: Engine, topo: Topology, with_capture: bool = True, dial: bool = True) -> list[NodeStatus]:
     client = eng.client
     have = existing(client, topo.name)
@@ -93,10 +113,7 @@ def up(eng: Engine, topo: Topology, with_capture: bool = True, dial: bool = True
                 c.start()
         console.print(f"lab {topo.name} is already up; checking its tunnels")
     else:
-        busy = [n.name for n in client.networks.list() if n.name.startswith(f"{topo.name}-")
-                and n.attrs["Labels"].get(deploy.LABEL) != topo.name]
-        if busy:
-            raise LabError(f"Docker network {busy[0]} exists and is not this lab's: pick another lab name")
+        check_free(client, topo)
         image = images.ensure_node_image(client)
         create(eng, topo, image)
         if with_capture:
