@@ -190,6 +190,56 @@ def capture_stop(lab: str = typer.Argument("default"), engine: Optional[str] = E
     console.print(f"captures in {run}" if run else f"lab {lab} has no capture running")
 
 
+policy_app = typer.Typer(no_args_is_help=True, help="Firewall filter policies of a running lab.")
+nat_app = typer.Typer(no_args_is_help=True, help="NAT nodes of a running lab.")
+app.add_typer(policy_app, name="policy")
+app.add_typer(nat_app, name="nat")
+
+
+@policy_app.command("show")
+def policy_show(lab: str, node: str, engine: Optional[str] = EngineOpt,
+                as_json: bool = typer.Option(False, "--json")) -> None:
+    """The firewall node's rules with their packet counters."""
+    from . import deploy, lifecycle, policy
+
+    c = lifecycle.node(_running_engine(engine).client, _lab_name(lab), node)
+    res = deploy.run(c, "nft -j list table inet pptp_lab_filter", check=False)
+    if not res.ok:
+        raise LabError(f"{node} has no lab filter table (policy open, or not a firewall node)")
+    rows = policy.parse_counters(res.out)
+    if as_json:
+        print(json.dumps(rows, indent=1))
+        return
+    table = Table(title=f"{node}: table inet pptp_lab_filter")
+    for col in ("chain", "rule", "packets", "bytes"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["chain"], r["comment"], str(r["packets"]), str(r["bytes"]))
+    console.print(table)
+
+
+@nat_app.command("show")
+def nat_show(lab: str, node: str, engine: Optional[str] = EngineOpt,
+             as_json: bool = typer.Option(False, "--json")) -> None:
+    """Conntrack entries for TCP 1723 and GRE on a NAT node, with the call IDs seen."""
+    from . import deploy, lifecycle, policy
+
+    c = lifecycle.node(_running_engine(engine).client, _lab_name(lab), node)
+    out = deploy.run(c, "conntrack -L -p tcp --dport 1723 2>/dev/null; conntrack -L -p gre 2>/dev/null",
+                     check=False).out
+    rows = policy.parse_conntrack(out)
+    if as_json:
+        print(json.dumps(rows, indent=1))
+        return
+    table = Table(title=f"{node}: conntrack (TCP 1723 and GRE)")
+    for col in ("proto", "state", "original", "reply", "call IDs (orig / reply)", "helper"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["proto"], r["state"], r["orig"], r["reply"],
+                      f"{r.get('orig_call_ids', '')} / {r.get('reply_call_ids', '')}".strip(" /"), r["helper"])
+    console.print(table)
+
+
 @app.command()
 def schema() -> None:
     """Print the topology JSON schema (topologies/topology.schema.json)."""

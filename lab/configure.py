@@ -34,12 +34,24 @@ def host_vars(topo: Topology, name: str) -> dict:
         hv.update(peer=PEER, server=c.server, user=c.user, server_name=c.server_name, mppe=c.mppe,
                   pptp_options=c.options, tunnel_routes=c.routes,
                   users=[{"name": c.user, "secret": c.secret}])
+    if node.kind == "firewall":
+        hv["fw"] = firewall_vars(topo, node)
     if node.nat:
         n = node.nat
         hv["nat"] = {"mode": n.mode, "pptp_editor": n.pptp_editor, "public": n.public,
                      "private": n.private, "outside_address": node.interfaces[n.outside],
                      "outside_prefix": topo.networks[n.outside].net.prefixlen}
     return hv
+
+
+def firewall_vars(topo: Topology, node) -> dict:
+    from . import policy
+
+    custom = [policy.Filter(**f.model_dump()) for f in node.filters]
+    rules = policy.filters(node.policy, custom, node.policy_without)
+    inet, perim = topo.firewall_interface(node, "internet"), topo.firewall_interface(node, "perimeter")
+    return {"internet_address": node.interfaces.get(inet, ""), "perimeter_address": node.interfaces.get(perim, ""),
+            "ruleset": policy.nft_ruleset(rules, topo.vpn_address(node) or "") if node.policy != "open" else ""}
 
 
 def inventory(topo: Topology, docker_url: str) -> dict:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import docker
+import requests
 
 from . import capture, configure, deploy, images
 from .engine import Engine
@@ -44,11 +45,11 @@ class NodeStatus:
     extra: dict = field(default_factory=dict)
 
 
-def _parallel(fn, items):
+def _parallel(fn, items, workers: int = 16):
     items = list(items)
     if not items:
         return []
-    with ThreadPoolExecutor(max_workers=min(16, len(items))) as pool:
+    with ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
         return list(pool.map(fn, items))
 
 
@@ -68,12 +69,21 @@ def create(eng: Engine, topo: Topology, image: str) -> None:
 
         def make(item):
             name, node = item
-            return deploy.create_node(eng.client, topo.name, name, image, dict(node.interfaces),
-                                      node.kind, labels)
+            try:
+                return deploy.create_node(eng.client, topo.name, name, image, dict(node.interfaces),
+                                          node.kind, labels)
+            except requests.ConnectionError:
+                # A busy engine behind QEMU's port forward now and then drops a connection:
+                # clear what the first try may have made and try once more.
+                for c in eng.client.containers.list(all=True, filters={"name": f"^{deploy.obj_name(topo.name, name)}$"}):
+                    c.remove(force=True)
+                return deploy.create_node(eng.client, topo.name, name, image, dict(node.interfaces),
+                                          node.kind, labels)
 
         start = time.monotonic()
         with console.status(f"starting {len(topo.nodes)} nodes"):
-            _parallel(make, topo.nodes.items())
+            # More than a few at once gains nothing: the engine creates containers one by one.
+            _parallel(make, topo.nodes.items(), workers=4)
         console.print(f"[green]✓[/] {len(topo.networks)} networks, {len(topo.nodes)} nodes "
                       f"({time.monotonic() - start:.0f}s)")
     except BaseException:
@@ -144,26 +154,24 @@ def start_servers(client: docker.DockerClient, topo: Topology) -> None:
 
 
 def dial_clients(client: docker.DockerClient, topo: Topology, timeout: float = TUNNEL_TIMEOUT) -> None:
-    """Dial every client that has no tunnel, then wait for each ppp0 to get an address."""
+    """Dial every client that has no tunnel and wait for each ppp0 to get an address."""
     names = list(topo.clients)
     if not names:
         return
 
-    def dial(name):
-        c = node(client, topo.name, name)
-        deploy.run(c, f"ip -4 addr show ppp0 2>/dev/null | grep -q inet || pgrep -x pppd >/dev/null || "
-                      f"pppd call {configure.PEER} logfile /var/log/ppp.log")
-
     start = time.monotonic()
-    _parallel(dial, names)
-    pending = set(names)
-    with console.status(f"waiting for {len(pending)} tunnels") as st:
-        while pending and time.monotonic() - start < timeout:
-            up_now = _parallel(lambda n: (n, ppp_state(node(client, topo.name, n))[0] == "up"), sorted(pending))
-            pending -= {n for n, ok in up_now if ok}
-            st.update(f"waiting for tunnels: {', '.join(sorted(pending))} ({time.monotonic() - start:.0f}s)")
-            if pending:
-                time.sleep(0.5)
+
+    def dial_and_wait(name) -> bool:
+        # One exec per client that dials and then blocks until ppp0 has an address: polling
+        # from here would flood a slow engine with execs.
+        c = node(client, topo.name, name)
+        return deploy.run(c, f"ip -4 addr show ppp0 2>/dev/null | grep -q inet || pgrep -x pppd >/dev/null || "
+                             f"pppd call {configure.PEER} logfile /var/log/ppp.log; "
+                             f"timeout {int(timeout)} sh -c 'until ip -4 addr show ppp0 2>/dev/null | "
+                             f"grep -q inet; do sleep 0.2; done'", check=False).ok
+
+    with console.status(f"dialling {len(names)} client(s) and waiting for their tunnels"):
+        pending = {n for n, ok in zip(names, _parallel(dial_and_wait, names)) if not ok}
     if pending:
         why = []
         for n in sorted(pending):

@@ -128,6 +128,23 @@ class Nat(Strict):
         return self
 
 
+class FilterSpec(Strict):
+    """One packet filter in the reference's terms (used with policy: custom)."""
+    id: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    interface: Literal["internet", "perimeter"]
+    direction: Literal["in", "out"]
+    protocol: Literal["tcp", "gre"]
+    src: str = ""
+    dst: str = ""
+    sport: Optional[int] = Field(None, ge=1, le=65535)
+    dport: Optional[int] = Field(None, ge=1, le=65535)
+
+    @field_validator("src", "dst")
+    @classmethod
+    def _addr(cls, v: str) -> str:
+        return v if v in ("", "VPN") else str(ipaddress.IPv4Address(v))
+
+
 class Node(Strict):
     kind: Literal[KINDS]  # type: ignore[valid-type]
     interfaces: dict[str, str] = Field(min_length=1, description="network name -> IPv4 address")
@@ -135,7 +152,12 @@ class Node(Strict):
     pptp_server: Optional[PptpServer] = None
     pptp_client: Optional[PptpClient] = None
     nat: Optional[Nat] = None
-    policy: str = Field("open", description="firewall filter policy (firewall nodes)")
+    policy: str = Field("open", description="firewall filter policy: open, pptp-documented, "
+                        "pptp-documented-router or custom (firewall nodes)")
+    policy_without: list[str] = Field(default_factory=list, description="filter IDs left out, e.g. S12b")
+    filters: list[FilterSpec] = Field(default_factory=list, description="the filters of policy custom")
+    vpn: Optional[str] = Field(None, description="the VPN server address the filters protect "
+                               "(default: the pptp-server on the firewall's perimeter network)")
 
     @field_validator("interfaces")
     @classmethod
@@ -161,6 +183,14 @@ class Node(Strict):
                 raise ValueError(f"{block} is only for kind {kind}")
         if sum(1 for r in self.routes if r.to == "default") > 1:
             raise ValueError("two default routes")
+        from .policy import POLICIES
+
+        if self.policy not in POLICIES:
+            raise ValueError(f"policy {self.policy!r} is unknown: use one of {', '.join(POLICIES)}")
+        if self.kind != "firewall" and (self.policy != "open" or self.filters or self.policy_without):
+            raise ValueError("policy, filters and policy_without are for firewall nodes")
+        if self.filters and self.policy != "custom":
+            raise ValueError("filters are given with policy: custom")
         return self
 
 
@@ -204,6 +234,8 @@ class Topology(Strict):
         for name, node in self.nodes.items():
             if node.nat:
                 errors += self._nat_errors(name, node, seen)
+            if node.kind == "firewall" and node.policy != "open":
+                errors += self._firewall_errors(name, node)
         if errors:
             raise ValueError("; ".join(errors))
         return self
@@ -222,6 +254,41 @@ class Topology(Strict):
             inside = [self.networks[n].net for n in node.interfaces if n != nat.outside and n in self.networks]
             if not any(ipaddress.IPv4Address(nat.private) in net for net in inside):
                 errors.append(f"{where}.private: {nat.private} is on none of {name}'s inside networks")
+        return errors
+
+    def firewall_interface(self, node: Node, role: str) -> str | None:
+        """The network of a firewall node that plays `role` (internet | perimeter)."""
+        return next((n for n in node.interfaces if n in self.networks and self.networks[n].role == role), None)
+
+    def vpn_address(self, node: Node) -> str | None:
+        if node.vpn:
+            return node.vpn
+        perimeter = self.firewall_interface(node, "perimeter")
+        return next((s.interfaces[perimeter] for s in self.servers.values() if perimeter in s.interfaces), None)
+
+    def _firewall_errors(self, name: str, node: Node) -> list[str]:
+        from .policy import DOCUMENTED, ROUTER
+
+        where, errors = f"nodes.{name}", []
+        for role in ("internet", "perimeter"):
+            if not self.firewall_interface(node, role):
+                errors.append(f"{where}.policy: {name} has no interface on a network with role {role}")
+        vpn = self.vpn_address(node)
+        if vpn is None:
+            errors.append(f"{where}.vpn: no pptp-server on {name}'s perimeter network; give vpn: ADDRESS")
+        elif not any(ipaddress.IPv4Address(vpn) in self.networks[n].net for n in node.interfaces
+                     if n in self.networks):
+            errors.append(f"{where}.vpn: {vpn} is on none of {name}'s networks")
+        for i, f in enumerate(node.filters):
+            for key in ("src", "dst"):
+                addr = getattr(f, key)
+                if addr not in ("", "VPN") and not any(ipaddress.IPv4Address(addr) in net.net
+                                                       for net in self.networks.values()):
+                    errors.append(f"{where}.filters[{i}].{key}: {addr} is on none of the lab's networks")
+        known = {f.id for f in DOCUMENTED + ROUTER} | {f.id for f in node.filters}
+        for i, fid in enumerate(node.policy_without):
+            if fid not in known:
+                errors.append(f"{where}.policy_without[{i}]: no filter {fid!r} in policy {node.policy}")
         return errors
 
     @property

@@ -1,0 +1,84 @@
+#!/usr/bin/env python3
+"""Lab figures, engine already running (figures, no asserts; the host is shared):
+
+  warm `up` to all tunnels established, and `down`, for topologies/default.yaml
+  the same for N = 1, 5, 10 clients behind one NAT, and seconds per added client
+
+Targets on the build machine: default lab up <= 45 s; each extra client <= 3 s."""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import yaml  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from lab import engine, images, lifecycle, topology  # noqa: E402
+from lab.paths import REPO  # noqa: E402
+
+
+def nat_clients(n: int) -> dict:
+    nodes = {
+        "nat": {"kind": "nat", "interfaces": {"home": "192.168.50.1", "internet": "198.18.0.2"},
+                "nat": {"mode": "masquerade", "outside": "internet", "pptp_editor": True}},
+        "vpn": {"kind": "pptp-server", "interfaces": {"internet": "198.18.0.20"},
+                "pptp_server": {"local_ip": "172.31.0.1", "remote_ip": "172.31.0.10-200",
+                                "users": [{"name": f"u{i}", "secret": f"s{i}"} for i in range(n)]}},
+    }
+    for i in range(n):
+        nodes[f"c{i}"] = {"kind": "pptp-client", "interfaces": {"home": f"192.168.50.{10 + i}"},
+                          "routes": [{"to": "default", "via": "192.168.50.1"}],
+                          "pptp_client": {"server": "198.18.0.20", "user": f"u{i}", "secret": f"s{i}"}}
+    return {"name": f"bench-n{n}", "networks": {"home": {"subnet": "192.168.50.0/24"},
+                                                "internet": {"subnet": "198.18.0.0/24"}}, "nodes": nodes}
+
+
+def measure(eng, topo) -> tuple[float, float]:
+    lifecycle.down(eng.client, topo.name)
+    start = time.monotonic()
+    rows = lifecycle.up(eng, topo)
+    t_up = time.monotonic() - start
+    assert all(r.tunnel == "up" for r in rows if r.kind == "pptp-client"), "a tunnel did not come up"
+    start = time.monotonic()
+    lifecycle.down(eng.client, topo.name)
+    return t_up, time.monotonic() - start
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="1,5,10", help="clients behind the NAT (default 1,5,10)")
+    args = ap.parse_args()
+    eng = engine.select()
+    images.ensure_node_image(eng.client)
+    rows = []
+    t_up, t_down = measure(eng, topology.load(REPO / "topologies" / "default.yaml", name="bench-default"))
+    rows.append(("default.yaml (6 nodes, 2 tunnels)", t_up, t_down))
+    sizes = [int(x) for x in args.sizes.split(",")]
+    per_n = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in sizes:
+            path = Path(tmp) / f"bench-n{n}.yaml"
+            path.write_text(yaml.safe_dump(nat_clients(n)))
+            t_up, t_down = measure(eng, topology.load(path))
+            per_n[n] = t_up
+            rows.append((f"{n} client(s) behind one NAT", t_up, t_down))
+    table = Table(title=f"warm lab up/down on the {eng.name} engine")
+    for col in ("lab", "up to all tunnels (s)", "down (s)"):
+        table.add_column(col)
+    for name, u, d in rows:
+        table.add_row(name, f"{u:.1f}", f"{d:.1f}")
+    Console().print(table)
+    if len(sizes) > 1:
+        lo, hi = min(sizes), max(sizes)
+        Console().print(f"seconds per added client: {(per_n[hi] - per_n[lo]) / (hi - lo):.2f} "
+                        f"(from N={lo} to N={hi}; target <= 3 s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,162 @@
+"""pytest plugin (entry point `pptp_lab`): real PPTP labs as fixtures.
+
+    import pytest
+
+    @pytest.mark.topology("topologies/default.yaml")
+    def test_tunnel(lab):
+        lab.ping("client", "10.10.0.20")
+        lab.hangup("client")
+        (s,) = lab.sessions(client="198.51.100.10", segment="internet")
+        assert s.phase == "teardown"
+
+Fixtures: `lab_engine` (session: the engine and node image), `lab` (a running topology for
+the test module; captures kept in runs/ when a test of the module failed), `sessions`
+(the analysed captures of `lab`), `lab_host` (testinfra host of a lab node)."""
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from . import capture, deploy, engine, images, lifecycle, pptp, topology, vm
+from .paths import REPO
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "topology(path, name=None, overrides=None): the topology "
+                            "file the `lab` fixture brings up; overrides maps dotted keys to values")
+
+
+@pytest.fixture(scope="session")
+def lab_engine():
+    """(Engine, node image tag). A VM started here is stopped at the end of the session; one
+    that was already running (a user's lab) is left alone."""
+    was_running = vm.status()["state"] == "running"
+    eng = engine.select()
+    image = images.ensure_node_image(eng.client)
+    yield eng, image
+    if eng.name == "vm" and not was_running:
+        vm.down()
+
+
+def _apply_overrides(data: dict, overrides: dict) -> dict:
+    data = copy.deepcopy(data)
+    for dotted, value in (overrides or {}).items():
+        *path, last = dotted.split(".")
+        cur = data
+        for key in path:
+            cur = cur.setdefault(key, {})
+        cur[last] = value
+    return data
+
+
+class Lab:
+    """A running lab, with the verbs a test needs."""
+
+    def __init__(self, eng, topo: topology.Topology):
+        self.eng, self.topo, self.name = eng, topo, topo.name
+
+    def node(self, name: str):
+        return lifecycle.node(self.eng.client, self.name, name)
+
+    def run(self, name: str, cmd: str, check: bool = True) -> deploy.ExecResult:
+        return deploy.run(self.node(name), cmd, check=check)
+
+    def address(self, name: str, network: str | None = None) -> str:
+        ifs = self.topo.nodes[name].interfaces
+        return ifs[network] if network else next(iter(ifs.values()))
+
+    def ping(self, client: str, target: str, count: int = 3, interval: float = 0.3) -> deploy.ExecResult:
+        res = self.run(client, f"ping -q -c {count} -i {interval} -W 3 {target}", check=False)
+        assert res.ok, f"{client} cannot ping {target}: {res.out}"
+        return res
+
+    def tunnel(self, client: str) -> tuple[str, str, str]:
+        return lifecycle.ppp_state(self.node(client))
+
+    def dial(self, *clients: str) -> None:
+        sub = self.topo.model_copy(update={"nodes": {k: v for k, v in self.topo.nodes.items()
+                                                     if k in clients or v.kind != "pptp-client"}})
+        lifecycle.start_servers(self.eng.client, sub)
+        lifecycle.dial_clients(self.eng.client, sub)
+
+    def hangup(self, client: str, timeout: float = 20) -> None:
+        """Client-initiated teardown: pppd sends LCP Terminate, pptp clears the call."""
+        self.run(client, "pkill -TERM pppd", check=False)
+        self._wait_down(client, timeout)
+
+    def hangup_from_server(self, client: str, timeout: float = 20) -> None:
+        """Server-initiated teardown of one client's call: end the server pppd serving it."""
+        addr = self.tunnel(client)[1]
+        server = next(iter(self.topo.servers))
+        # pppd names its pid file after the interface; the interface is the one whose peer
+        # is this client's tunnel address.
+        self.run(server, f"dev=$(ip -o -4 addr show | awk -v a='peer {addr}/' 'index($0, a) {{print $2}}'); "
+                         f"kill -TERM $(cat /var/run/$dev.pid)")
+        self._wait_down(client, timeout)
+
+    def _wait_down(self, client: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.run(client, "pgrep -x pppd >/dev/null || pgrep -x pptp >/dev/null", check=False).rc != 0:
+                return
+            time.sleep(0.3)
+        raise AssertionError(f"{client}: pppd/pptp still running {timeout:.0f}s after the hang-up")
+
+    def sessions(self, client: str | None = None, segment: str | None = None) -> list:
+        """Analysed sessions of the live capture, optionally of one client address / segment."""
+        with tempfile.TemporaryDirectory() as tmp:
+            files = capture.snapshot(self.eng.client, self.name, Path(tmp))
+            if segment:
+                files = [f for f in files if f.stem == segment]
+            report = pptp.analyze(files)
+        return [s for s in report.sessions if client is None or s.client == client]
+
+    def host(self, name: str):
+        import testinfra
+
+        os.environ["DOCKER_HOST"] = self.eng.url
+        return testinfra.get_host(f"docker://{deploy.obj_name(self.name, name)}")
+
+
+@pytest.fixture(scope="module")
+def lab(request, lab_engine):
+    """The topology of the module's `topology` marker (default: topologies/default.yaml), up
+    with live tunnels and capture; down at the end of the module."""
+    eng, _ = lab_engine
+    marker = request.node.get_closest_marker("topology") if hasattr(request.node, "get_closest_marker") else None
+    path = Path(marker.args[0]) if marker and marker.args else REPO / "topologies" / "default.yaml"
+    kwargs = marker.kwargs if marker else {}
+    path = path if path.is_absolute() else (REPO / path if (REPO / path).exists() else Path(request.fspath).parent / path)
+    data = _apply_overrides(yaml.safe_load(path.read_text()), kwargs.get("overrides"))
+    data["name"] = kwargs.get("name") or f"t-{Path(request.fspath).stem.replace('_', '-')[:20]}".rstrip("-")
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as fh:
+        yaml.safe_dump(data, fh)
+    topo = topology.load(fh.name)
+    os.unlink(fh.name)
+    lifecycle.down(eng.client, topo.name)
+    lifecycle.up(eng, topo)
+    failed_before = request.session.testsfailed
+    yield Lab(eng, topo)
+    _, run = lifecycle.down(eng.client, topo.name)
+    if run and request.session.testsfailed == failed_before:
+        shutil.rmtree(run, ignore_errors=True)  # keep captures only when something failed
+
+
+@pytest.fixture
+def sessions(lab):
+    """Analysed sessions of the lab's live capture (all segments)."""
+    return lab.sessions()
+
+
+@pytest.fixture
+def lab_host(lab):
+    """lab_host(name): a testinfra host for a lab node (pytest-testinfra's own `host` fixture
+    keeps its meaning)."""
+    return lab.host
