@@ -88,8 +88,8 @@ def test_S7_every_gre_header_as_specified(lab):
     _, to_server, to_client = call_flows(session(lab))
     for flow in (to_server, to_client):
         assert flow.errors == [], flow.errors[:3]
-        assert flow.packets > flow.payload_packets > 0
-    # Acknowledgement-only packets are legal and do occur (pptpd after ~50 ms of silence).
+        assert flow.packets >= flow.payload_packets > 0
+    # Acknowledgement-only packets are legal and do occur (a side with nothing to send acks alone).
     assert to_server.ack_only + to_client.ack_only > 0
 
 
@@ -146,27 +146,36 @@ def test_S9_echo_at_the_60s_default(lab):
 
 
 def test_S10_client_initiated_teardown_order(lab):
+    """Documented: SLI, LCP Terminate, SLI, Terminate-Ack, CCRQ, CDN, StopCCRQ, StopCCRP, close.
+    Observed with pptp-linux 1.10 and pptpd 1.4 when the client's pppd is told to hang up
+    (SIGTERM, as `poff` does): pptp clears the call at once, before pppd's LCP
+    Terminate-Request reaches the wire, and both sides close TCP without CDN or Stop-CCR."""
     lab.hangup("client")
     time.sleep(1)
     s = session(lab)
     seen = conformance.observed(s)
     diff = conformance.compare(conformance.DOCUMENTED_CLIENT_TEARDOWN, seen)
     assert s.initiator == "client", diff
-    # What pptp-linux and pptpd really do: no SLI; otherwise the documented order.
-    assert seen[:6] == [("client", "LCP Terminate-Request"), ("server", "LCP Terminate-Ack"),
-                        ("client", "CCRQ"), ("server", "CDN"), ("client", "StopCCRQ"),
-                        ("server", "StopCCRP")], diff
-    assert ("client", "TCP FIN") in seen and ("server", "TCP FIN") in seen, diff
-    assert diff["skipped"] == ["SLI (client)", "SLI (server)"], diff
-    assert s.phase == "teardown"
+    assert seen[0] == ("client", "CCRQ"), diff
+    assert {("client", "TCP FIN"), ("server", "TCP FIN")} <= set(seen), diff
+    assert not any(w.startswith("LCP Terminate") for _, w in seen), diff
+    assert {"CDN (server)", "StopCCRQ (client)", "StopCCRP (server)", "SLI (client)"} <= set(diff["skipped"]), diff
+    assert s.phase == "teardown" and s.tcp["closed_at"] is not None
 
 
 def test_S11_server_initiated_teardown_order(lab):
+    """Documented: the S10 exchange with the roles swapped. Observed when the server's pppd
+    for the call ends: LCP Terminate-Request from the server (sent twice), Terminate-Ack
+    from the client, then pptpd closes TCP at once; the client's CCRQ arrives after the
+    server's FIN and is answered with a reset. No SLI, CDN or Stop-CCR in either direction."""
     lab.hangup_from_server("home-client")
     time.sleep(1)
     s = session(lab, client=HOME, segment="home")
     seen = conformance.observed(s)
     diff = conformance.compare(conformance.DOCUMENTED_SERVER_TEARDOWN, seen)
     assert s.initiator == "server", diff
-    assert seen[:2] == [("server", "LCP Terminate-Request"), ("client", "LCP Terminate-Ack")], diff
-    assert any(what == "TCP FIN" for _, what in seen), diff
+    assert seen[0] == ("server", "LCP Terminate-Request"), diff
+    whats = [f"{w} ({who})" for who, w in seen]
+    assert whats.index("LCP Terminate-Ack (client)") < whats.index("TCP FIN (server)"), diff
+    assert not any(w in ("CDN", "StopCCRQ", "StopCCRP", "SLI") for _, w in seen), diff
+    assert s.tcp["closed_at"] is not None
