@@ -66,8 +66,9 @@ def inventory(topo: Topology, docker_url: str) -> dict:
     }}}
 
 
-def apply(topo: Topology, docker_url: str, playbook: str = "lab.yml") -> float:
-    """Run the playbook against the lab's nodes; raise LabError naming the failed task/node."""
+def apply(topo: Topology, docker_url: str, playbook: str = "lab.yml", nodes: list[str] | None = None) -> float:
+    """Run the playbook against the lab's nodes (or only `nodes`); raise LabError naming the
+    failed task and node."""
     import ansible_runner  # heavy import: only when configuring
 
     start = time.monotonic()
@@ -91,6 +92,7 @@ def apply(topo: Topology, docker_url: str, playbook: str = "lab.yml") -> float:
             r = ansible_runner.run(
                 private_data_dir=str(tmp), playbook=playbook, inventory=inventory(topo, docker_url),
                 quiet=True, forks=16, event_handler=on_event,
+                limit=",".join(obj_name(topo.name, n) for n in nodes) if nodes else None,
                 envvars={"PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
                          "ANSIBLE_HOST_KEY_CHECKING": "False", "ANSIBLE_NOCOLOR": "1",
                          "ANSIBLE_DOCKER_TIMEOUT": "120", "ANSIBLE_RETRY_FILES_ENABLED": "False"})
@@ -99,5 +101,5 @@ def apply(topo: Topology, docker_url: str, playbook: str = "lab.yml") -> float:
     if r.rc != 0 or failures:
         raise LabError(f"configuring {topo.name} failed: " + ("; ".join(failures) or f"ansible-runner rc {r.rc}"))
     took = time.monotonic() - start
-    console.print(f"[green]✓[/] configured {len(topo.nodes)} nodes with Ansible ({took:.0f}s)")
+    console.print(f"[green]✓[/] configured {len(nodes or topo.nodes)} nodes with Ansible ({took:.0f}s)")
     return took

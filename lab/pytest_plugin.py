@@ -15,6 +15,7 @@ the test module; captures kept in runs/ when a test of the module failed), `sess
 from __future__ import annotations
 
 import copy
+import json
 import os
 import shutil
 import tempfile
@@ -85,6 +86,31 @@ class Lab:
                                                      if k in clients or v.kind != "pptp-client"}})
         lifecycle.start_servers(self.eng.client, sub)
         lifecycle.dial_clients(self.eng.client, sub)
+
+    def reconfigure(self, topo: topology.Topology, *nodes: str) -> None:
+        """Apply a changed topology (same nodes and networks) to some nodes, e.g. another
+        firewall policy or NAT setting."""
+        from . import configure
+
+        self.topo = topo
+        configure.apply(topo, self.eng.url, nodes=list(nodes) or None)
+
+    def variant(self, **overrides) -> topology.Topology:
+        """This lab's topology with dotted-key overrides (nodes.fw.policy_without=[...])."""
+        data = _apply_overrides(json.loads(self.topo.model_dump_json()), overrides)
+        return topology.Topology.model_validate(data)
+
+    def dial_at_once(self, *clients: str, timeout: float = 60) -> None:
+        """Dial several clients in the same second of the engine's clock: pptp-linux seeds its
+        call ID from the time, so they choose the same call ID (SPEC S20)."""
+        target = int(self.run(clients[0], "date +%s").out) + 3
+        lifecycle.start_servers(self.eng.client, self.topo)
+        lifecycle._parallel(lambda c: self.run(
+            c, f"while [ $(date +%s) -lt {target} ]; do sleep 0.02; done; pppd call lab logfile /var/log/ppp.log"),
+            clients)
+
+    def stop_client(self, client: str) -> None:
+        self.run(client, "pkill -TERM pppd; pkill -TERM pptp; sleep 0.5; pkill -KILL pptp; true", check=False)
 
     def hangup(self, client: str, timeout: float = 20) -> None:
         """Client-initiated teardown: pppd sends LCP Terminate, pptp clears the call."""
