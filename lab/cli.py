@@ -240,6 +240,30 @@ def nat_show(lab: str, node: str, engine: Optional[str] = EngineOpt,
     console.print(table)
 
 
+@app.command("test")
+def test_(topologies: list[Path] = typer.Argument(..., metavar="TOPOLOGY..."),
+          engine: Optional[str] = EngineOpt) -> None:
+    """Bring each topology up, check its `expect:` block on real tunnels and captures, and
+    write JUnit XML and an HTML report (runs/<lab>/<run-id>/)."""
+    from . import testrun, topology
+
+    topos = [topology.load(p) for p in topologies]  # all validated before anything runs
+    eng = engine_mod.select(engine)
+    failed = 0
+    for topo in topos:
+        res = testrun.run(eng, topo)
+        junit, page = testrun.write(res)
+        table = Table(title=f"pptp-lab test {topo.name}: {'PASS' if res.passed else 'FAIL'}")
+        for col in ("check", "result", "detail"):
+            table.add_column(col)
+        for c in res.checks:
+            table.add_row(c.name, "[green]pass[/]" if c.passed else "[red]FAIL[/]", c.detail)
+        console.print(table)
+        console.print(f"JUnit: {junit}\nreport: {page}")
+        failed += not res.passed
+    raise typer.Exit(1 if failed else 0)
+
+
 @app.command()
 def schema() -> None:
     """Print the topology JSON schema (topologies/topology.schema.json)."""

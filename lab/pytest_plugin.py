@@ -81,11 +81,20 @@ class Lab:
     def tunnel(self, client: str) -> tuple[str, str, str]:
         return lifecycle.ppp_state(self.node(client))
 
-    def dial(self, *clients: str) -> None:
+    def dial(self, *clients: str, timeout: float = lifecycle.TUNNEL_TIMEOUT) -> None:
+        """Dial the clients (all when none given); LabError when a tunnel does not come up."""
         sub = self.topo.model_copy(update={"nodes": {k: v for k, v in self.topo.nodes.items()
-                                                     if k in clients or v.kind != "pptp-client"}})
+                                                     if not clients or k in clients or v.kind != "pptp-client"}})
         lifecycle.start_servers(self.eng.client, sub)
-        lifecycle.dial_clients(self.eng.client, sub)
+        lifecycle.dial_clients(self.eng.client, sub, timeout=timeout)
+
+    def counters(self, firewall: str) -> dict[str, int]:
+        """Packet counters of a firewall's rules, by filter ID (S12a...) or drop comment."""
+        from . import policy
+
+        rows = policy.parse_counters(self.run(firewall, "nft -j list table inet pptp_lab_filter").out)
+        return {r["comment"].split(" ")[0] if r["comment"][:1] == "S" else r["comment"]: r["packets"]
+                for r in rows}
 
     def reconfigure(self, topo: topology.Topology, *nodes: str) -> None:
         """Apply a changed topology (same nodes and networks) to some nodes, e.g. another

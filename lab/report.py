@@ -124,3 +124,79 @@ def write_ladder(report: Report, path: Path) -> None:
         path.write_text(ladder_svg(report.sessions[0]))
     else:
         path.write_text(ladder_html(report))
+
+
+def junit_xml(suite: str, cases: list[tuple[str, bool, str, float]]) -> str:
+    """JUnit XML for (name, passed, detail, seconds) cases."""
+    import xml.etree.ElementTree as ET
+
+    root = ET.Element("testsuite", name=suite, tests=str(len(cases)),
+                      failures=str(sum(1 for c in cases if not c[1])))
+    for name, passed, detail, seconds in cases:
+        case = ET.SubElement(root, "testcase", classname=suite, name=name, time=f"{seconds:.2f}")
+        if not passed:
+            ET.SubElement(case, "failure", message=detail[:500]).text = detail
+        else:
+            ET.SubElement(case, "system-out").text = detail
+    return ET.tostring(root, encoding="unicode")
+
+
+def topology_svg(topo) -> str:
+    """Networks as vertical bars, nodes as boxes wired to the networks they sit on."""
+    nets = list(topo.networks)
+    width = 180 * len(nets) + 40
+    nodes = list(topo.nodes.items())
+    height = 60 + 46 * len(nodes)
+    x = {n: 40 + 180 * i + 60 for i, n in enumerate(nets)}
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+           'font-family="sans-serif" font-size="12">']
+    for n, net in topo.networks.items():
+        out.append(f'<line x1="{x[n]}" y1="30" x2="{x[n]}" y2="{height - 10}" stroke="#4a7" stroke-width="4"/>')
+        out.append(f'<text x="{x[n]}" y="20" text-anchor="middle">{html.escape(n)} {net.subnet}</text>')
+    for i, (name, node) in enumerate(nodes):
+        y = 50 + 46 * i
+        cx = sum(x[n] for n in node.interfaces) / len(node.interfaces)
+        for n, addr in node.interfaces.items():
+            out.append(f'<line x1="{cx}" y1="{y + 14}" x2="{x[n]}" y2="{y + 14}" stroke="#888"/>')
+            out.append(f'<text x="{x[n] + 4}" y="{y + 10}" font-size="10" fill="#555">{addr}</text>')
+        out.append(f'<rect x="{cx - 55}" y="{y}" width="110" height="28" rx="5" fill="#eef" stroke="#336"/>')
+        out.append(f'<text x="{cx}" y="{y + 18}" text-anchor="middle">{html.escape(name)} ({node.kind})</text>')
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+def test_html(res) -> str:
+    """The `pptp-lab test` report: checks, conformance, topology, ladders, captures."""
+    from . import conformance
+
+    e = html.escape
+    parts = ["<!doctype html><html><head><meta charset='utf-8'>",
+             f"<title>pptp-lab test: {e(res.topo.name)}</title><style>body{{font-family:sans-serif;margin:2em}}"
+             " table{border-collapse:collapse} td,th{padding:3px 8px;border-bottom:1px solid #ddd;text-align:left}"
+             " .pass{color:#070} .fail{color:#b00} .differs{color:#a60}</style></head><body>",
+             f"<h1>pptp-lab test: {e(res.topo.name)} — "
+             f"<span class='{'pass' if res.passed else 'fail'}'>{'PASS' if res.passed else 'FAIL'}</span></h1>",
+             "<h2>Checks</h2><table><tr><th>check</th><th>result</th><th>detail</th></tr>"]
+    for c in res.checks:
+        parts.append(f"<tr><td>{e(c.name)}</td><td class='{'pass' if c.passed else 'fail'}'>"
+                     f"{'pass' if c.passed else 'FAIL'}</td><td>{e(c.detail)}</td></tr>")
+    parts.append("</table>")
+    sessions = res.report.sessions if res.report else []
+    parts.append("<h2>Conformance (documented vs observed)</h2><table><tr><th>SPEC</th><th>documented</th>"
+                 "<th>observed</th><th>verdict</th></tr>")
+    for spec, doc, obs, verdict in conformance.rows(sessions):
+        cls = "pass" if verdict == "as documented" else "differs"
+        parts.append(f"<tr><td>{spec}</td><td>{e(doc)}</td><td>{e(obs)}</td><td class='{cls}'>{verdict}</td></tr>")
+    parts.append("</table><h2>Topology</h2>" + topology_svg(res.topo))
+    if res.run_dir:
+        parts.append("<h2>Captures</h2><ul>" + "".join(
+            f"<li><a href='{e(p.name)}'>{e(p.name)}</a> ({p.stat().st_size} bytes)</li>"
+            for p in sorted(res.run_dir.glob("*.pcap"))) + "</ul>")
+    parts.append("<h2>Sessions</h2>")
+    for s in sessions:
+        if s.gre_only:
+            continue
+        parts.append(f"<h3>{e(Path(s.source).name)}: {e(s.client)} → {e(s.server)} — phase {s.phase}</h3>"
+                     f"<p>{e(s.verdict)}</p>" + ladder_svg(s))
+    parts.append("</body></html>")
+    return "\n".join(parts)

@@ -194,11 +194,35 @@ class Node(Strict):
         return self
 
 
+class ClientExpect(Strict):
+    """What a user expects of one client (checked by `pptp-lab test TOPOLOGY`)."""
+    tunnel: Literal["up", "fails"] = "up"
+    phase: Optional[Literal["tcp", "control", "call", "lcp", "auth", "ccp", "ipcp"]] = Field(
+        None, description="with tunnel: fails, the phase the analyser must find it stopped at")
+    reach: list[str] = Field(default_factory=list, description="addresses pinged through the tunnel")
+    unreachable: list[str] = Field(default_factory=list, description="addresses that must not answer")
+
+    @field_validator("reach", "unreachable")
+    @classmethod
+    def _addrs(cls, v: list[str]) -> list[str]:
+        return [str(ipaddress.IPv4Address(a)) for a in v]
+
+
+class NatExpect(Strict):
+    unique_outside_call_ids: bool = True
+
+
+class Expect(Strict):
+    clients: dict[str, ClientExpect] = Field(default_factory=dict)
+    nat: dict[str, NatExpect] = Field(default_factory=dict)
+
+
 class Topology(Strict):
     name: str = Field(pattern=NAME)
     description: str = ""
     networks: dict[str, Network] = Field(min_length=1)
     nodes: dict[str, Node] = Field(min_length=1)
+    expect: Optional[Expect] = Field(None, description="expected results, checked by `pptp-lab test`")
 
     @model_validator(mode="after")
     def _references(self):
@@ -231,6 +255,13 @@ class Topology(Strict):
                 if not any(ipaddress.IPv4Address(r.via) in self.networks[n].net
                            for n in node.interfaces if n in self.networks):
                     errors.append(f"nodes.{name}.routes[{i}].via: {r.via} is on none of {name}'s networks")
+        if self.expect:
+            for name in self.expect.clients:
+                if name not in self.nodes or self.nodes[name].kind != "pptp-client":
+                    errors.append(f"expect.clients.{name}: no pptp-client node {name!r}")
+            for name in self.expect.nat:
+                if name not in self.nodes or self.nodes[name].kind != "nat":
+                    errors.append(f"expect.nat.{name}: no nat node {name!r}")
         for name, node in self.nodes.items():
             if node.nat:
                 errors += self._nat_errors(name, node, seen)

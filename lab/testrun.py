@@ -1,0 +1,122 @@
+"""`pptp-lab test TOPOLOGY...`: bring a topology up, check its `expect:` block, read the
+capture, and write JUnit XML and an HTML report into runs/<lab>/<run-id>/."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import capture, deploy, lifecycle, pptp, report
+from .engine import Engine
+from .errors import LabError
+from .host import console
+from .topology import Topology
+
+DIAL_TIMEOUT = 40
+
+
+@dataclass
+class Check:
+    name: str
+    spec: str
+    passed: bool
+    detail: str = ""
+    seconds: float = 0.0
+
+
+@dataclass
+class Result:
+    topo: Topology
+    checks: list[Check] = field(default_factory=list)
+    run_dir: Path | None = None
+    report: pptp.Report | None = None
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+
+def _latest(sessions, address: str):
+    found = [s for s in sessions if s.client == address and not s.gre_only]
+    return max(found, key=lambda s: s.start) if found else None
+
+
+def _client_session(analysed: pptp.Report, topo: Topology, name: str):
+    """The client's latest session as seen on its own segment (nearest the client)."""
+    net, addr = next(iter(topo.nodes[name].interfaces.items()))
+    return _latest([s for s in analysed.sessions if Path(s.source).stem == net], addr)
+
+
+def run(eng: Engine, topo: Topology) -> Result:
+    res = Result(topo)
+    start = time.monotonic()
+    lifecycle.down(eng.client, topo.name)
+    lifecycle.up(eng, topo, dial=False)
+    try:
+        lifecycle.start_servers(eng.client, topo)
+        try:
+            lifecycle.dial_clients(eng.client, topo, timeout=DIAL_TIMEOUT)
+        except LabError as exc:
+            console.print(f"[yellow]{exc}[/]")  # judged per client below, against `expect`
+        res.checks.append(Check("lab up", "", True, f"{topo.name} on the {eng.name} engine",
+                                time.monotonic() - start))
+        with_capture = Path(capture.runs_dir() / topo.name / "live")
+        analysed = pptp.analyze(capture.snapshot(eng.client, topo.name, with_capture))
+        res.checks += _client_checks(eng, topo, analysed)
+        res.checks += _nat_checks(topo, analysed)
+    finally:
+        _, res.run_dir = lifecycle.down(eng.client, topo.name)
+    files = sorted(res.run_dir.glob("*.pcap")) if res.run_dir else []
+    res.report = pptp.analyze(files) if files else None
+    return res
+
+
+def _client_checks(eng: Engine, topo: Topology, analysed: pptp.Report) -> list[Check]:
+    checks = []
+    expect = topo.expect.clients if topo.expect else {}
+    for name in topo.clients:
+        want = expect.get(name)
+        state = lifecycle.ppp_state(lifecycle.node(eng.client, topo.name, name))[0]
+        s = _client_session(analysed, topo, name)
+        why = f"analyser: phase {s.phase}: {s.verdict}" if s else "analyser: no session in the capture"
+        if want is None or want.tunnel == "up":
+            checks.append(Check(f"{name}: tunnel up", "S16", state == "up",
+                                "ppp0 up" if state == "up" else f"no tunnel; {why}"))
+        else:
+            ok = state != "up" and (want.phase is None or (s is not None and s.phase == want.phase))
+            checks.append(Check(f"{name}: tunnel fails" + (f" at {want.phase}" if want.phase else ""),
+                                "S16", ok, f"tunnel {state}; {why}"))
+        if want is None:
+            continue
+        c = lifecycle.node(eng.client, topo.name, name)
+        for addr in want.reach:
+            r = deploy.run(c, f"ping -q -c 3 -i 0.3 -W 2 {addr}", check=False)
+            checks.append(Check(f"{name}: reaches {addr}", "", r.ok, r.out.strip().splitlines()[-1] if r.out else ""))
+        for addr in want.unreachable:
+            r = deploy.run(c, f"ping -q -c 2 -W 1 {addr}", check=False)
+            checks.append(Check(f"{name}: does not reach {addr}", "", not r.ok,
+                                "no answer" if not r.ok else "answered"))
+    return checks
+
+
+def _nat_checks(topo: Topology, analysed: pptp.Report) -> list[Check]:
+    checks = []
+    for name, want in (topo.expect.nat.items() if topo.expect else []):
+        node = topo.nodes[name]
+        outside = node.interfaces[node.nat.outside]
+        ids = [c.client_call_id for s in analysed.sessions if s.client == outside and not s.gre_only
+               for c in s.calls if c.reply.get("out_result") == 1]
+        unique = len(ids) == len(set(ids)) and bool(ids)
+        if want.unique_outside_call_ids:
+            checks.append(Check(f"{name}: unique outside call IDs", "S20", unique, f"outside call IDs {ids}"))
+    return checks
+
+
+def write(res: Result) -> tuple[Path, Path]:
+    out = res.run_dir or (capture.runs_dir() / res.topo.name / "test")
+    out.mkdir(parents=True, exist_ok=True)
+    junit = out / "junit.xml"
+    junit.write_text(report.junit_xml(res.topo.name, [(c.name, c.passed, c.detail, c.seconds) for c in res.checks]))
+    page = out / "report.html"
+    page.write_text(report.test_html(res))
+    return junit, page
