@@ -76,6 +76,7 @@ def main() -> None:
     from lab import engine, images, vm  # after the env is set
 
     rows: list[tuple[str, str, str]] = []
+    dockerd = None
     if not args.no_cold:
         cold_cache = work / "cold-cache"
         os.environ["PPTP_LAB_CACHE"] = str(cold_cache)
@@ -97,7 +98,6 @@ def main() -> None:
         vm_start, vm_exec = container_figures(client, tag, args.n)
 
         local = engine.local_client()
-        dockerd = None
         if local is None and shutil.which("dockerd"):
             dockerd, local = private_dockerd(work / "dockerd")
         if local is not None:
@@ -111,10 +111,10 @@ def main() -> None:
         else:
             rows.append(("container start / exec in the VM", f"{vm_start:.2f} s / {vm_exec:.2f} s",
                          "no local engine to compare"))
+    finally:
         if dockerd:
             dockerd.terminate()
             dockerd.wait(30)
-    finally:
         vm.down()
         shutil.rmtree(work, ignore_errors=True)
 

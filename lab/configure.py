@@ -17,6 +17,12 @@ from .topology import Topology
 
 PLAYBOOKS = REPO / "playbooks"
 PEER = "lab"  # the pppd peer name every client dials (`pppd call lab`)
+
+
+def tunnel_if(node) -> str:
+    """A client's tunnel interface: ppp0; a VPN server that also dials out (a calling router,
+    S17) uses ppp100 so it never clashes with the interfaces of the calls it answers."""
+    return "ppp100" if node.kind == "pptp-server" else "ppp0"
 GROUPS = {"pptp-server": "pptp_servers", "pptp-client": "pptp_clients", "nat": "nat",
           "firewall": "firewall", "router": "routers", "host": "hosts"}
 
@@ -25,15 +31,18 @@ def host_vars(topo: Topology, name: str) -> dict:
     node = topo.nodes[name]
     hv: dict = {"lab_node": name, "lab_kind": node.kind, "lab_policy": node.policy,
                 "lab_routes": [{"to": r.to, "via": r.via} for r in node.routes]}
+    users: list[dict] = []  # chap-secrets: the server's users and the client's own credentials
     if node.pptp_server:
         s = node.pptp_server
         hv.update(local_ip=s.local_ip, remote_range=s.remote_ip, server_name=s.name, mppe=s.mppe,
-                  users=[{"name": u.name, "secret": u.secret} for u in s.users], connections=64)
+                  connections=64)
+        users += [{"name": u.name, "secret": u.secret, "server": s.name} for u in s.users]
     if node.pptp_client:
         c = node.pptp_client
-        hv.update(peer=PEER, server=c.server, user=c.user, server_name=c.server_name, mppe=c.mppe,
-                  pptp_options=c.options, tunnel_routes=c.routes,
-                  users=[{"name": c.user, "secret": c.secret}])
+        hv.update(peer=PEER, server=c.server, user=c.user, remote_name=c.server_name, mppe=c.mppe,
+                  pptp_options=c.options, tunnel_routes=c.routes, unit=int(tunnel_if(node)[3:]))
+        users.append({"name": c.user, "secret": c.secret, "server": c.server_name})
+    hv["users"] = users
     if node.kind == "firewall":
         hv["fw"] = firewall_vars(topo, node)
     if node.nat:

@@ -162,12 +162,14 @@ def dial_clients(client: docker.DockerClient, topo: Topology, timeout: float = T
     start = time.monotonic()
 
     def dial_and_wait(name) -> bool:
-        # One exec per client that dials and then blocks until ppp0 has an address: polling
-        # from here would flood a slow engine with execs.
+        # One exec per client that dials and then blocks until its tunnel has an address:
+        # polling from here would flood a slow engine with execs.
         c = node(client, topo.name, name)
-        return deploy.run(c, f"ip -4 addr show ppp0 2>/dev/null | grep -q inet || pgrep -x pppd >/dev/null || "
+        ifname = configure.tunnel_if(topo.nodes[name])
+        return deploy.run(c, f"ip -4 addr show {ifname} 2>/dev/null | grep -q inet || "
+                             f"pgrep -f '^pppd call {configure.PEER}' >/dev/null || "  # ^: not this shell itself
                              f"pppd call {configure.PEER} logfile /var/log/ppp.log; "
-                             f"timeout {int(timeout)} sh -c 'until ip -4 addr show ppp0 2>/dev/null | "
+                             f"timeout {int(timeout)} sh -c 'until ip -4 addr show {ifname} 2>/dev/null | "
                              f"grep -q inet; do sleep 0.2; done'", check=False).ok
 
     with console.status(f"dialling {len(names)} client(s) and waiting for their tunnels"):
@@ -175,16 +177,16 @@ def dial_clients(client: docker.DockerClient, topo: Topology, timeout: float = T
     if pending:
         why = []
         for n in sorted(pending):
-            log = deploy.run(node(client, topo.name, n), "tail -n 3 /var/log/ppp.log", check=False).out
+            log = deploy.run(node(client, topo.name, n), "tail -n 3 /var/log/ppp.log 2>/dev/null", check=False).out
             why.append(f"{n}: " + " / ".join(x.strip() for x in log.splitlines()) if log.strip() else f"{n}: no pppd log")
         raise LabError(f"no tunnel after {timeout:.0f}s for {', '.join(sorted(pending))} "
                        f"(`pptp-lab analyze` the capture for the phase): " + "; ".join(why))
     console.print(f"[green]✓[/] {len(names)} tunnel(s) up ({time.monotonic() - start:.0f}s)")
 
 
-def ppp_state(c) -> tuple[str, str, str]:
-    """("up"|"down", local address, peer address) of a node's ppp0."""
-    out = deploy.run(c, "ip -4 -o addr show dev ppp0 2>/dev/null", check=False).out
+def ppp_state(c, ifname: str = "ppp0") -> tuple[str, str, str]:
+    """("up"|"down", local address, peer address) of a node's tunnel interface."""
+    out = deploy.run(c, f"ip -4 -o addr show dev {ifname} 2>/dev/null", check=False).out
     m = re.search(r"inet (\S+) peer (\S+?)/", out)
     return ("up", m.group(1), m.group(2)) if m else ("down", "", "")
 

@@ -16,8 +16,8 @@ def render(template: str, **values) -> str:
 def server_files(local_ip: str, remote_range: str, users: list[dict], server_name: str = "pptpd",
                  mppe: bool = True) -> dict[str, tuple[str, int]]:
     """path -> (text, mode) for a pptpd node."""
-    v = dict(local_ip=local_ip, remote_range=remote_range, users=users, server_name=server_name,
-             mppe=mppe)
+    v = dict(local_ip=local_ip, remote_range=remote_range, server_name=server_name, mppe=mppe,
+             users=[{**u, "server": server_name} for u in users])
     return {"/etc/pptpd.conf": (render("pptpd.conf.j2", **v), 0o644),
             "/etc/ppp/pptpd-options": (render("pptpd-options.j2", **v), 0o644),
             "/etc/ppp/chap-secrets": (render("chap-secrets.j2", **v), 0o600)}
@@ -26,7 +26,7 @@ def server_files(local_ip: str, remote_range: str, users: list[dict], server_nam
 def client_files(peer: str, server: str, user: str, secret: str, server_name: str = "pptpd",
                  mppe: bool = True, pptp_options: str = "") -> dict[str, tuple[str, int]]:
     """path -> (text, mode) for a pptp-linux client node dialling `pppd call <peer>`."""
-    v = dict(peer=peer, server=server, user=user, server_name=server_name, mppe=mppe,
-             pptp_options=pptp_options, users=[{"name": user, "secret": secret}])
+    v = dict(peer=peer, server=server, user=user, remote_name=server_name, mppe=mppe,
+             pptp_options=pptp_options, users=[{"name": user, "secret": secret, "server": server_name}])
     return {f"/etc/ppp/peers/{peer}": (render("peer.j2", **v), 0o644),
             "/etc/ppp/chap-secrets": (render("chap-secrets.j2", **v), 0o600)}

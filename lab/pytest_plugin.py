@@ -79,12 +79,14 @@ class Lab:
         return res
 
     def tunnel(self, client: str) -> tuple[str, str, str]:
-        return lifecycle.ppp_state(self.node(client))
+        from .configure import tunnel_if
+
+        return lifecycle.ppp_state(self.node(client), tunnel_if(self.topo.nodes[client]))
 
     def dial(self, *clients: str, timeout: float = lifecycle.TUNNEL_TIMEOUT) -> None:
         """Dial the clients (all when none given); LabError when a tunnel does not come up."""
         sub = self.topo.model_copy(update={"nodes": {k: v for k, v in self.topo.nodes.items()
-                                                     if not clients or k in clients or v.kind != "pptp-client"}})
+                                                     if not clients or k in clients or v.pptp_client is None}})
         lifecycle.start_servers(self.eng.client, sub)
         lifecycle.dial_clients(self.eng.client, sub, timeout=timeout)
 

@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import capture, deploy, lifecycle, pptp, report
+from . import capture, configure, deploy, lifecycle, pptp, report
 from .engine import Engine
 from .errors import LabError
 from .host import console
@@ -76,7 +76,8 @@ def _client_checks(eng: Engine, topo: Topology, analysed: pptp.Report) -> list[C
     expect = topo.expect.clients if topo.expect else {}
     for name in topo.clients:
         want = expect.get(name)
-        state = lifecycle.ppp_state(lifecycle.node(eng.client, topo.name, name))[0]
+        state = lifecycle.ppp_state(lifecycle.node(eng.client, topo.name, name),
+                                    configure.tunnel_if(topo.nodes[name]))[0]
         s = _client_session(analysed, topo, name)
         why = f"analyser: phase {s.phase}: {s.verdict}" if s else "analyser: no session in the capture"
         if want is None or want.tunnel == "up":

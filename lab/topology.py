@@ -178,9 +178,10 @@ class Node(Strict):
             raise ValueError("a pptp-client node needs a pptp_client block")
         if self.kind == "nat" and not self.nat:
             raise ValueError("a nat node needs a nat block")
-        for block, kind in (("pptp_server", "pptp-server"), ("pptp_client", "pptp-client"), ("nat", "nat")):
-            if getattr(self, block) is not None and self.kind != kind:
-                raise ValueError(f"{block} is only for kind {kind}")
+        for block, kinds in (("pptp_server", ("pptp-server",)), ("nat", ("nat",)),
+                             ("pptp_client", ("pptp-client", "pptp-server"))):  # a server may dial out (S17)
+            if getattr(self, block) is not None and self.kind not in kinds:
+                raise ValueError(f"{block} is only for kind {' or '.join(kinds)}")
         if sum(1 for r in self.routes if r.to == "default") > 1:
             raise ValueError("two default routes")
         from .policy import POLICIES
@@ -328,7 +329,8 @@ class Topology(Strict):
 
     @property
     def clients(self) -> dict[str, Node]:
-        return {n: v for n, v in self.nodes.items() if v.kind == "pptp-client"}
+        """Every node that dials: pptp-client nodes and servers that are calling routers."""
+        return {n: v for n, v in self.nodes.items() if v.pptp_client is not None}
 
 
 def _key_path(loc: tuple) -> str:
