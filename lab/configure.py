@@ -40,7 +40,8 @@ def host_vars(topo: Topology, name: str) -> dict:
     if node.pptp_client:
         c = node.pptp_client
         hv.update(peer=PEER, server=c.server, user=c.user, remote_name=c.server_name, mppe=c.mppe,
-                  pptp_options=c.options, tunnel_routes=c.routes, unit=int(tunnel_if(node)[3:]))
+                  pptp_options=c.options, tunnel_routes=c.routes, unit=int(tunnel_if(node)[3:]),
+                  pin_random=c.pin_random)
         users.append({"name": c.user, "secret": c.secret, "server": c.server_name})
     hv["users"] = users
     if node.kind == "firewall":

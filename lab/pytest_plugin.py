@@ -111,17 +111,9 @@ class Lab:
         data = _apply_overrides(json.loads(self.topo.model_dump_json()), overrides)
         return topology.Topology.model_validate(data)
 
-    def dial_at_once(self, *clients: str, timeout: float = 60) -> None:
-        """Dial several clients in the same second of the engine's clock: pptp-linux seeds its
-        call ID from the time, so they choose the same call ID (SPEC S20)."""
-        target = int(self.run(clients[0], "date +%s").out) + 3
-        lifecycle.start_servers(self.eng.client, self.topo)
-        lifecycle._parallel(lambda c: self.run(
-            c, f"while [ $(date +%s) -lt {target} ]; do sleep 0.02; done; pppd call lab logfile /var/log/ppp.log"),
-            clients)
-
     def stop_client(self, client: str) -> None:
-        self.run(client, "pkill -TERM pppd; pkill -TERM pptp; sleep 0.5; pkill -KILL pptp; true", check=False)
+        """End a node's outgoing call (only its own: a calling router keeps its answered calls)."""
+        self.run(client, "pkill -TERM -f '^pppd call lab'; sleep 0.5; pkill -KILL -f '^pptp '; true", check=False)
 
     def hangup(self, client: str, timeout: float = 20) -> None:
         """Client-initiated teardown: pppd sends LCP Terminate, pptp clears the call."""

@@ -102,6 +102,9 @@ class PptpClient(Strict):
     mppe: bool = True
     routes: list[str] = Field(default_factory=list, description="networks reached through the tunnel")
     options: str = Field("", description="extra pptp-linux options")
+    pin_random: Optional[int] = Field(None, ge=0, le=255, description="pptp-linux reads its call ID "
+                                      "from /dev/random: the node's /dev/random becomes this byte repeated, "
+                                      "so clients with the same value choose the same call ID (SPEC S20)")
 
     @field_validator("server")
     @classmethod

@@ -5,8 +5,9 @@ set -eu
 cd "$(dirname "$0")/.."
 
 # qemu-system-x86 + qemu-utils: the VM engine; debootstrap + e2fsprogs: building the VM disk
-# and node image; docker.io: a local engine where the kernel has PPP; tshark: the decoder oracle.
-PKGS="qemu-system-x86 qemu-utils debootstrap e2fsprogs docker.io tshark python3-venv"
+# and node image; docker.io: a local engine where the kernel has PPP; tshark: the decoder oracle;
+# chromium: rendering the HTML report in a test.
+PKGS="qemu-system-x86 qemu-utils debootstrap e2fsprogs docker.io tshark chromium python3-venv"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

@@ -32,6 +32,22 @@ def test_default_topology_meets_its_expectations(lab_engine, tmp_path):
     page = (junit.parent / "report.html").read_text()
     assert "PASS" in page and "<td>S3</td>" in page and "internet.pcap" in page
     assert (junit.parent / "internet.pcap").stat().st_size > 0
+    render_in_chromium(junit.parent / "report.html")
+
+
+def render_in_chromium(page: Path) -> None:
+    """The report renders in headless Chromium: its DOM has the ladder diagrams and a
+    screenshot lands next to it (runs/<lab>/<run-id>/report.png)."""
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={page.parent / '.chromium'}"]
+    dom = subprocess.run(["chromium", *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True,
+                         timeout=120).stdout
+    assert dom.count("<svg") >= 2 and "SCCRQ" in dom, dom[:500]
+    shot = page.with_suffix(".png")
+    subprocess.run(["chromium", *flags, f"--screenshot={shot}", "--window-size=1200,1600", page.as_uri()],
+                   capture_output=True, timeout=120)
+    assert shot.stat().st_size > 20_000  # a page with tables and diagrams, not a blank one
 
 
 def test_a_firewall_without_the_gre_filter_is_expected_to_fail_at_the_call(lab_engine, tmp_path):
