@@ -105,7 +105,10 @@ def _nat_checks(topo: Topology, analysed: pptp.Report) -> list[Check]:
     for name, want in (topo.expect.nat.items() if topo.expect else []):
         node = topo.nodes[name]
         outside = node.interfaces[node.nat.outside]
-        ids = [c.client_call_id for s in analysed.sessions if s.client == outside and not s.gre_only
+        # Read on the NAT's outside segment only: the same call seen at another capture point
+        # further on is not a second call.
+        ids = [c.client_call_id for s in analysed.sessions
+               if s.client == outside and not s.gre_only and Path(s.source).stem == node.nat.outside
                for c in s.calls if c.reply.get("out_result") == 1]
         unique = len(ids) == len(set(ids)) and bool(ids)
         if want.unique_outside_call_ids:
