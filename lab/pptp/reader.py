@@ -37,6 +37,9 @@ class Packet:
     gre: gre_mod.Gre | None = None
 
 
+_IPV4 = struct.Struct("!B1xH2xH1xB")  # version/IHL, total length, flags/fragment, protocol
+
+
 @functools.lru_cache(maxsize=4096)
 def _addr(raw: bytes) -> str:
     return socket.inet_ntop(socket.AF_INET if len(raw) == 4 else socket.AF_INET6, raw)
@@ -45,19 +48,20 @@ def _addr(raw: bytes) -> str:
 def _fast_ipv4(buf: bytes, frame: int, ts: float) -> Packet | None | bool:
     """Ethernet II + unfragmented IPv4, the bulk of any PPTP capture, parsed without building
     dpkt objects (which cost most of the analyser's time). False: use the dpkt path."""
-    if len(buf) < 34 or buf[12:14] != b"\x08\x00" or buf[14] >> 4 != 4:
+    if len(buf) < 34 or buf[12] != 8 or buf[13] != 0:
         return False
-    if int.from_bytes(buf[20:22], "big") & 0x3FFF:  # a fragment: let dpkt report it
+    ver_ihl, total, frag, proto = _IPV4.unpack_from(buf, 14)
+    if ver_ihl >> 4 != 4 or frag & 0x3FFF:  # not IPv4, or a fragment: let dpkt report it
         return False
-    ihl = (buf[14] & 0x0F) * 4
-    end = 14 + int.from_bytes(buf[16:18], "big")
+    ihl = (ver_ihl & 0x0F) * 4
+    end = 14 + total
     if ihl < 20 or end > len(buf) or end < 14 + ihl:
         return False
-    proto = buf[23]
     body = buf[14 + ihl:end]
     if proto == GRE:
         g = gre_mod.decode(body)
-        return None if g is None else Packet(frame, ts, _addr(buf[26:30]), _addr(buf[30:34]), "gre", gre=g)
+        return None if g is None else Packet(frame, ts, _addr(buf[26:30]), _addr(buf[30:34]), "gre",
+                                             0, 0, 0, 0, b"", g)
     if proto == TCP and len(body) >= 20:
         sport, dport = int.from_bytes(body[0:2], "big"), int.from_bytes(body[2:4], "big")
         if PORT not in (sport, dport):

@@ -13,6 +13,7 @@ PHASES = ["tcp", "control", "call", "lcp", "auth", "ccp", "ipcp", "data", "teard
 SEEN_WINDOW = 8192  # sequence numbers remembered per direction for duplicate detection
 MAX_ERRORS = 20     # per object, so a corrupt capture cannot grow a report without bound
 SYN, RST, FIN, ACK = 0x02, 0x04, 0x01, 0x10
+MPPE_PREFIXES = (b"\x00\xfd", b"\xfd", b"\xff\x03\x00\xfd")  # PPP protocol 0x00FD, any framing
 
 
 @dataclass
@@ -322,9 +323,10 @@ class Analyzer:
             flow = Direction(pkt.src, pkt.dst, g.call_id)
             setattr(call, attr, flow)
         flow.add(pkt)
-        s.end = max(s.end, pkt.ts)
+        if pkt.ts > s.end:
+            s.end = pkt.ts
         sender = "client" if attr == "to_server" else "server"
-        if g.payload[:2] == b"\x00\xfd" or g.payload[:1] == b"\xfd" or g.payload[:4] == b"\xff\x03\x00\xfd":
+        if g.payload.startswith(MPPE_PREFIXES):
             flow.ppp["MPPE"] += 1  # encrypted data, the bulk of a session: counted, not decoded
             call.ppp["data_frames"][sender] += 1
         elif g.payload:
