@@ -240,6 +240,9 @@ def up() -> VmState:
     if st:
         console.print(f"[yellow]previous VM (pid {st.pid}) is gone; starting a new one[/]")
         _clear_state()
+    strays = _kill_strays()  # a QEMU of ours that no state file names would hold the disk lock
+    if strays:
+        console.print(f"[yellow]{strays.lstrip('; ')}[/]")
     require_binary(QEMU, "qemu-system-x86")
     require_binary("qemu-img", "qemu-utils")
     art = build()
@@ -270,7 +273,10 @@ def _wait_ready(st: VmState, proc: subprocess.Popen | None = None) -> VmState:
     start = time.monotonic()
     with console.status("VM booting") as status:
         while time.monotonic() - start < BOOT_TIMEOUT:
-            if proc is not None and proc.poll() is not None or not alive(st.pid):
+            # Our own child is judged by poll(); a VM found running (no Popen) by its pid.
+            gone = proc.poll() is not None if proc is not None else not alive(st.pid)
+            if gone:
+                _kill(st.pid)
                 _clear_state()
                 raise LabError(f"QEMU exited while booting: {_tail(vm_dir() / 'qemu.log')} "
                                f"{_tail(vm_dir() / 'console.log')} (logs in {vm_dir()})")
@@ -320,6 +326,7 @@ def down(wipe: bool = False) -> str:
                 s.settimeout(3)
                 s.connect(str(vm_dir() / "ctl.sock"))
                 s.sendall(b"poweroff\n")
+                time.sleep(1)  # let QEMU hand it to the guest before the socket closes
         except OSError:
             pass  # the control port is gone; fall through to the kill
         deadline = time.monotonic() + 30

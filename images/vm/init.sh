@@ -59,12 +59,16 @@ stop() {
 }
 trap stop TERM INT USR1
 
-# `pptp-lab vm down` writes "poweroff" to the virtio control port; reads return at once
-# while nobody is connected on the host side, hence the sleep.
-ctl=/dev/virtio-ports/lab.ctl
-(while :; do
-    if [ -e "$ctl" ] && read -r cmd < "$ctl" && [ "$cmd" = poweroff ]; then kill -TERM 1; fi
-    sleep 1
+# `pptp-lab vm down` writes "poweroff" to the virtio control port named lab.ctl (found in
+# sysfs: without udev there is no /dev/virtio-ports/ link). The port stays open, or QEMU
+# drops what the host writes; reads return at once while no host is connected, hence the sleep.
+ctl=""
+for port in /sys/class/virtio-ports/*; do
+    [ "$(cat "$port/name" 2>/dev/null)" = lab.ctl ] && ctl=/dev/$(basename "$port")
+done
+echo "lab-init: control port ${ctl:-missing}"
+[ -n "$ctl" ] && (exec 3<"$ctl"; while :; do
+    if read -r cmd <&3; then [ "$cmd" = poweroff ] && kill -TERM 1; else sleep 1; fi
 done) &
 echo "lab-init: ready at $(up)s"
 while :; do
