@@ -3,7 +3,7 @@ VENV := .venv
 LAB := $(VENV)/bin/pptp-lab
 PYTEST := $(VENV)/bin/python -m pytest
 
-.PHONY: setup lab-up lab-down test unit integration bench clean
+.PHONY: setup lab-up lab-down test unit integration bench bench-suite clean
 
 setup:
 	@scripts/setup.sh
@@ -27,8 +27,15 @@ unit: setup
 integration: setup
 	$(PYTEST) tests/integration -ra; rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
 
+# Figures for this machine (printed, never asserted): engine, analyser, lab up/down.
 bench: setup
 	$(VENV)/bin/python bench/engine.py
+	$(VENV)/bin/python bench/analyze.py
+	$(VENV)/bin/python bench/lab.py
+
+# The whole scenario suite's wall time and its shares (about 25 minutes here).
+bench-suite: setup
+	$(VENV)/bin/python bench/suite.py
 
 clean:
 	rm -rf runs .pytest_cache
