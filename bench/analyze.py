@@ -9,7 +9,6 @@ and the analyser's peak RSS on N and 2N packets (streaming: it should not grow).
 from __future__ import annotations
 
 import argparse
-import resource
 import shutil
 import struct
 import subprocess

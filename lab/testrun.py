@@ -2,6 +2,7 @@
 capture, and write JUnit XML and an HTML report into runs/<lab>/<run-id>/."""
 from __future__ import annotations
 
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,8 +61,8 @@ def run(eng: Engine, topo: Topology) -> Result:
             console.print(f"[yellow]{exc}[/]")  # judged per client below, against `expect`
         res.checks.append(Check("lab up", "", True, f"{topo.name} on the {eng.name} engine",
                                 time.monotonic() - start))
-        with_capture = Path(capture.runs_dir() / topo.name / "live")
-        analysed = pptp.analyze(capture.snapshot(eng.client, topo.name, with_capture))
+        with tempfile.TemporaryDirectory() as tmp:
+            analysed = pptp.analyze(capture.snapshot(eng.client, topo.name, Path(tmp)))
         res.checks += _client_checks(eng, topo, analysed)
         res.checks += _nat_checks(topo, analysed)
     finally:

@@ -63,10 +63,9 @@ def test_each_client_pings_the_intranet_host_through_its_tunnel(default_lab):
         assert res.ok and " 0% packet loss" in res.out, f"{name}: {res.out}"
 
 
-def test_traffic_really_crosses_the_nat_and_firewall(default_lab):
+def test_traffic_really_crosses_the_nat_and_firewall(default_lab, tmp_path):
     eng, _, _ = default_lab
-    with_tmp = REPO / "runs" / LAB / "snapshot"
-    files = capture.snapshot(eng.client, LAB, with_tmp)
+    files = capture.snapshot(eng.client, LAB, tmp_path)
     report = pptp.analyze(files)
     by_segment = {}
     for s in report.sessions:

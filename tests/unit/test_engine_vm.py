@@ -1,5 +1,4 @@
 """Engine/VM/artefact logic that needs no Docker and no QEMU: bad input and stale state."""
-import json
 import socket
 import subprocess
 import sys
