@@ -18,6 +18,7 @@ from .errors import LabError
 NAME = r"^[a-z][a-z0-9-]{0,23}$"
 KINDS = ("pptp-server", "pptp-client", "nat", "firewall", "router", "host")
 ROLES = ("internet", "perimeter", "intranet", "home", "other")
+POOL = re.compile(r"(\d+\.\d+\.\d+\.)(\d+)-(\d+)")  # A.B.C.X-Y, pptpd's remoteip form
 
 
 class Strict(BaseModel):
@@ -82,7 +83,7 @@ class PptpServer(Strict):
     @field_validator("remote_ip")
     @classmethod
     def _pool(cls, v: str) -> str:
-        m = re.fullmatch(r"(\d+\.\d+\.\d+\.)(\d+)-(\d+)", v)
+        m = POOL.fullmatch(v)
         if not m or not int(m.group(2)) <= int(m.group(3)) <= 254:
             raise ValueError(f"{v!r}: give a pool as A.B.C.X-Y with X <= Y <= 254")
         ipaddress.IPv4Address(m.group(1) + m.group(2))
@@ -90,7 +91,7 @@ class PptpServer(Strict):
 
     @property
     def pool(self) -> list[str]:
-        prefix, lo, hi = re.fullmatch(r"(\d+\.\d+\.\d+\.)(\d+)-(\d+)", self.remote_ip).groups()
+        prefix, lo, hi = POOL.fullmatch(self.remote_ip).groups()
         return [f"{prefix}{i}" for i in range(int(lo), int(hi) + 1)]
 
 
