@@ -63,14 +63,17 @@ def rows(sessions) -> list[tuple[str, str, str, str]]:
         bool(flows) and all(d.call_id == (c.server_call_id if d is c.to_server else c.client_call_id) for c, d in flows))
     errors = sum(len(d.errors) for _, d in flows)
     add("S7", "enhanced GRE header fields as RFC 2637", f"{errors} header deviation(s)", errors == 0 and bool(flows))
-    lost = sum(d.lost for _, d in flows)
-    add("S8", "sequence grows by one per payload packet", f"lost {lost}, duplicated "
-        f"{sum(d.duplicates for _, d in flows)}, reordered {sum(d.reordered for _, d in flows)}", bool(flows))
+    lost, dup, reord = (sum(getattr(d, k) for _, d in flows) for k in ("lost", "duplicates", "reordered"))
+    add("S8", "sequence grows by one per payload packet",
+        f"lost {lost}, duplicated {dup}, reordered {reord}" if flows else "no GRE",
+        bool(flows) and lost == dup == reord == 0)
     echo = [s.echo_summary()["client"] for s in ctl]
     intervals = [e["interval_s"] for e in echo if e["interval_s"]]
+    asked, answered = sum(e["requests"] for e in echo), sum(e["answered"] for e in echo)
     add("S9", "Echo-Request every 60 s, paired replies",
-        f"interval {intervals[0]} s" if intervals else "fewer than two Echo-Requests", bool(intervals) and
-        abs(intervals[0] - 60) < 2)
+        (f"interval {intervals[0]} s" if intervals else "fewer than two Echo-Requests")
+        + f", {answered} of {asked} answered",
+        bool(intervals) and abs(intervals[0] - 60) < 2 and answered == asked)
     for s in ctl:
         if s.initiator:
             documented = DOCUMENTED_CLIENT_TEARDOWN if s.initiator == "client" else DOCUMENTED_SERVER_TEARDOWN
