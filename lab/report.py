@@ -8,12 +8,16 @@ from rich.console import Console
 from rich.table import Table
 
 from .pptp import Report, Session
+from .pptp.session import limits
 
 LANE_X = {"client": 150, "server": 650}
 ROW = 22
 
 
 def print_report(report: Report, console: Console) -> None:
+    for cut in report.truncated:
+        console.print(f"[yellow]warning[/] {cut['file']}: cut off mid-record at byte {cut['offset']}: "
+                      "analysed up to there")
     if not report.sessions:
         console.print("no PPTP sessions in " + ", ".join(report.files))
     table = Table(title="PPTP sessions")
@@ -28,6 +32,13 @@ def print_report(report: Report, console: Console) -> None:
     console.print(table)
     for s in report.sessions:
         _print_session(s, console)
+    for f, st in report.stats.items():
+        if st.get("packets_not_detailed"):
+            n = st["sessions_not_detailed"]
+            at_least = "at least " if n >= limits()["undetailed_sessions_counted"] else ""
+            console.print(f"[yellow]not detailed[/] {Path(f).name}: {at_least}{n:,} more sessions "
+                          f"({st['packets_not_detailed']:,} packets) past the limit of "
+                          f"{limits()['sessions']:,} sessions per capture")
     for link in report.nat_links:
         a, b = link["points"]
         console.print(f"NAT link: server {link['server']} call {link['server_call_id']}: "
@@ -68,6 +79,9 @@ def _print_session(s: Session, console: Console) -> None:
                       + " → ".join(f"{e.what} ({e.sender})" for e in s.teardown))
     for err in s.errors[:5]:
         console.print(f"  [yellow]warning[/] {err}")
+    if s.dropped:
+        console.print("  [yellow]not detailed[/] (over the analyser's limits, counted only): "
+                      + ", ".join(f"{n:,} {what}" for what, n in sorted(s.dropped.items())))
 
 
 def ladder_svg(s: Session, max_events: int = 400) -> str:
@@ -87,15 +101,16 @@ def ladder_svg(s: Session, max_events: int = 400) -> str:
     for i, e in enumerate(events):
         y = 75 + ROW * i
         x1, x2 = (LANE_X["client"], LANE_X["server"]) if e.sender == "client" else (LANE_X["server"], LANE_X["client"])
-        colour = ("#b00" if "RST" in e.what or "Failure" in e.what or "Nak" in e.what
+        colour = ("#b00" if e.malformed or "RST" in e.what or "Failure" in e.what or "Nak" in e.what
                   else "#06c" if e.what.startswith(("LCP", "CHAP", "PAP", "CCP", "IPCP", "IPV6CP")) else "#000")
         out.append(f'<text x="10" y="{y + 4}" fill="#666">{e.ts - t0:8.3f}s</text>')
         out.append(f'<line x1="{x1}" y1="{y}" x2="{x2}" y2="{y}" stroke="{colour}" marker-end="url(#a)"/>')
         label = e.what + (f" ({e.detail})" if e.detail else "")
         out.append(f'<text x="400" y="{y - 4}" text-anchor="middle" fill="{colour}">'
                    f'{html.escape(label[:90])}<title>frame {e.frame}: {html.escape(label)}</title></text>')
-    if len(s.events) > max_events:
-        out.append(f'<text x="10" y="{height - 20}">… {len(s.events) - max_events} more events</text>')
+    more = len(s.events) - len(events) + s.dropped["events"]
+    if more:
+        out.append(f'<text x="10" y="{height - 20}">… {more} more events</text>')
     out.append("</svg>")
     return "\n".join(out)
 

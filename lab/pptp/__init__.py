@@ -7,9 +7,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .reader import packets
-from .session import PHASES, Analyzer, Session
+from .session import PHASE_MEANING, PHASES, Analyzer, Session, limits
 
-__all__ = ["analyze", "analyze_file", "Report", "Session", "PHASES"]
+__all__ = ["analyze", "analyze_file", "Report", "Session", "PHASES", "PHASE_MEANING", "FAIL_PHASES"]
+# The phases a session can stop in short of a working tunnel (what `expect: phase:` takes).
+FAIL_PHASES = tuple(PHASES[:PHASES.index("data")])
 
 
 @dataclass
@@ -18,30 +20,35 @@ class Report:
     sessions: list[Session]
     stats: dict
     nat_links: list[dict] = field(default_factory=list)
+    truncated: list[dict] = field(default_factory=list)  # {file, offset}: cut off mid-record there
 
     def to_dict(self) -> dict:
-        return {"files": self.files, "stats": self.stats,
-                "sessions": [s.to_dict() for s in self.sessions], "nat_links": self.nat_links}
+        return {"files": self.files, "stats": self.stats, "truncated": self.truncated,
+                "limits": limits(), "sessions": [s.to_dict() for s in self.sessions],
+                "nat_links": self.nat_links}
 
 
-def analyze_file(path: str | Path) -> tuple[list[Session], dict]:
+def analyze_file(path: str | Path) -> tuple[list[Session], dict, list[int]]:
+    """Sessions, counters and the offsets where the file is cut off mid-record (if it is)."""
     a = Analyzer(source=str(path))
-    for pkt in packets(path):
+    cut: list[int] = []
+    for pkt in packets(path, cut):
         a.add(pkt)
-    return a.finish(), dict(a.stats)
+    return a.finish(), dict(a.stats), cut
 
 
 def analyze(paths: list[str | Path]) -> Report:
     """Sessions of every file; with several files (e.g. inside and outside a NAT), the calls
     seen at more than one capture point are linked, showing any call ID the NAT rewrote."""
-    sessions, stats = [], {}
+    sessions, stats, truncated = [], {}, []
     for path in paths:
-        ss, st = analyze_file(path)
+        ss, st, cut = analyze_file(path)
         sessions += ss
         stats[str(path)] = st
+        truncated += [{"file": str(path), "offset": at} for at in cut]
     for i, s in enumerate(sessions, 1):
         s.id = i
-    return Report([str(p) for p in paths], sessions, stats, link_across_nat(sessions))
+    return Report([str(p) for p in paths], sessions, stats, link_across_nat(sessions), truncated)
 
 
 def link_across_nat(sessions: list[Session], slack: float = 5.0) -> list[dict]:

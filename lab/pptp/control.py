@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 MAGIC = 0x1A2B3C4D
 HEADER = struct.Struct("!HHIHH")  # length, PPTP message type, magic cookie, control type, reserved0
 PORT = 1723
+MAX_LENGTH = 1024  # RFC 2637's longest message is 220 octets: a longer length field is garbage
+MAX_ERRORS = 20    # errors kept per stream; more are only counted
 
 _S = "64s"  # a 64-octet NUL-padded string
 # type -> (abbreviation, full name, struct of the body after the 12-octet header, field names)
@@ -69,12 +71,13 @@ class ControlMessage:
     fields: dict
     length: int
     errors: list[str] = field(default_factory=list)
+    malformed: bool = False  # fields could not be decoded (truncated or unknown type): skip it
 
 
 def decode(msg: bytes) -> ControlMessage:
     """Decode one whole control message (its length field already delimits it). Never raises."""
     if len(msg) < HEADER.size:
-        return ControlMessage(0, "?", {}, len(msg), [f"truncated header ({len(msg)} octets)"])
+        return ControlMessage(0, "?", {}, len(msg), [f"truncated header ({len(msg)} octets)"], True)
     length, ptype, magic, ctype, _ = HEADER.unpack_from(msg)
     errors = []
     if magic != MAGIC:
@@ -83,11 +86,11 @@ def decode(msg: bytes) -> ControlMessage:
         errors.append(f"PPTP message type {ptype} (1 = control expected)")
     spec = MESSAGES.get(ctype)
     if spec is None:
-        return ControlMessage(ctype, f"type-{ctype}", {}, length, errors + [f"unknown control type {ctype}"])
+        return ControlMessage(ctype, f"type-{ctype}", {}, length, errors + [f"unknown control type {ctype}"], True)
     body = _BODIES[ctype]
     if len(msg) < HEADER.size + body.size:
         errors.append(f"{spec[0]} truncated: {len(msg)} of {HEADER.size + body.size} octets")
-        return ControlMessage(ctype, spec[0], {}, length, errors)
+        return ControlMessage(ctype, spec[0], {}, length, errors, True)
     if length != HEADER.size + body.size:
         errors.append(f"{spec[0]} length {length}, RFC 2637 says {HEADER.size + body.size}")
     values = body.unpack_from(msg, HEADER.size)
@@ -107,14 +110,23 @@ class Stream:
     Segments are placed by sequence number, so retransmissions, overlaps and out-of-order
     arrival are handled; messages split across segments or packed together come out whole."""
 
-    MAX_PENDING = 256  # out-of-order segments kept before giving up on a gap
+    MAX_PENDING = 256            # out-of-order segments kept before giving up on a gap ...
+    MAX_PENDING_BYTES = 16384    # ... or out-of-order octets (control messages are small)
 
     def __init__(self) -> None:
         self.next_seq: int | None = None
         self.pending: dict[int, bytes] = {}
+        self.pending_bytes = 0
         self.buf = b""
         self.errors: list[str] = []
+        self.errors_dropped = 0
         self.gaps = 0
+
+    def _error(self, msg: str) -> None:
+        if len(self.errors) < MAX_ERRORS:
+            self.errors.append(msg)
+        else:
+            self.errors_dropped += 1
 
     def syn(self, seq: int) -> None:
         self.next_seq = (seq + 1) & 0xFFFFFFFF
@@ -125,7 +137,10 @@ class Stream:
             return []
         if self.next_seq is None:
             self.next_seq = seq
-        self.pending[seq] = max(data, self.pending.get(seq, b""), key=len)
+        old = self.pending.get(seq, b"")
+        if len(data) > len(old):
+            self.pending[seq] = data
+            self.pending_bytes += len(data) - len(old)
         progressed = True
         while progressed:
             progressed = False
@@ -136,28 +151,32 @@ class Stream:
                     self.buf += seg[off:]
                     self.next_seq = (self.next_seq + len(seg) - off) & 0xFFFFFFFF
                     del self.pending[s]
+                    self.pending_bytes -= len(seg)
                     progressed = True
                 elif off < 0x80000000:  # entirely old: a retransmission
                     del self.pending[s]
-        if len(self.pending) > self.MAX_PENDING:
+                    self.pending_bytes -= len(seg)
+        if len(self.pending) > self.MAX_PENDING or self.pending_bytes > self.MAX_PENDING_BYTES:
             # A capture that lost a segment: skip to the earliest data we have and resync.
             self.gaps += 1
-            self.errors.append("TCP gap in the control stream (segment missing from the capture)")
+            self._error("TCP gap in the control stream (segment missing from the capture)")
             first = min(self.pending, key=lambda s: (s - self.next_seq) & 0xFFFFFFFF)
             self.next_seq, self.buf = first, b""
-            return self.feed(first, self.pending.pop(first))
+            seg = self.pending.pop(first)
+            self.pending_bytes -= len(seg)
+            return self.feed(first, seg)
         return self._messages()
 
     def _messages(self) -> list[bytes]:
         out = []
         while len(self.buf) >= 2:
             length = int.from_bytes(self.buf[:2], "big")
-            if length < HEADER.size or (len(self.buf) >= 8 and
-                                        int.from_bytes(self.buf[4:8], "big") != MAGIC):
+            if length < HEADER.size or length > MAX_LENGTH or (
+                    len(self.buf) >= 8 and int.from_bytes(self.buf[4:8], "big") != MAGIC):
                 # Not a message boundary: find the next magic cookie and resync there.
                 at = self.buf.find(MAGIC.to_bytes(4, "big"), 5)
-                self.errors.append(f"control stream out of sync (length {length}); "
-                                   f"skipped {at - 4 if at >= 4 else len(self.buf)} octets")
+                self._error(f"control stream out of sync (length {length}); "
+                            f"skipped {at - 4 if at >= 4 else len(self.buf)} octets")
                 self.buf = self.buf[at - 4:] if at >= 4 else b""
                 continue
             if len(self.buf) < length:

@@ -95,53 +95,119 @@ def _ip_layer(buf: bytes, linktype: int):
     return None
 
 
-_PCAP_MAGIC = {b"\xd4\xc3\xb2\xa1": ("<", 1e-6), b"\xa1\xb2\xc3\xd4": (">", 1e-6),
-               b"\x4d\x3c\xb2\xa1": ("<", 1e-9), b"\xa1\xb2\x3c\x4d": (">", 1e-9)}
+# magic -> (byte order, timestamp unit, record header size); the last two are Kuznetzov's
+# "modified" pcap, whose records carry 8 more octets.
+_PCAP_MAGIC = {b"\xd4\xc3\xb2\xa1": ("<", 1e-6, 16), b"\xa1\xb2\xc3\xd4": (">", 1e-6, 16),
+               b"\x4d\x3c\xb2\xa1": ("<", 1e-9, 16), b"\xa1\xb2\x3c\x4d": (">", 1e-9, 16),
+               b"\x34\xcd\xb2\xa1": ("<", 1e-6, 24), b"\xa1\xb2\xcd\x34": (">", 1e-6, 24)}
+PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
+MAX_RECORD = 0x4000000  # 64 MiB: a longer record or block length is garbage, not data
 
 
-def _pcap_records(fh, endian: str, scale: float) -> Iterator[tuple[float, bytes]]:
+def _pcap_records(fh, linktype: int, endian: str, scale: float, size: int,
+                  cut: list[int]) -> Iterator[tuple[int, float, bytes]]:
     """Classic pcap records. dpkt's reader builds a header object per record, which was a
-    third of the analyser's time; this loop is the whole format (after the 24-octet header)."""
+    third of the analyser's time; this loop is the whole format (after the 24-octet header).
+    A record cut short (or with a garbage length) ends the file: its offset goes to `cut`."""
     rec = struct.Struct(endian + "IIII")
     read = fh.read
+    pos = 24
     while True:
-        hdr = read(16)
-        if len(hdr) < 16:
+        hdr = read(size)
+        if len(hdr) < size:
+            if hdr:
+                cut.append(pos)
             return
-        sec, frac, incl, _ = rec.unpack(hdr)
+        sec, frac, incl, _ = rec.unpack_from(hdr)
+        if incl > MAX_RECORD:
+            cut.append(pos)
+            return
         buf = read(incl)
-        if len(buf) < incl or incl > 0x4000000:
-            return  # cut off mid-record (or garbage length): what came before still counts
-        yield sec + frac * scale, buf
+        if len(buf) < incl:
+            cut.append(pos)
+            return
+        pos += size + incl
+        yield linktype, sec + frac * scale, buf
 
 
-def packets(path: str | Path) -> Iterator[Packet]:
-    """PPTP-relevant packets of one capture file, in file order. Undecodable frames are
-    skipped (they are not PPTP); a file that is not a capture raises ValueError."""
-    with open(path, "rb") as fh:
-        magic = fh.read(4)
-        fh.seek(0)
-        try:
-            reader = dpkt.pcapng.Reader(fh) if magic == b"\x0a\x0d\x0d\x0a" else dpkt.pcap.Reader(fh)
-        except (ValueError, dpkt.NeedData) as exc:
-            raise ValueError(f"{path}: not a pcap or pcapng file ({exc})") from exc
-        linktype = reader.datalink()
-        frame = 0
-        if magic in _PCAP_MAGIC:
-            fh.seek(24)
-            it = _pcap_records(fh, *_PCAP_MAGIC[magic])
-        else:
-            it = iter(reader)
-        while True:
-            try:
-                ts, buf = next(it)
-            except StopIteration:
+def _interface(body: bytes, endian: str) -> tuple[int, float, int]:
+    """Link type, timestamp divisor and offset of a pcapng Interface Description Block."""
+    linktype = struct.unpack_from(endian + "H", body)[0]
+    divisor, offset, i = 1e6, 0, 8
+    while i + 4 <= len(body) - 4:  # options, up to the trailing block length
+        code, ln = struct.unpack_from(endian + "HH", body, i)
+        value = body[i + 4:i + 4 + ln]
+        if code == 0:
+            break
+        if code == 9 and ln >= 1:  # if_tsresol: a power of 10, or of 2 with the top bit set
+            divisor = float(2 ** (value[0] & 0x7F) if value[0] & 0x80 else 10 ** value[0])
+        elif code == 14 and ln == 8:  # if_tsoffset, seconds
+            offset = struct.unpack(endian + "q", value)[0]
+        i += 4 + ln + (-ln % 4)
+    return linktype, divisor, offset
+
+
+def _pcapng_records(fh, cut: list[int]) -> Iterator[tuple[int, float, bytes]]:
+    """pcapng Enhanced and (obsolete) Packet Blocks, each with its interface's link type and
+    time resolution. dpkt's reader reads whatever length a block claims and cannot tell a
+    cut file from a whole one; here a block that does not fit ends the file (offset in `cut`)."""
+    read = fh.read
+    endian, ifaces, pos = "<", [], 0
+    while True:
+        head = read(12)  # type, length and 4 octets of body: every block has at least 12
+        if len(head) < 12:
+            if head:
+                cut.append(pos)
+            return
+        if head[:4] == PCAPNG_MAGIC:  # a section header: its byte-order magic sets the order
+            endian = {b"\x4d\x3c\x2b\x1a": "<", b"\x1a\x2b\x3c\x4d": ">"}.get(head[8:12])
+            if endian is None:
+                if pos == 0:
+                    raise ValueError("pcapng section header with a bad byte-order magic")
+                cut.append(pos)
                 return
-            except (dpkt.NeedData, dpkt.UnpackError, ValueError):
-                return  # a capture cut off mid-record: what came before still counts
+            ifaces = []
+        btype, blen = struct.unpack_from(endian + "II", head)
+        if blen < 12 or blen % 4 or blen > MAX_RECORD:
+            cut.append(pos)
+            return
+        body = head[8:] + read(blen - 12)
+        if len(body) < blen - 8:
+            cut.append(pos)
+            return
+        pos += blen
+        if btype == 1:
+            ifaces.append(_interface(body, endian))
+        elif btype in (6, 2) and len(body) >= 24:  # Enhanced Packet Block, Packet Block
+            iface, hi, lo, caplen = struct.unpack_from(endian + ("IIII" if btype == 6 else "HxxIII"), body)
+            if iface < len(ifaces):
+                linktype, divisor, offset = ifaces[iface]
+                yield linktype, ((hi << 32) | lo) / divisor + offset, body[20:20 + min(caplen, len(body) - 24)]
+
+
+def packets(path: str | Path, truncated: list[int] | None = None) -> Iterator[Packet]:
+    """PPTP-relevant packets of one capture file, in file order. Undecodable frames are
+    skipped (they are not PPTP); a file that is not a capture raises ValueError. A file cut
+    off mid-record yields what came before; the offset of the cut record goes to `truncated`."""
+    cut = truncated if truncated is not None else []
+    with open(path, "rb") as fh:
+        head = fh.read(24)
+        magic = head[:4]
+        if magic == PCAPNG_MAGIC:
+            fh.seek(0)
+            it = _pcapng_records(fh, cut)
+        elif magic in _PCAP_MAGIC:
+            if len(head) < 24:
+                raise ValueError(f"{path}: pcap file header cut off ({len(head)} of 24 octets)")
+            endian = _PCAP_MAGIC[magic][0]
+            it = _pcap_records(fh, struct.unpack_from(endian + "I", head, 20)[0], *_PCAP_MAGIC[magic], cut)
+        else:
+            raise ValueError(f"{path}: not a pcap or pcapng file")
+        frame = 0
+        for linktype, ts, buf in it:
             frame += 1
             if linktype == dpkt.pcap.DLT_EN10MB:
-                fast = _fast_ipv4(buf, frame, float(ts))
+                fast = _fast_ipv4(buf, frame, ts)
                 if fast is not False:
                     if fast is not None:
                         yield fast
@@ -150,7 +216,7 @@ def packets(path: str | Path) -> Iterator[Packet]:
                 ip = _ip_layer(buf, linktype)
             except (dpkt.UnpackError, dpkt.NeedData, IndexError, ValueError):
                 continue
-            pkt = _from_ip(ip, frame, float(ts))
+            pkt = _from_ip(ip, frame, ts)
             if pkt is not None:
                 yield pkt
 

@@ -1,6 +1,6 @@
 """PPTP sessions from decoded packets: control connection + calls + GRE flows, with
 sequence analysis (SPEC S8), echo pairing (S9), PPP phases (S6), teardown order (S10/S11)
-and a verdict saying how far each session got and, if it stopped early, why."""
+and a verdict saying in which phase each session stopped and, if it stopped early, why."""
 from __future__ import annotations
 
 from collections import Counter
@@ -9,20 +9,57 @@ from dataclasses import dataclass, field
 from . import control, ppp
 from .reader import Packet
 
-PHASES = ["tcp", "control", "call", "lcp", "auth", "ccp", "ipcp", "data", "teardown"]
-SEEN_WINDOW = 8192  # sequence numbers remembered per direction for duplicate detection
+# The phase a session STOPPED in, in protocol order; judge() gives one of these.
+PHASE_MEANING = {
+    "tcp": "the TCP connection to port 1723 never completed (SYN unanswered, or reset by the server)",
+    "control": "TCP connected, no control connection (no SCCRQ, SCCRQ without SCCRP, or SCCRP refused)",
+    "call": "control connection up, no established call (no OCRQ, OCRQ without OCRP, or OCRP refused)",
+    "lcp": "call established, LCP did not open both ways (no GRE, GRE one way only, or LCP not agreed)",
+    "auth": "LCP open, authentication failed or did not finish",
+    "ccp": "authenticated, CCP/MPPE not agreed (and IPCP not done)",
+    "ipcp": "CCP done (or not used), IPCP did not complete",
+    "data": "IPCP done: the tunnel was up",
+    "teardown": "the tunnel was up, then torn down",
+}
+PHASES = list(PHASE_MEANING)
+
+SEEN_WINDOW = 4096  # sequence numbers remembered per direction for duplicate detection
 MAX_ERRORS = 20     # per object, so a corrupt capture cannot grow a report without bound
+# Memory has a ceiling whatever the capture holds: what goes beyond these is counted, not kept
+# (Session.dropped, and stats "sessions_not_detailed" / "packets_not_detailed"). With every
+# limit filled at once (1000 sessions x 4 calls, GRE both ways with header errors, pending
+# control segments, all events and records) the analyser peaked at about 125 MB.
+MAX_SESSIONS = 1000       # sessions kept in detail per capture file (with GRE-only ones)
+MAX_CALLS = 4             # calls per session
+MAX_EVENTS = 2000         # ladder events per session
+MAX_RECORDS = 1000        # echoes per session; SLI and WEN per call
+MAX_TEARDOWN = 64         # teardown steps per session, outside MAX_DETAIL: the verdict reads them
+MAX_DETAIL = 100_000      # events and records of all sessions of a capture together
+MAX_UNDETAILED = 100_000  # sessions past MAX_SESSIONS counted one by one (then "at least")
+MAX_KINDS = 32            # PPP protocol names counted per GRE direction; more count as "other"
+MAX_GRE_CACHE = 4 * MAX_SESSIONS  # GRE-only flows remembered for the fast lookup
 SYN, RST, FIN, ACK = 0x02, 0x04, 0x01, 0x10
 MPPE_PREFIXES = (b"\x00\xfd", b"\xfd", b"\xff\x03\x00\xfd")  # PPP protocol 0x00FD, any framing
 
 
-@dataclass
+def limits() -> dict:
+    return {"sessions": MAX_SESSIONS, "calls_per_session": MAX_CALLS, "events_per_session": MAX_EVENTS,
+            "records_per_session": MAX_RECORDS, "teardown_steps_per_session": MAX_TEARDOWN,
+            "detail_per_capture": MAX_DETAIL, "undetailed_sessions_counted": MAX_UNDETAILED}
+
+
+@dataclass(slots=True)
 class Event:
     ts: float
     frame: int
     sender: str  # "client" | "server"
     what: str
     detail: str = ""
+    malformed: bool = False
+
+    def to_dict(self) -> dict:
+        return {"ts": self.ts, "frame": self.frame, "sender": self.sender, "what": self.what,
+                "detail": self.detail, "malformed": self.malformed}
 
 
 @dataclass
@@ -44,7 +81,8 @@ class Direction:
     last_ts: float | None = None
     ppp: Counter = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)
-    _seen: set = field(default_factory=set, repr=False)
+    # seq % SEEN_WINDOW -> seen, for the SEEN_WINDOW numbers up to max_seq: a fixed size
+    _seen: bytearray = field(default_factory=bytearray, repr=False)
 
     def add(self, pkt: Packet) -> None:
         g = pkt.gre
@@ -66,18 +104,32 @@ class Direction:
         s = g.seq
         if self.max_seq is None:
             self.first_seq = self.max_seq = s
-        elif s in self._seen:
+            self._seen = bytearray(SEEN_WINDOW)
+        elif s > self.max_seq:
+            if s - self.max_seq > 1:
+                self.lost += s - self.max_seq - 1  # a gap: lost unless it shows up late
+                self._forget(self.max_seq + 1, s)
+            self.max_seq = s
+        elif self.max_seq - s < SEEN_WINDOW and self._seen[s % SEEN_WINDOW]:
             self.duplicates += 1
             return
-        elif s > self.max_seq:
-            self.lost += s - self.max_seq - 1  # a gap: lost unless it shows up late
-            self.max_seq = s
-        elif s < self.max_seq:
+        else:
             self.reordered += 1
             self.lost = max(0, self.lost - 1)
-        self._seen.add(s)
-        if len(self._seen) > SEEN_WINDOW:
-            self._seen = {x for x in self._seen if x > self.max_seq - SEEN_WINDOW // 2}
+            if self.max_seq - s >= SEEN_WINDOW:
+                return  # older than the window: its slot belongs to a newer number
+        self._seen[s % SEEN_WINDOW] = 1
+
+    def _forget(self, lo: int, hi: int) -> None:
+        """Clear the slots of numbers lo..hi-1 (skipped by a gap), which held older ones."""
+        n = min(hi - lo, SEEN_WINDOW)
+        a = lo % SEEN_WINDOW
+        b = a + n
+        if b <= SEEN_WINDOW:
+            self._seen[a:b] = bytes(n)
+        else:
+            self._seen[a:] = bytes(SEEN_WINDOW - a)
+            self._seen[:b - SEEN_WINDOW] = bytes(b - SEEN_WINDOW)
 
     def to_dict(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if not k.startswith("_")} | {"ppp": dict(self.ppp)}
@@ -129,18 +181,13 @@ class Session:
     teardown: list[Event] = field(default_factory=list)
     initiator: str | None = None
     gre_only: bool = False
+    dropped: Counter = field(default_factory=Counter)  # what the limits kept out: events, echoes, ...
     _streams: dict = field(default_factory=dict, repr=False)
 
     def who(self, src: str, sport: int | None = None) -> str:
         if src == self.client and (sport is None or self.client_port is None or sport == self.client_port):
             return "client"
         return "server"
-
-    def event(self, ts, frame, sender, what, detail="") -> Event:
-        ev = Event(ts, frame, sender, what, detail)
-        self.events.append(ev)
-        self.end = max(self.end, ts)
-        return ev
 
     def echo_summary(self) -> dict:
         out = {}
@@ -160,8 +207,9 @@ class Session:
             "tcp": self.tcp, "sccrq": self.sccrq, "sccrp": self.sccrp,
             "calls": [c.to_dict() for c in self.calls], "echoes": self.echoes,
             "echo_summary": self.echo_summary(), "phase": self.phase, "verdict": self.verdict,
-            "teardown": [e.__dict__ for e in self.teardown], "initiator": self.initiator,
-            "events": [e.__dict__ for e in self.events], "errors": self.errors,
+            "teardown": [e.to_dict() for e in self.teardown], "initiator": self.initiator,
+            "events": [e.to_dict() for e in self.events], "errors": self.errors,
+            "dropped": dict(self.dropped),
         }
 
 
@@ -173,7 +221,9 @@ class Analyzer:
         self.sessions: list[Session] = []
         self._by_conn: dict[tuple, Session] = {}
         self._gre: dict[tuple, tuple[Session, Call, str]] = {}
-        self._orphans: dict[frozenset, Session] = {}
+        self._orphans: dict[tuple, Session] = {}
+        self._undetailed: set[int] = set()  # hashes of the sessions past MAX_SESSIONS
+        self.room = MAX_DETAIL  # events and records that may still be kept
         self.stats = Counter()
 
     # ------------------------------------------------------------- packets
@@ -187,11 +237,48 @@ class Analyzer:
         else:
             self.stats["gre_other"] += 1
 
-    def _new_session(self, client, server, cport, ts) -> Session:
+    def _new_session(self, client, server, cport, ts) -> Session | None:
+        if len(self.sessions) >= MAX_SESSIONS:
+            return None
         s = Session(id=len(self.sessions) + 1, source=self.source, client=client, server=server,
                     client_port=cport, start=ts, end=ts)
         self.sessions.append(s)
         return s
+
+    def _not_detailed(self, key: tuple) -> None:
+        """A packet of a session past MAX_SESSIONS: counted, and its session counted once."""
+        self.stats["packets_not_detailed"] += 1
+        h = hash(key)
+        if h not in self._undetailed and len(self._undetailed) < MAX_UNDETAILED:
+            self._undetailed.add(h)
+            self.stats["sessions_not_detailed"] += 1
+
+    def _keep(self, s: Session, items: list, item, what: str, cap: int, charge: bool = True) -> None:
+        if len(items) < cap and (self.room > 0 or not charge):
+            items.append(item)
+            self.room -= charge
+        else:
+            s.dropped[what] += 1
+
+    def _event(self, s: Session, ts, frame, sender, what, detail="", malformed=False) -> Event:
+        ev = Event(ts, frame, sender, what, detail, malformed)
+        self._keep(s, s.events, ev, "events", MAX_EVENTS)
+        if ts > s.end:
+            s.end = ts
+        return ev
+
+    def _error(self, s: Session, text: str) -> None:
+        if len(s.errors) < MAX_ERRORS:
+            s.errors.append(text)
+        else:
+            s.dropped["errors"] += 1
+
+    def _add_call(self, s: Session, call: Call) -> bool:
+        if len(s.calls) < MAX_CALLS:
+            s.calls.append(call)
+            return True
+        s.dropped["calls"] += 1
+        return False
 
     def _tcp(self, pkt: Packet) -> None:
         to_server = pkt.dport == control.PORT
@@ -201,17 +288,22 @@ class Analyzer:
         s = self._by_conn.get(key)
         syn_only = pkt.flags & SYN and not pkt.flags & ACK
         if s is None or (syn_only and s.tcp["closed_at"] is not None):
-            s = self._by_conn[key] = self._new_session(client, server, cport, pkt.ts)
+            s = self._new_session(client, server, cport, pkt.ts)
+            if s is None:
+                self._by_conn.pop(key, None)
+                self._not_detailed(key)
+                return
+            self._by_conn[key] = s
         sender = "client" if to_server else "server"
         stream = s._streams.setdefault(sender, control.Stream())
         if pkt.flags & SYN:
             stream.syn(pkt.seq)
             if pkt.flags & ACK:
                 s.tcp["syn_ack"] = True
-                s.event(pkt.ts, pkt.frame, sender, "TCP SYN-ACK")
+                self._event(s, pkt.ts, pkt.frame, sender, "TCP SYN-ACK")
             else:
                 s.tcp["syn"] = True
-                s.event(pkt.ts, pkt.frame, sender, "TCP SYN", f"{client}:{cport} -> {server}:{control.PORT}")
+                self._event(s, pkt.ts, pkt.frame, sender, "TCP SYN", f"{client}:{cport} -> {server}:{control.PORT}")
         for raw in stream.feed(pkt.seq, pkt.data):
             self._control(s, sender, pkt, control.decode(raw))
         if pkt.flags & (FIN | RST):
@@ -219,18 +311,25 @@ class Analyzer:
             if sender not in s.tcp[kind]:  # a retransmitted FIN is not a new step
                 s.tcp[kind].append(sender)
                 s.tcp["closed_at"] = pkt.ts
-                s.teardown.append(s.event(pkt.ts, pkt.frame, sender, "TCP RST" if kind == "rst_by" else "TCP FIN"))
+                s.teardown.append(self._event(s, pkt.ts, pkt.frame, sender,
+                                              "TCP RST" if kind == "rst_by" else "TCP FIN"))
         s.end = max(s.end, pkt.ts)
 
     def _control(self, s: Session, sender: str, pkt: Packet, m: control.ControlMessage) -> None:
         self.stats["control_messages"] += 1
-        if m.errors and len(s.errors) < MAX_ERRORS:
-            s.errors += [f"frame {pkt.frame}: {m.name}: {e}" for e in m.errors]
+        if m.malformed:
+            # Truncated or of no known type: on the ladder and in the errors, its fields unused.
+            why = "; ".join(m.errors)
+            self._error(s, f"frame {pkt.frame}: malformed {m.name} skipped: {why}")
+            self._event(s, pkt.ts, pkt.frame, sender, m.name, f"malformed: {why}", malformed=True)
+            return
+        for e in m.errors:
+            self._error(s, f"frame {pkt.frame}: {m.name}: {e}")
         f = m.fields
         detail = ", ".join(f"{k}={v}" for k, v in f.items() if k in (
             "call_id", "peer_call_id", "control_result", "out_result", "disc_result", "identifier",
             "reason", "stop_result", "send_accm", "receive_accm", "host_name", "vendor_name"))
-        ev = s.event(pkt.ts, pkt.frame, sender, m.name, detail)
+        ev = self._event(s, pkt.ts, pkt.frame, sender, m.name, detail)
         if m.name == "SCCRQ":
             s.sccrq = f
         elif m.name == "SCCRP":
@@ -242,9 +341,11 @@ class Analyzer:
                 call.client_call_id = f.get("call_id")
             else:
                 call.server_call_id = f.get("call_id")
-            s.calls.append(call)
+            self._add_call(s, call)
         elif m.name in ("OCRP", "ICRP"):
             call = self._call_for_reply(s, sender, f)
+            if call is None:
+                return
             call.reply = f
             rkey = "out_result" if m.name == "OCRP" else "in_result"
             call.result = control.RESULTS["out_result"].get(f.get(rkey), f"result {f.get(rkey)}")
@@ -254,21 +355,22 @@ class Analyzer:
                 call.client_call_id = f.get("call_id")
             if f.get(rkey) == 1:
                 self._register_gre(s, call)
-        elif m.name == "SLI":
-            call = self._call_by_any_id(s, f.get("peer_call_id"))
-            if call is not None:
-                call.sli.append({"sender": sender, "ts": pkt.ts, "frame": pkt.frame,
-                                 "send_accm": f"0x{f['send_accm']:08x}",
-                                 "receive_accm": f"0x{f['receive_accm']:08x}"})
-            if self._closing(s):
-                s.teardown.append(ev)
-        elif m.name == "WEN":
-            call = self._call_by_any_id(s, f.get("peer_call_id"))
-            if call is not None:
-                call.wen.append(f | {"sender": sender, "ts": pkt.ts})
+        elif m.name in ("SLI", "WEN"):
+            call = self._call_by_id(s, f["peer_call_id"])
+            if call is None:  # an error, not pinned on the last call
+                self._error(s, f"frame {pkt.frame}: {m.name} for unknown call ID {f['peer_call_id']}")
+            elif m.name == "SLI":
+                self._keep(s, call.sli, {"sender": sender, "ts": pkt.ts, "frame": pkt.frame,
+                                         "send_accm": f"0x{f['send_accm']:08x}",
+                                         "receive_accm": f"0x{f['receive_accm']:08x}"}, "sli", MAX_RECORDS)
+            else:
+                self._keep(s, call.wen, f | {"sender": sender, "ts": pkt.ts}, "wen", MAX_RECORDS)
+            if m.name == "SLI" and self._closing(s):
+                self._keep(s, s.teardown, ev, "teardown", MAX_TEARDOWN, charge=False)
         elif m.name == "ECHORQ":
-            s.echoes.append({"identifier": f["identifier"], "sender": sender, "request_ts": pkt.ts,
-                             "request_frame": pkt.frame, "reply_ts": None, "rtt_s": None})
+            self._keep(s, s.echoes, {"identifier": f["identifier"], "sender": sender, "request_ts": pkt.ts,
+                                     "request_frame": pkt.frame, "reply_ts": None, "rtt_s": None},
+                       "echoes", MAX_RECORDS)
         elif m.name == "ECHORP":
             for e in reversed(s.echoes):
                 if e["identifier"] == f["identifier"] and e["sender"] != sender and e["reply_ts"] is None:
@@ -276,16 +378,17 @@ class Analyzer:
                     e["result"] = f.get("echo_result")
                     break
             else:
-                s.errors.append(f"frame {pkt.frame}: Echo-Reply {f['identifier']} matches no request")
+                if not s.dropped["echoes"]:  # otherwise its request may be one not kept
+                    self._error(s, f"frame {pkt.frame}: Echo-Reply {f['identifier']} matches no request")
         if m.name in ("CCRQ", "CDN", "StopCCRQ", "StopCCRP"):
-            s.teardown.append(ev)
+            self._keep(s, s.teardown, ev, "teardown", MAX_TEARDOWN, charge=False)
 
     def _closing(self, s: Session) -> bool:
         """SLI counts as a teardown step once the PPP link is going down (S10)."""
         return any(e.what.startswith("LCP Terminate") or e.what in ("CCRQ", "CDN", "StopCCRQ")
                    for e in s.teardown)
 
-    def _call_for_reply(self, s: Session, sender: str, f: dict) -> Call:
+    def _call_for_reply(self, s: Session, sender: str, f: dict) -> Call | None:
         peer = f.get("peer_call_id")
         for call in reversed(s.calls):
             mine = call.client_call_id if sender == "server" else call.server_call_id
@@ -296,15 +399,14 @@ class Analyzer:
             call.client_call_id = peer
         else:
             call.server_call_id = peer
-        s.calls.append(call)
-        return call
+        return call if self._add_call(s, call) else None
 
     @staticmethod
-    def _call_by_any_id(s: Session, cid) -> Call | None:
+    def _call_by_id(s: Session, cid) -> Call | None:
         for call in reversed(s.calls):
             if cid in (call.client_call_id, call.server_call_id):
                 return call
-        return s.calls[-1] if s.calls else None
+        return None
 
     def _register_gre(self, s: Session, call: Call) -> None:
         # GRE to a peer carries the call ID that peer chose (S5).
@@ -313,11 +415,10 @@ class Analyzer:
 
     def _gre_packet(self, pkt: Packet) -> None:
         g = pkt.gre
-        hit = self._gre.get((pkt.src, pkt.dst, g.call_id))
+        hit = self._gre.get((pkt.src, pkt.dst, g.call_id)) or self._orphan(pkt)
         if hit is None:
-            s, call, attr = self._orphan(pkt)
-        else:
-            s, call, attr = hit
+            return
+        s, call, attr = hit
         flow = getattr(call, attr)
         if flow is None:
             flow = Direction(pkt.src, pkt.dst, g.call_id)
@@ -334,26 +435,35 @@ class Analyzer:
             if p is not None:
                 self._ppp(s, call, sender, pkt, p, flow)
 
-    def _orphan(self, pkt: Packet) -> tuple[Session, Call, str]:
+    def _orphan(self, pkt: Packet) -> tuple[Session, Call, str] | None:
         """GRE with no control connection in the capture: a session of its own, its roles
         guessed (first sender = client) and corrected from PPP (the server challenges)."""
-        key = frozenset((pkt.src, pkt.dst))
+        a, b = pkt.src, pkt.dst
+        key = (a, b) if a < b else (b, a)
         s = self._orphans.get(key)
         if s is None:
-            s = self._orphans[key] = self._new_session(pkt.src, pkt.dst, None, pkt.ts)
+            s = self._new_session(a, b, None, pkt.ts)
+            if s is None:
+                self._not_detailed(key)
+                return None
+            self._orphans[key] = s
             s.gre_only, s.server_port = True, None
             s.calls.append(Call())
         call = s.calls[0]
-        attr = "to_server" if pkt.src == s.client else "to_client"
+        attr = "to_server" if a == s.client else "to_client"
         if attr == "to_server":
             call.server_call_id = pkt.gre.call_id
         else:
             call.client_call_id = pkt.gre.call_id
-        self._gre[(pkt.src, pkt.dst, pkt.gre.call_id)] = (s, call, attr)
+        if len(self._gre) < MAX_GRE_CACHE:  # found directly next time; past the limit, via _orphans
+            self._gre[(a, b, pkt.gre.call_id)] = (s, call, attr)
         return s, call, attr
 
     def _ppp(self, s: Session, call: Call, sender: str, pkt: Packet, p: ppp.Ppp, flow: Direction) -> None:
-        flow.ppp[p.name] += 1
+        name = p.name
+        if name not in flow.ppp and len(flow.ppp) >= MAX_KINDS:
+            name = "other"  # every unknown protocol number would be a new name
+        flow.ppp[name] += 1
         if p.errors and len(flow.errors) < MAX_ERRORS:
             flow.errors += [f"frame {pkt.frame}: {e}" for e in p.errors]
         st = call.ppp
@@ -364,15 +474,18 @@ class Analyzer:
             return
         if p.name == "LCP" and p.code in (9, 10):
             return  # LCP echoes: counted, not laddered
-        detail = ", ".join(f"{k}={v}" for k, v in {**p.options, **p.info}.items()
-                           if k not in ("value_size",)) if (p.options or p.info) else ""
-        ev = s.event(pkt.ts, pkt.frame, sender, p.summary, detail)
+        detail = ""
+        if (p.options or p.info) and len(s.events) < MAX_EVENTS and self.room > 0:  # else not kept
+            detail = ", ".join(f"{k}={v}" for k, v in {**p.options, **p.info}.items() if k != "value_size")
+        ev = self._event(s, pkt.ts, pkt.frame, sender, p.summary, detail)
         if p.name in ("LCP", "CCP", "IPCP") and p.code == 2:
-            st[f"{p.name.lower()}_acked_by"].append(sender)
+            acked = st[f"{p.name.lower()}_acked_by"]
+            if sender not in acked:
+                acked.append(sender)
         if p.name == "LCP" and p.code == 1 and "auth" in p.options:
             st["auth"] = p.options["auth"]
         elif p.name == "LCP" and p.code in (5, 6):
-            s.teardown.append(ev)
+            self._keep(s, s.teardown, ev, "teardown", MAX_TEARDOWN, charge=False)
         elif p.name == "CHAP" and p.code == 1 and s.gre_only and sender == "client":
             self._swap_roles(s)
         elif p.name == "CHAP" and p.code in (3, 4):
@@ -399,7 +512,7 @@ class Analyzer:
         for k, (ss, cc, attr) in list(self._gre.items()):
             if ss is s:
                 self._gre[k] = (ss, cc, "to_client" if attr == "to_server" else "to_server")
-        for e in s.events:
+        for e in {id(e): e for e in [*s.events, *s.teardown]}.values():
             e.sender = "server" if e.sender == "client" else "client"
         st = call.ppp
         st["data_frames"] = {"client": st["data_frames"]["server"], "server": st["data_frames"]["client"]}
@@ -410,7 +523,9 @@ class Analyzer:
     def finish(self) -> list[Session]:
         for s in self.sessions:
             for side, stream in s._streams.items():
-                s.errors += [f"{side} stream: {e}" for e in stream.errors[:MAX_ERRORS]]
+                s.errors += [f"{side} stream: {e}" for e in stream.errors]
+                if stream.errors_dropped:
+                    s.dropped["errors"] += stream.errors_dropped
             s.phase, s.verdict = judge(s)
             firsts = [e for e in s.teardown if e.what in ("LCP Terminate-Request", "CCRQ", "StopCCRQ")]
             s.initiator = firsts[0].sender if firsts else None
@@ -421,78 +536,82 @@ def _both(acked_by: list[str]) -> bool:
     return {"client", "server"} <= set(acked_by)
 
 
+def _torn_down(s: Session) -> bool:
+    return any(e.what in ("CDN", "StopCCRP", "LCP Terminate-Ack") for e in s.teardown) or bool(s.tcp["fin_by"])
+
+
+def _up(s: Session, call: Call, why: str = "") -> tuple[str, str]:
+    """IPCP done (or data flowing): the tunnel was up; was it torn down?"""
+    data = call.ppp["data_frames"]
+    seen = data["client"] or data["server"]
+    why = why or ("tunnel up and carrying data" if seen else "tunnel up (IPCP done), no user data seen")
+    if _torn_down(s):
+        return "teardown", "tunnel carried data and was torn down" if seen else f"{why}, then torn down"
+    return "data", why
+
+
 def judge(s: Session) -> tuple[str, str]:
-    """The last phase the session reached and, when it stopped short, a likely cause."""
+    """The phase the session stopped in (PHASE_MEANING) and, when it stopped short, a likely cause."""
     calls = [c for c in s.calls if c.to_server or c.to_client or c.reply]
     call = calls[-1] if calls else (s.calls[-1] if s.calls else None)
-    if not s.gre_only:
-        if not s.tcp["syn_ack"] and not s.sccrp:
-            if s.tcp["rst_by"] and "server" in s.tcp["rst_by"]:
-                return "tcp", "server reset TCP 1723 (RST): nothing listens on 1723 or it refuses"
-            if s.tcp["syn"]:
-                return "tcp", "TCP SYN to 1723 unanswered: TCP port 1723 blocked or server down"
-        if not s.sccrp:
-            if s.sccrq:
-                return "tcp", "SCCRQ sent, no SCCRP: TCP 1723 blocked towards the client or server down"
-            return "tcp", "TCP connected, no SCCRQ: the client never started PPTP"
-        if s.sccrp.get("control_result") != 1:
-            return "tcp", f"SCCRP refused the control connection: {s.sccrp.get('result')}"
-        if call is None:
-            return "control", "control connection up, no call requested (no OCRQ)"
-        if not call.reply:
-            return "control", "OCRQ sent, no OCRP: the server did not answer the call request"
-        if (call.reply.get("out_result") or call.reply.get("in_result")) != 1:
-            return "control", f"call refused by OCRP: {call.result}"
-    if call is None:
-        return "tcp", "no call"
     if s.gre_only:
-        return _judge_partial(call)
+        return _judge_partial(s, call)
+    if not s.tcp["syn_ack"] and not s.sccrq and not s.sccrp:
+        if "server" in s.tcp["rst_by"]:
+            return "tcp", "server reset TCP 1723 (RST): nothing listens on 1723 or it refuses"
+        if s.tcp["syn"]:
+            return "tcp", "TCP SYN to 1723 unanswered: TCP port 1723 blocked or server down"
+    if not s.sccrp:
+        if s.sccrq:
+            return "control", "SCCRQ sent, no SCCRP: TCP 1723 blocked towards the client or server down"
+        return "control", "TCP connected, no SCCRQ: the client never started PPTP"
+    if s.sccrp.get("control_result") != 1:
+        return "control", f"SCCRP refused the control connection: {s.sccrp.get('result')}"
+    if call is None:
+        return "call", "control connection up, no call requested (no OCRQ)"
+    if not call.reply:
+        return "call", "OCRQ sent, no OCRP: the server did not answer the call request"
+    if (call.reply.get("out_result") or call.reply.get("in_result")) != 1:
+        return "call", f"call refused by OCRP: {call.result}"
     st = call.ppp
     gre_srv, gre_cli = call.to_server, call.to_client
     if not gre_srv and not gre_cli:
-        return "call", "OCRP ok, no GRE in either direction: IP protocol 47 blocked (or not captured here)"
+        return "lcp", "OCRP ok, no GRE in either direction: IP protocol 47 blocked (or not captured here)"
     if not gre_cli:
-        return "call", ("OCRP ok, no GRE from the server: IP protocol 47 blocked towards the client "
-                        "(or GRE not translated back by a NAT without the PPTP editor)")
+        return "lcp", ("OCRP ok, no GRE from the server: IP protocol 47 blocked towards the client "
+                       "(or GRE not translated back by a NAT without the PPTP editor)")
     if not gre_srv:
-        return "call", "OCRP ok, no GRE from the client: IP protocol 47 blocked towards the server"
+        return "lcp", "OCRP ok, no GRE from the client: IP protocol 47 blocked towards the server"
     if not _both(st["lcp_acked_by"]):
         if "LCP" not in gre_srv.ppp and "LCP" not in gre_cli.ppp and st["data_frames"]["client"]:
-            return "data", "tunnel carrying data (its PPP negotiation is not in this capture)"
-        return "call", "GRE flows, LCP did not open: PPP frames lost or rejected"
+            return _up(s, call, "tunnel carrying data (its PPP negotiation is not in this capture)")
+        return "lcp", "GRE flows, LCP did not open: PPP frames lost or rejected"
     if st["auth_result"] == "failure":
-        return "lcp", f"{st['auth'] or 'authentication'} failure: {st['auth_detail'] or 'no reason given'}"
+        return "auth", f"{st['auth'] or 'authentication'} failure: {st['auth_detail'] or 'no reason given'}"
     if st["auth"] and st["auth_result"] != "success":
-        return "lcp", f"{st['auth']} did not finish: no Success from the server"
-    ccp_done = _both(st["ccp_acked_by"])
-    ipcp_done = _both(st["ipcp_acked_by"])
-    if not ccp_done and not ipcp_done:
-        return "auth", "authenticated, CCP/MPPE not agreed: check the MPPE options on both sides"
-    if not ipcp_done:
-        return "ccp", "MPPE agreed, IPCP did not complete: address pool or IP options"
-    data = st["data_frames"]
-    if not data["client"] and not data["server"]:
-        return "ipcp", "tunnel up (IPCP done), no user data seen"
-    if any(e.what in ("CDN", "StopCCRP", "LCP Terminate-Ack") for e in s.teardown) or s.tcp["fin_by"]:
-        return "teardown", "tunnel carried data and was torn down"
-    return "data", "tunnel up and carrying data"
+        return "auth", f"{st['auth']} did not finish: no Success from the server"
+    if not _both(st["ipcp_acked_by"]):
+        if _both(st["ccp_acked_by"]):
+            return "ipcp", "MPPE agreed, IPCP did not complete: address pool or IP options"
+        if "CCP" not in gre_srv.ppp and "CCP" not in gre_cli.ppp and ("IPCP" in gre_srv.ppp or "IPCP" in gre_cli.ppp):
+            return "ipcp", "no CCP, IPCP did not complete: address pool or IP options"
+        return "ccp", "authenticated, CCP/MPPE not agreed: check the MPPE options on both sides"
+    return _up(s, call)
 
 
-def _judge_partial(call: Call) -> tuple[str, str]:
-    """GRE without its control connection (capture started late or filtered): say how far
-    the PPP evidence goes, without blaming a firewall for what the capture did not hold."""
+def _judge_partial(s: Session, call: Call) -> tuple[str, str]:
+    """GRE without its control connection (capture started late or filtered): the phase the
+    PPP evidence shows, without blaming a firewall for what the capture did not hold."""
     st = call.ppp
-    phase = "call"
-    if st["lcp_acked_by"] or st["auth_result"]:
-        phase = "lcp"
-    if st["auth_result"] == "success":
-        phase = "auth"
-    if st["ccp_acked_by"] or st["mppe"]:
-        phase = "ccp"
-    if st["ipcp_acked_by"]:
-        phase = "ipcp"
-    if st["data_frames"]["client"] or st["data_frames"]["server"]:
-        phase = "data"
     seen = "both directions" if call.to_server and call.to_client else "one direction only"
     note = f"; {st['auth']} {st['auth_result']}" if st["auth_result"] else ""
-    return phase, f"partial capture: GRE without its control connection, {seen}{note}"
+    why = f"partial capture: GRE without its control connection, {seen}{note}"
+    if st["data_frames"]["client"] or st["data_frames"]["server"] or _both(st["ipcp_acked_by"]):
+        return ("teardown" if _torn_down(s) else "data"), why
+    if _both(st["ccp_acked_by"]) or st["ipcp_acked_by"]:
+        return "ipcp", why
+    if st["auth_result"] == "success" or st["ccp_acked_by"]:
+        return "ccp", why
+    if st["auth_result"] or _both(st["lcp_acked_by"]):
+        return "auth", why
+    return "lcp", why

@@ -39,16 +39,16 @@ def test_S16_nothing_else_passes(lab):
     assert after["drop internet in other"] >= before["drop internet in other"] + 2
 
 
-# Where a missing filter shows: (capture segment to read, phase reached, words of the verdict).
+# Where a missing filter shows: (capture segment to read, phase stopped in, words of the verdict).
 EXPECT = {
     "S12a": ("internet", "tcp", "TCP SYN to 1723 unanswered"),
     "S15a": ("internet", "tcp", "TCP SYN to 1723 unanswered"),
     "S13a": ("internet", "tcp", "TCP SYN to 1723 unanswered"),
     "S14a": ("internet", "tcp", "TCP SYN to 1723 unanswered"),
-    "S12b": ("perimeter", "call", "no GRE from the client: IP protocol 47 blocked towards the server"),
-    "S15b": ("perimeter", "call", "no GRE from the client: IP protocol 47 blocked towards the server"),
-    "S13b": ("internet", "call", "no GRE from the server: IP protocol 47 blocked towards the client"),
-    "S14b": ("internet", "call", "no GRE from the server: IP protocol 47 blocked towards the client"),
+    "S12b": ("perimeter", "lcp", "no GRE from the client: IP protocol 47 blocked towards the server"),
+    "S15b": ("perimeter", "lcp", "no GRE from the client: IP protocol 47 blocked towards the server"),
+    "S13b": ("internet", "lcp", "no GRE from the server: IP protocol 47 blocked towards the client"),
+    "S14b": ("internet", "lcp", "no GRE from the server: IP protocol 47 blocked towards the client"),
 }
 
 

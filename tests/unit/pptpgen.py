@@ -33,7 +33,8 @@ class Capture:
 
     def _ip(self, sender):
         src, dst = (self.client, self.server) if sender == "client" else (self.server, self.client)
-        return Ether() / IP(src=src, dst=dst)
+        # Fixed MACs: scapy would otherwise resolve them (ARP, with timeouts) per packet.
+        return Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / IP(src=src, dst=dst)
 
     def _ports(self, sender):
         return (self.cport, 1723) if sender == "client" else (1723, self.cport)

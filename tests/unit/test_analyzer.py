@@ -140,10 +140,10 @@ def test_two_messages_in_one_segment(tmp_path):
 
 @pytest.mark.parametrize("build,phase,words", [
     (lambda c: c.add(c._ip("client") / g.TCP(sport=g.CPORT, dport=1723, flags="S")), "tcp", "SYN to 1723 unanswered"),
-    (lambda c: c.handshake().control("client", g.sccrq()), "tcp", "SCCRQ sent, no SCCRP"),
-    (lambda c: c.handshake().control("client", g.sccrq()).control("server", g.sccrp(result=4)), "tcp", "not authorized"),
+    (lambda c: c.handshake().control("client", g.sccrq()), "control", "SCCRQ sent, no SCCRP"),
+    (lambda c: c.handshake().control("client", g.sccrq()).control("server", g.sccrp(result=4)), "control", "not authorized"),
     (lambda c: c.handshake().control("client", g.sccrq()).control("server", g.sccrp()).control("client", g.ocrq()),
-     "control", "OCRQ sent, no OCRP"),
+     "call", "OCRQ sent, no OCRP"),
 ])
 def test_verdicts_for_control_failures(tmp_path, build, phase, words):
     cap = g.Capture()
@@ -162,12 +162,12 @@ def test_verdict_no_gre_from_server_names_protocol_47(tmp_path):
     for _ in range(3):
         cap.gre("client", g.ppp(g.LCP_REQ_CLIENT))
     s = one(cap, tmp_path)
-    assert s.phase == "call" and "no GRE from the server: IP protocol 47 blocked towards the client" in s.verdict
+    assert s.phase == "lcp" and "no GRE from the server: IP protocol 47 blocked towards the client" in s.verdict
 
 
 def test_verdict_no_gre_at_all(tmp_path):
     s = one(_up_to_call(), tmp_path)
-    assert "no GRE in either direction" in s.verdict
+    assert s.phase == "lcp" and "no GRE in either direction" in s.verdict
 
 
 def test_verdict_mschapv2_failure_691(tmp_path):
@@ -179,7 +179,7 @@ def test_verdict_mschapv2_failure_691(tmp_path):
     cap.gre("server", g.ppp(g.chap(4, message=b"E=691 R=0 C=00 V=3 M=Authentication failed")))
     cap.gre("server", g.ppp(PPP_LCP_Terminate(code=5, id=3)))
     s = one(cap, tmp_path)
-    assert s.phase == "lcp" and "E=691" in s.verdict and "bad credentials" in s.verdict
+    assert s.phase == "auth" and "E=691" in s.verdict and "bad credentials" in s.verdict
 
 
 def test_control_decode_never_raises_and_reports():
@@ -199,3 +199,88 @@ def test_cli_analyze_json_and_ladder(tmp_path):
     assert data["sessions"][0]["phase"] == "teardown"
     page = (tmp_path / "l.html").read_text()
     assert "<svg" in page and "SCCRQ" in page and "LCP Terminate-Request" in page
+
+
+# ------------------------------------------------------------------ one phase vocabulary
+def stopping_in(phase):
+    """A session that stops in `phase` (session.PHASES: the phase it stopped in)."""
+    if phase in ("data", "teardown"):
+        return g.full_session(teardown="client" if phase == "teardown" else None)
+    c = g.Capture()
+    if phase == "tcp":
+        c.add(c._ip("client") / g.TCP(sport=g.CPORT, dport=1723, flags="S"))
+        return c
+    c.handshake().control("client", g.sccrq())
+    if phase == "control":
+        return c
+    c.control("server", g.sccrp()).control("client", g.ocrq())
+    if phase == "call":
+        return c
+    c.control("server", g.ocrp())
+    c.gre("client", g.ppp(g.LCP_REQ_CLIENT))
+    if phase == "lcp":
+        return c
+    c.gre("server", g.ppp(g.LCP_REQ_SERVER))
+    c.gre("server", g.ppp(g.lcp_ack(g.LCP_REQ_CLIENT)))
+    c.gre("client", g.ppp(g.lcp_ack(g.LCP_REQ_SERVER)))
+    c.gre("server", g.ppp(g.chap(1, value=bytes(16), name=b"pptpd")))
+    c.gre("client", g.ppp(g.chap(2, value=bytes(49), name=b"alice")))
+    if phase == "auth":
+        c.gre("server", g.ppp(g.chap(4, message=b"E=691 R=0 C=00 V=3 M=Authentication failed")))
+        return c
+    c.gre("server", g.ppp(g.chap(3, message=b"S=0123456789ABCDEF0123456789ABCDEF01234567 M=ok")))
+    c.gre("client", g.ccp(1))
+    c.gre("server", g.ccp(1))
+    if phase == "ccp":
+        return c
+    c.gre("client", g.ccp(2))
+    c.gre("server", g.ccp(2))
+    c.gre("client", g.ppp(g.ipcp(1, "192.168.240.10")))
+    assert phase == "ipcp"
+    return c
+
+
+VERDICT_WORDS = {"tcp": "SYN to 1723 unanswered", "control": "SCCRQ sent, no SCCRP",
+                 "call": "OCRQ sent, no OCRP", "lcp": "no GRE from the server: IP protocol 47",
+                 "auth": "E=691", "ccp": "CCP/MPPE not agreed", "ipcp": "IPCP did not complete",
+                 "data": "tunnel up and carrying data", "teardown": "torn down"}
+
+
+def test_phases_are_defined_once_with_a_meaning_each():
+    from lab.pptp import session
+    assert pptp.PHASES == list(pptp.PHASE_MEANING) == list(VERDICT_WORDS)
+    assert pptp.FAIL_PHASES == tuple(pptp.PHASES[:7])
+    assert all(pptp.PHASE_MEANING.values()) and session.PHASES is pptp.PHASES
+
+
+@pytest.mark.parametrize("phase", pptp.PHASES)
+def test_a_session_stopping_in_each_phase_is_judged_in_that_phase(tmp_path, phase):
+    s = one(stopping_in(phase), tmp_path)
+    assert (s.phase, VERDICT_WORDS[phase] in s.verdict) == (phase, True), s.verdict
+
+
+@pytest.mark.parametrize("phase", ["lcp", "auth", "ccp", "ipcp", "data", "teardown"])
+def test_gre_only_capture_is_judged_in_the_same_phase(tmp_path, phase):
+    cap = stopping_in(phase)
+    cap.frames = [f for f in cap.frames if not f.haslayer(g.TCP)]  # as if only GRE was captured
+    s = one(cap, tmp_path)
+    assert s.gre_only and s.phase == phase and "partial capture" in s.verdict
+
+
+def test_tunnel_up_without_data_is_in_data_phase(tmp_path):
+    s = one(g.full_session(teardown=None, data_frames=0), tmp_path)
+    assert s.phase == "data" and "no user data seen" in s.verdict
+
+
+# ------------------------------------------------------------------ SLI / WEN placement
+def test_sli_and_wen_for_an_unknown_call_id_are_errors_not_the_last_call(tmp_path):
+    from scapy.layers.pptp import PPTPWANErrorNotify
+    cap = g.full_session(teardown=None)
+    cap.control("client", g.PPTPSetLinkInfo(peer_call_id=999, send_accm=0, receive_accm=0))
+    cap.control("server", PPTPWANErrorNotify(peer_call_id=998, crc_errors=3))
+    cap.control("server", g.PPTPSetLinkInfo(peer_call_id=g.CLIENT_CALL, send_accm=0, receive_accm=0))
+    s = one(cap, tmp_path)
+    call = s.calls[0]
+    assert [x["sender"] for x in call.sli] == ["server"] and call.wen == []
+    assert any("SLI for unknown call ID 999" in e for e in s.errors)
+    assert any("WEN for unknown call ID 998" in e for e in s.errors)
