@@ -1,79 +1,94 @@
-"""Node configuration through Ansible: an inventory generated from the topology, the playbook
-in playbooks/ run by ansible-runner over the community.docker.docker_api connection."""
+"""Node configuration through Ansible: lab.render writes each node's files, the inventory
+carries them as unsafe values (never templated), and playbooks/lab.yml, run by
+ansible-runner, copies them into the node containers and runs their configure script."""
 from __future__ import annotations
 
+import base64
+import io
 import os
 import shutil
 import sys
+import tarfile
 import tempfile
 import time
 from pathlib import Path
 
+import yaml
+
+from . import render
 from .deploy import obj_name
 from .errors import LabError
 from .host import console
-from .paths import REPO
+from .paths import REPO, state_dir
 from .topology import Topology
 
 PLAYBOOKS = REPO / "playbooks"
-PEER = "lab"  # the pppd peer name every client dials (`pppd call lab`)
+GROUP = "lab_nodes"
 
 
-def tunnel_if(node) -> str:
-    """A client's tunnel interface: ppp0; a VPN server that also dials out (a calling router,
-    S17) uses ppp100 so it never clashes with the interfaces of the calls it answers."""
-    return "ppp100" if node.kind == "pptp-server" else "ppp0"
-GROUPS = {"pptp-server": "pptp_servers", "pptp-client": "pptp_clients", "nat": "nat",
-          "firewall": "firewall", "router": "routers", "host": "hosts"}
+class Unsafe(str):
+    """A string Ansible must never template (`!unsafe`): every value that came from a topology."""
 
 
-def host_vars(topo: Topology, name: str) -> dict:
-    node = topo.nodes[name]
-    hv: dict = {"lab_node": name, "lab_kind": node.kind, "lab_policy": node.policy,
-                "lab_routes": [{"to": r.to, "via": r.via} for r in node.routes]}
-    users: list[dict] = []  # chap-secrets: the server's users and the client's own credentials
-    if node.pptp_server:
-        s = node.pptp_server
-        hv.update(local_ip=s.local_ip, remote_range=s.remote_ip, server_name=s.name, mppe=s.mppe,
-                  connections=64)
-        users += [{"name": u.name, "secret": u.secret, "server": s.name} for u in s.users]
-    if node.pptp_client:
-        c = node.pptp_client
-        hv.update(peer=PEER, server=c.server, user=c.user, remote_name=c.server_name, mppe=c.mppe,
-                  pptp_options=c.options, tunnel_routes=c.routes, unit=int(tunnel_if(node)[3:]),
-                  pin_random=c.pin_random)
-        users.append({"name": c.user, "secret": c.secret, "server": c.server_name})
-    hv["users"] = users
-    if node.kind == "firewall":
-        hv["fw"] = firewall_vars(topo, node)
-    if node.nat:
-        n = node.nat
-        hv["nat"] = {"mode": n.mode, "pptp_editor": n.pptp_editor, "public": n.public,
-                     "private": n.private, "outside_address": node.interfaces[n.outside],
-                     "outside_prefix": topo.networks[n.outside].net.prefixlen}
-    return hv
+class _Dumper(yaml.SafeDumper):
+    pass
 
 
-def firewall_vars(topo: Topology, node) -> dict:
-    from . import policy
-
-    custom = [policy.Filter(**f.model_dump()) for f in node.filters]
-    rules = policy.filters(node.policy, custom, node.policy_without)
-    inet, perim = topo.firewall_interface(node, "internet"), topo.firewall_interface(node, "perimeter")
-    return {"internet_address": node.interfaces.get(inet, ""), "perimeter_address": node.interfaces.get(perim, ""),
-            "ruleset": policy.nft_ruleset(rules, topo.vpn_address(node) or "") if node.policy != "open" else ""}
+_Dumper.add_representer(Unsafe, lambda d, v: d.represent_scalar("!unsafe", str(v)))
 
 
-def inventory(topo: Topology, docker_url: str) -> dict:
-    hosts = {obj_name(topo.name, n): host_vars(topo, n) for n in topo.nodes}
-    children: dict = {g: {"hosts": {}} for g in GROUPS.values()}
-    for n, node in topo.nodes.items():
-        children[GROUPS[node.kind]]["hosts"][obj_name(topo.name, n)] = {}
-    return {"all": {"hosts": hosts, "children": children, "vars": {
+def bundle(files: dict[str, tuple[str, int]]) -> bytes:
+    """The node's files as one tar (root-owned, with their modes): one copy per node instead
+    of one per file, which costs a module run on the controller each."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for path, (text, mode) in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(path.lstrip("/"))
+            info.size, info.mode, info.mtime = len(data), mode, int(time.time())
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def host_vars(topo: Topology, name: str, docker_url: str) -> dict:
+    files = render.node_files(topo, name)
+    return {
+        "lab_node": Unsafe(name), "lab_kind": Unsafe(topo.nodes[name].kind),
+        "lab_files": [Unsafe(p) for p in files],  # for people reading the inventory
+        "lab_bundle": Unsafe(base64.b64encode(bundle(files)).decode()),
+        # Per host, not for `all`: the play's copy task runs on the controller (localhost).
         "ansible_connection": "community.docker.docker_api",
-        "ansible_docker_docker_host": docker_url,
+        "ansible_docker_docker_host": Unsafe(docker_url),
         "ansible_python_interpreter": "/usr/bin/python3",
-    }}}
+    }
+
+
+def inventory(topo: Topology, docker_url: str, nodes: list[str] | None = None) -> dict:
+    names = nodes or list(topo.nodes)
+    return {"all": {"hosts": {"localhost": {"ansible_connection": "local",
+                                            "ansible_python_interpreter": sys.executable}},
+                    "children": {GROUP: {"hosts": {obj_name(topo.name, n): host_vars(topo, n, docker_url)
+                                                   for n in names}}}}}
+
+
+def inventory_yaml(topo: Topology, docker_url: str, nodes: list[str] | None = None) -> str:
+    return yaml.dump(inventory(topo, docker_url, nodes), Dumper=_Dumper, sort_keys=False, width=1 << 20)
+
+
+def _scratch() -> Path:
+    """A private directory for one Ansible run (it holds secrets). Ones left by a run that
+    died (its process is gone) are removed first."""
+    base = state_dir() / "ansible"
+    base.mkdir(mode=0o700, exist_ok=True)
+    for old in base.glob("run-*"):
+        try:
+            pid = int(old.name.split("-")[1])
+            os.kill(pid, 0)
+        except (ValueError, IndexError, ProcessLookupError):
+            shutil.rmtree(old, ignore_errors=True)
+        except PermissionError:
+            pass  # alive, another user's
+    return Path(tempfile.mkdtemp(prefix=f"run-{os.getpid()}-", dir=base))
 
 
 def apply(topo: Topology, docker_url: str, playbook: str = "lab.yml", nodes: list[str] | None = None) -> float:
@@ -82,7 +97,7 @@ def apply(topo: Topology, docker_url: str, playbook: str = "lab.yml", nodes: lis
     import ansible_runner  # heavy import: only when configuring
 
     start = time.monotonic()
-    tmp = Path(tempfile.mkdtemp(prefix="pptp-lab-ansible-"))  # holds secrets: removed below
+    tmp = _scratch()
     failures: list[str] = []
 
     def on_event(ev: dict) -> bool:
@@ -98,11 +113,14 @@ def apply(topo: Topology, docker_url: str, playbook: str = "lab.yml", nodes: lis
 
     try:
         shutil.copytree(PLAYBOOKS, tmp / "project")
+        inv = tmp / "inventory"
+        inv.mkdir(mode=0o700)
+        (inv / "hosts.yml").write_text(inventory_yaml(topo, docker_url, nodes))
+        (inv / "hosts.yml").chmod(0o600)
         with console.status(f"configuring {topo.name} with Ansible") as status:
             r = ansible_runner.run(
-                private_data_dir=str(tmp), playbook=playbook, inventory=inventory(topo, docker_url),
+                private_data_dir=str(tmp), playbook=playbook, inventory=str(inv / "hosts.yml"),
                 quiet=True, forks=16, event_handler=on_event,
-                limit=",".join(obj_name(topo.name, n) for n in nodes) if nodes else None,
                 envvars={"PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
                          "ANSIBLE_HOST_KEY_CHECKING": "False", "ANSIBLE_NOCOLOR": "1",
                          "ANSIBLE_DOCKER_TIMEOUT": "120", "ANSIBLE_RETRY_FILES_ENABLED": "False"})

@@ -81,18 +81,18 @@ def _match(f: Filter, vpn: str) -> str:
 
 
 def nft_ruleset(rules: list[Filter], vpn: str) -> str:
-    """The lab's filter table. $internet and $perimeter are the interface names, filled in by
-    the shell on the node. Default: drop, counted per interface/direction/protocol."""
+    """The lab's filter table. $internet and $perimeter are nft defines of the interface
+    names, written on the node by its configure script. Default: drop, counted per interface/direction/protocol."""
     lines = ["table inet pptp_lab_filter {",
              "    chain forward {",
              "        type filter hook forward priority filter; policy drop;",
-             '        iifname "$internet" counter jump in_internet comment "from internet"',
-             '        iifname "$perimeter" counter jump in_perimeter comment "from perimeter"',
+             '        iifname $internet counter jump in_internet comment "from internet"',
+             '        iifname $perimeter counter jump in_perimeter comment "from perimeter"',
              '        counter drop comment "forward: neither lab interface"',
              "    }",
              "    chain out_check {",
-             '        oifname "$internet" jump out_internet',
-             '        oifname "$perimeter" jump out_perimeter',
+             '        oifname $internet jump out_internet',
+             '        oifname $perimeter jump out_perimeter',
              '        counter drop comment "forward: leaves by neither lab interface"',
              "    }"]
     for iface in ("internet", "perimeter"):

@@ -7,18 +7,57 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+import unicodedata
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator,
+                      model_validator)
 
 from .errors import LabError
+from .pptp import FAIL_PHASES
 
 NAME = r"^[a-z][a-z0-9-]{0,23}$"
 KINDS = ("pptp-server", "pptp-client", "nat", "firewall", "router", "host")
 ROLES = ("internet", "perimeter", "intranet", "home", "other")
 POOL = re.compile(r"(\d+\.\d+\.\d+\.)(\d+)-(\d+)")  # A.B.C.X-Y, pptpd's remoteip form
+
+
+MAX_WORD = 255  # octets: pppd keeps names and secrets in 256-byte buffers
+
+
+def _word(v: str, what: str) -> str:
+    """A value that lands in a pppd options file or chap-secrets. Those files quote words
+    with "..." and backslash escapes, so any printable text is carried literally; what no
+    quoting can carry (line breaks, NUL, other control characters) is refused here."""
+    bad = next((c for c in v if unicodedata.category(c) in ("Cc", "Cs", "Zl", "Zp")), None)
+    if bad is not None:
+        raise ValueError(f"{what} holds the control character {bad!r}: pppd's files cannot carry it")
+    if not v:
+        raise ValueError(f"{what} is empty")
+    if len(v.encode()) > MAX_WORD:
+        raise ValueError(f"{what} is {len(v.encode())} octets long: pppd takes at most {MAX_WORD}")
+    return v
+
+
+def _name(v: str) -> str:
+    _word(v, "a name")
+    if v == "*":
+        raise ValueError("'*' is chap-secrets' wildcard (any name), not a name")
+    return v
+
+
+def _secret(v: str) -> str:
+    _word(v, "a secret")
+    if v.startswith("@/"):
+        raise ValueError("a secret starting with '@/' is read by pppd as a file name: not allowed")
+    return v
+
+
+# Names (users, servers) and secrets: any printable text, quoted per file when written.
+PppName = Annotated[str, AfterValidator(_name)]
+PppSecret = Annotated[str, AfterValidator(_secret)]
 
 
 class Strict(BaseModel):
@@ -64,15 +103,15 @@ class Route(Strict):
 
 
 class User(Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9._-]+$")
-    secret: str = Field(min_length=1)
+    name: PppName
+    secret: PppSecret
 
 
 class PptpServer(Strict):
     local_ip: str
     remote_ip: str = Field(description="pool, e.g. 172.16.0.10-50")
     users: list[User] = Field(min_length=1)
-    name: str = "pptpd"
+    name: PppName = "pptpd"
     mppe: bool = True
 
     @field_validator("local_ip")
@@ -95,14 +134,43 @@ class PptpServer(Strict):
         return [f"{prefix}{i}" for i in range(int(lo), int(hi) + 1)]
 
 
+class PptpOptions(Strict):
+    """pptp-linux's own options (its man page), typed: each becomes fixed argv words."""
+    idle_wait: Optional[int] = Field(None, ge=1, le=86400, description="--idle-wait: seconds "
+                                     "idle before a PPTP Echo-Request (default 60)")
+    max_echo_wait: Optional[int] = Field(None, ge=1, le=86400, description="--max-echo-wait: seconds "
+                                         "to wait for an Echo-Reply (default 60)")
+    timeout: Optional[float] = Field(None, gt=0, le=60, description="--timeout: seconds to wait "
+                                     "for reordered GRE packets (default 0.3)")
+    localbind: Optional[str] = Field(None, description="--localbind: source address of the PPTP connection")
+    loglevel: Optional[int] = Field(None, ge=0, le=2, description="--loglevel: 0 (errors) to 2 (debug)")
+    sync: bool = Field(False, description="--sync: synchronous HDLC framing (pppd needs `sync` too)")
+    nobuffer: bool = Field(False, description="--nobuffer: no GRE reordering buffer")
+    nohostroute: bool = Field(False, description="--nohostroute: no host route to the server")
+    quirks: Optional[Literal["BEZEQ_ISRAEL"]] = Field(None, description="--quirks (the one pptp-linux knows)")
+
+    @field_validator("localbind")
+    @classmethod
+    def _localbind(cls, v: str | None) -> str | None:
+        return None if v is None else str(ipaddress.IPv4Address(v))
+
+    def argv(self) -> list[str]:
+        out: list[str] = []
+        for key in ("idle_wait", "max_echo_wait", "timeout", "localbind", "loglevel", "quirks"):
+            value = getattr(self, key)
+            if value is not None:
+                out += ["--" + key.replace("_", "-"), str(value)]
+        return out + ["--" + key for key in ("sync", "nobuffer", "nohostroute") if getattr(self, key)]
+
+
 class PptpClient(Strict):
     server: str = Field(description="the server address this client dials")
-    user: str
-    secret: str = Field(min_length=1)
-    server_name: str = "pptpd"
+    user: PppName
+    secret: PppSecret
+    server_name: PppName = "pptpd"
     mppe: bool = True
     routes: list[str] = Field(default_factory=list, description="networks reached through the tunnel")
-    options: str = Field("", description="extra pptp-linux options")
+    options: PptpOptions = Field(default_factory=PptpOptions, description="pptp-linux options")
     pin_random: Optional[int] = Field(None, ge=0, le=255, description="pptp-linux reads its call ID "
                                       "from /dev/random: the node's /dev/random becomes this byte repeated, "
                                       "so clients with the same value choose the same call ID (SPEC S20)")
@@ -202,8 +270,8 @@ class Node(Strict):
 class ClientExpect(Strict):
     """What a user expects of one client (checked by `pptp-lab test TOPOLOGY`)."""
     tunnel: Literal["up", "fails"] = "up"
-    phase: Optional[Literal["tcp", "control", "call", "lcp", "auth", "ccp", "ipcp"]] = Field(
-        None, description="with tunnel: fails, the phase the analyser must find it stopped at")
+    phase: Optional[Literal[FAIL_PHASES]] = Field(  # type: ignore[valid-type]
+        None, description="with tunnel: fails, the phase the analyser must find the session stopped in")
     reach: list[str] = Field(default_factory=list, description="addresses pinged through the tunnel")
     unreachable: list[str] = Field(default_factory=list, description="addresses that must not answer")
 
@@ -349,17 +417,88 @@ def _key_path(loc: tuple) -> str:
     return out
 
 
-def load(path: str | Path, name: str | None = None) -> Topology:
-    """Read and validate a topology file; raise LabError naming file and key on any fault."""
-    path = Path(path)
+MAX_BYTES = 1 << 20  # far beyond any real topology: a bigger file is refused before it is parsed
+
+
+class _Refused(yaml.MarkedYAMLError):
+    """Valid YAML that a topology file does not allow (duplicate keys, aliases)."""
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """yaml.safe_load that refuses duplicate keys (PyYAML keeps the last one silently) and
+    aliases (a few nested ones expand to billions of nodes: "billion laughs")."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise _Refused(problem=f"alias *{event.anchor}: anchors and aliases are not allowed "
+                           "in a topology file (write the value out)", problem_mark=event.start_mark)
+        return super().compose_node(parent, index)
+
+    def _check_duplicates(self, node: yaml.MappingNode, seen: dict) -> None:
+        for key_node, value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: {...}`: merged keys may be overridden
+                for sub in value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]:
+                    if isinstance(sub, yaml.MappingNode):
+                        self._check_duplicates(sub, {})
+                continue
+            if not isinstance(key_node, yaml.ScalarNode):
+                continue  # a complex key: the constructor refuses it
+            key = self.construct_object(key_node)
+            try:
+                first = seen.setdefault(key, key_node)
+            except TypeError:
+                continue
+            if first is not key_node:
+                raise _Refused(problem=f"duplicate key {key!r} (first at line {first.start_mark.line + 1})",
+                               problem_mark=key_node.start_mark)
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            self._check_duplicates(node, {})
+        return super().construct_mapping(node, deep=deep)
+
+
+def _parse(path: Path):
+    """The file's YAML document; LabError naming the file (and line) on any fault."""
     try:
-        data = yaml.safe_load(path.read_text())
+        with path.open("rb") as f:
+            raw = f.read(MAX_BYTES + 1)
     except FileNotFoundError:
         raise LabError(f"{path}: no such topology file") from None
+    except IsADirectoryError:
+        raise LabError(f"{path}: is a directory, not a topology file") from None
+    except OSError as exc:
+        raise LabError(f"{path}: cannot read the topology file ({exc.strerror or exc})") from None
+    if len(raw) > MAX_BYTES:
+        raise LabError(f"{path}: larger than {MAX_BYTES >> 20} MiB, too big for a topology file")
+    if b"\0" in raw:
+        raise LabError(f"{path}: binary data (NUL byte at offset {raw.index(0)}), not a YAML topology")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise LabError(f"{path}:{line}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})") from None
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader)
+    except RecursionError:
+        raise LabError(f"{path}: nested too deeply for a topology file") from None
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1  # the character: an int (its code point)
+        raise LabError(f"{path}:{line}: not valid YAML (character #x{exc.character:04x}: "
+                       f"{exc.reason})") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark else ""
-        raise LabError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())  # one line
+        raise LabError(f"{path}{where}: {problem}" if isinstance(exc, _Refused)
+                       else f"{path}{where}: not valid YAML ({problem})") from None
+
+
+def load(path: str | Path, name: str | None = None) -> Topology:
+    """Read and validate a topology file; raise LabError naming file and key on any fault."""
+    path = Path(path)
+    data = _parse(path)
     if not isinstance(data, dict):
         raise LabError(f"{path}: a topology is a mapping with networks and nodes")
     data = {"name": name or data.get("name") or path.stem, **{k: v for k, v in data.items() if k != "name"}}

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from lab import deploy, pptpconf
+from lab import deploy, render
 
 LAB = "proof"
 POOL_LOCAL, POOL = "192.168.240.1", "192.168.240.10-20"
@@ -35,8 +35,9 @@ def two_nodes(lab_engine):
 
 def test_engine_runs_a_real_pptp_tunnel_mschapv2_mppe128(two_nodes):
     _, server, client = two_nodes
-    deploy.put_files(server, pptpconf.server_files(POOL_LOCAL, POOL, [{"name": "alice", "secret": "s3cret"}]))
-    deploy.put_files(client, pptpconf.client_files("lab", "10.99.0.10", "alice", "s3cret"))
+    secret = [{"name": "alice", "secret": "s3cret", "server": "pptpd"}]
+    deploy.put_files(server, render.server_files(POOL_LOCAL, POOL) | render.chap_secrets(secret))
+    deploy.put_files(client, render.client_files("10.99.0.10", "alice") | render.chap_secrets(secret))
     deploy.run(server, "pptpd")
     deploy.run(client, "pppd call lab logfile /tmp/ppp.log")
 

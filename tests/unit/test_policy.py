@@ -5,7 +5,7 @@ import json
 import pytest
 import yaml
 
-from lab import configure, policy, topology
+from lab import render, policy, topology
 from lab.errors import LabError
 from lab.paths import REPO
 
@@ -75,11 +75,14 @@ def documented_topology(tmp_path, **fw):
     return path
 
 
-def test_firewall_vars_render_the_policy_for_the_vpn_address(tmp_path):
+def test_firewall_files_render_the_policy_for_the_vpn_address(tmp_path):
     topo = topology.load(documented_topology(tmp_path, policy="pptp-documented", policy_without=["S15a"]))
-    fw = configure.firewall_vars(topo, topo.nodes["fw"])
-    assert fw["internet_address"] == "198.51.100.1" and fw["perimeter_address"] == "192.0.2.1"
-    assert "ip daddr 192.0.2.10" in fw["ruleset"] and "S15a" not in fw["ruleset"]
+    files = render.node_files(topo, "fw")
+    ruleset, script = files["/etc/pptp-lab/filter.nft"][0], files[render.SCRIPT][0]
+    assert "ifname 198.51.100.1)" in script and "ifname 192.0.2.1)" in script
+    assert "nft -f /etc/pptp-lab/filter.nft" in script
+    assert "ip daddr 192.0.2.10" in ruleset and "S15a" not in ruleset
+    assert ruleset.startswith('include "/etc/pptp-lab/filter-ifaces.nft"')
 
 
 @pytest.mark.parametrize("fw,expect", [
