@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import tarfile
 import time
 from datetime import datetime, timezone
@@ -13,14 +14,18 @@ from pathlib import Path
 import docker
 
 from . import deploy
-from .paths import REPO
+from .errors import LabError
+from .paths import REPO, private_dir
 
 ROLE = "capture"
 DIR = "/captures"
+WAIT = 30.0  # seconds for tcpdump to listen on every segment
 
 
 def runs_dir() -> Path:
-    return REPO / "runs"
+    """Captures and reports. Owner-only: pcaps hold MS-CHAPv2 handshakes, which can be
+    cracked offline."""
+    return private_dir(REPO / "runs")
 
 
 def bridge(network) -> str:
@@ -49,25 +54,34 @@ def start(client: docker.DockerClient, lab: str, image: str):
         network_mode="host", cap_add=["NET_ADMIN", "NET_RAW"], detach=True,
         labels={deploy.LABEL: lab, "pptp-lab.role": ROLE, "pptp-lab.segments": json.dumps(segments)})
     # tcpdump needs a moment to open its interfaces; nothing of the lab's traffic may precede it.
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        out = deploy.run(box, f"cat {DIR}/*.log 2>/dev/null", check=False).out
-        if out.count("listening on") >= len(segments):
+    deadline = time.monotonic() + WAIT
+    probe = " ".join(f"grep -q 'listening on' {DIR}/{seg}.log 2>/dev/null || echo {seg};" for seg in segments)
+    while True:
+        missing = deploy.run(box, probe, check=False).out.split()  # one exec per poll: execs are slow
+        if not missing:
             return box
+        if time.monotonic() > deadline or box.reload() or box.status != "running":
+            logs = {seg: deploy.run(box, f"cat {DIR}/{seg}.log 2>/dev/null", check=False).out.strip()
+                    for seg in missing} if box.status == "running" else {}
+            detail = "; ".join(f"{seg}: {logs[seg].splitlines()[-1][:120]}" if logs.get(seg)
+                               else f"{seg}: no output" for seg in missing)
+            raise LabError(f"lab {lab}: no capture on segment(s) {', '.join(missing)} after "
+                           f"{WAIT:.0f}s ({detail})")
         time.sleep(0.3)
-    return box
 
 
 def _extract(box, dest: Path) -> list[Path]:
     stream, _ = box.get_archive(DIR)
     data = io.BytesIO(b"".join(stream))
-    dest.mkdir(parents=True, exist_ok=True)
+    private_dir(dest)
     out = []
     with tarfile.open(fileobj=data) as tar:
         for m in tar.getmembers():
             if m.isfile() and m.name.endswith(".pcap"):
                 target = dest / Path(m.name).name
-                target.write_bytes(tar.extractfile(m).read())
+                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(tar.extractfile(m).read())
                 out.append(target)
     return out
 
@@ -90,7 +104,7 @@ def stop(client: docker.DockerClient, lab: str) -> Path | None:
         deploy.run(box, "pkill -INT tcpdump; sleep 0.5", check=False)  # flush the pcaps
     stopped = time.time()
     run_id = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    dest = runs_dir() / lab / run_id
+    dest = private_dir(runs_dir() / lab) / run_id
     files = _extract(box, dest)
     manifest = {"lab": lab, "run_id": run_id, "captures": [
         {"segment": f.stem, "file": f.name, "interface": segments.get(f.stem), "node": "engine bridge",

@@ -7,7 +7,11 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich import box
+from rich.console import Group
+from rich.padding import Padding
 from rich.table import Table
+from rich.text import Text
 
 from . import engine as engine_mod
 from . import images, vm
@@ -61,25 +65,42 @@ def doctor(engine: Optional[str] = EngineOpt, as_json: bool = typer.Option(False
 @app.command()
 def analyze(files: list[Path] = typer.Argument(..., help="pcap or pcapng files (several: e.g. inside and outside a NAT)"),
             as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
-            ladder: Optional[Path] = typer.Option(None, "--ladder", help="write ladder diagrams: out.html or out.svg")) -> None:
+            ladder: Optional[Path] = typer.Option(None, "--ladder", help="write ladder diagrams: out.html or out.svg"),
+            allow_truncated: bool = typer.Option(False, "--allow-truncated",
+                                                 help="analyse a capture cut off mid-record up to the cut")) -> None:
     """Sessions, call IDs, phases, losses and what went wrong, from PPTP captures."""
+    from rich.console import Console
+
     from . import pptp, report
 
     for f in files:
         if not f.is_file():
             raise LabError(f"{f}: no such capture file")
+    if ladder:
+        if ladder.suffix not in (".html", ".svg"):
+            raise LabError(f"--ladder {ladder}: give a .html or .svg file name")
+        if not ladder.parent.is_dir():
+            raise LabError(f"--ladder {ladder}: no folder {ladder.parent}")
     try:
         result = pptp.analyze(files)
     except ValueError as exc:
         raise LabError(str(exc)) from exc
+    for cut in result.truncated:
+        # A cut capture hides how the sessions went on: say so on stderr, fail unless allowed.
+        where = f"{cut['file']}: cut off mid-record at byte {cut['offset']}"
+        if not allow_truncated:
+            print(f"error: {where} (--allow-truncated analyses it up to there)", file=sys.stderr)
+            raise typer.Exit(1)
+        print(f"warning: {where}: analysed up to there", file=sys.stderr)
     if ladder:
-        if ladder.suffix not in (".html", ".svg"):
-            raise LabError(f"--ladder {ladder}: give a .html or .svg file name")
-        report.write_ladder(result, ladder)
+        try:
+            report.write_ladder(result, ladder)
+        except OSError as exc:
+            raise LabError(f"--ladder {ladder}: {exc.strerror or exc}") from exc
     if as_json:
         print(json.dumps(result.to_dict(), indent=1, default=str))
     else:
-        report.print_report(result, console)
+        report.print_report(result, Console())  # the analysis is the output: stdout, not the log console
 
 
 capture_app = typer.Typer(no_args_is_help=True, help="Captures of a running lab.")
@@ -93,15 +114,50 @@ def _running_engine(engine: Optional[str]):
     return eng
 
 
-def _status_table(rows, title: str) -> None:
-    table = Table(title=title)
-    for col in ("node", "kind", "state", "addresses", "tunnel", "PPP address", "peer", "call IDs (client/server)"):
-        table.add_column(col)
-    for r in rows:
+WideOpt = typer.Option(False, "--wide", help="one column per field (needs a wide terminal)")
+
+
+def _compact(title: str) -> Table:
+    """A table for 80 columns: no vertical rules, a blank line between entries."""
+    return Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0),
+                 show_lines=True)
+
+
+def status_table(rows, title: str, wide: bool = False) -> Table:
+    """lifecycle.NodeStatus rows as a table. The default layout fits 80 columns for the usual
+    lab (name over kind, state over tunnel, one address a line, PPP local over peer); `wide`
+    gives one column per field. Nothing is ever cut short: a value too wide is folded."""
+    def tunnel(r) -> str:
         colour = "green" if r.tunnel == "up" else "red" if r.tunnel == "down" else ""
-        table.add_row(r.name, r.kind, r.state, ", ".join(f"{k} {v}" for k, v in r.addresses.items()),
-                      f"[{colour}]{r.tunnel}[/]" if colour else r.tunnel, r.ppp_address, r.peer_address, r.call_ids)
-    console.print(table)
+        return f"[{colour}]{r.tunnel}[/]" if colour else r.tunnel
+
+    if wide:
+        table = Table(title=title)
+        for col in ("node", "kind", "state", "addresses", "tunnel", "PPP address", "peer", "call IDs (client/server)"):
+            table.add_column(col, overflow="fold")
+        for r in rows:
+            table.add_row(r.name, r.kind, r.state, ", ".join(f"{k} {v}" for k, v in r.addresses.items()),
+                          tunnel(r), r.ppp_address, r.peer_address, r.call_ids)
+        return table
+    table = _compact(title)
+    for col in ("node", "state", "addresses", "PPP address\n→ peer", "call IDs"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        if r.state != "running":
+            state = f"[red]{r.state}[/]"
+        elif r.tunnel in ("up", "down"):
+            state = f"running\n[{'green' if r.tunnel == 'up' else 'red'}]tunnel {r.tunnel}[/]"
+        else:  # a server's "N call(s)"
+            state = "running" + (f"\n{r.tunnel.replace('(s)', '' if r.tunnel.startswith('1 ') else 's')}"
+                                 if r.tunnel else "")
+        ppp = "\n".join(x for x in (r.ppp_address, r.peer_address and f"→ {r.peer_address}") if x)
+        table.add_row(f"[bold]{r.name}[/]\n[dim]{r.kind}[/]", state,
+                      "\n".join(f"{k} {v}" for k, v in r.addresses.items()), ppp, r.call_ids)
+    return table
+
+
+def _status_table(rows, title: str, wide: bool = False) -> None:
+    console.print(status_table(rows, title, wide))
 
 
 @app.command()
@@ -109,7 +165,7 @@ def up(topology_file: Path = typer.Argument(Path("topologies/default.yaml"), met
        name: Optional[str] = typer.Option(None, "--name", help="lab name (default: the file's name:)"),
        engine: Optional[str] = EngineOpt,
        capture: bool = typer.Option(True, "--capture/--no-capture", help="tcpdump on every segment"),
-       as_json: bool = typer.Option(False, "--json")) -> None:
+       as_json: bool = typer.Option(False, "--json"), wide: bool = WideOpt) -> None:
     """Bring a topology up: networks, nodes, configuration, capture, live tunnels."""
     from . import lifecycle, topology
 
@@ -119,7 +175,7 @@ def up(topology_file: Path = typer.Argument(Path("topologies/default.yaml"), met
     if as_json:
         print(lifecycle.to_json(rows))
     else:
-        _status_table(rows, f"lab {topo.name} on the {eng.name} engine")
+        _status_table(rows, f"lab {topo.name} on the {eng.name} engine", wide)
 
 
 @app.command()
@@ -146,7 +202,7 @@ def _lab_name(arg: str) -> str:
 
 @app.command()
 def status(lab: str = typer.Argument("default"), engine: Optional[str] = EngineOpt,
-           as_json: bool = typer.Option(False, "--json")) -> None:
+           as_json: bool = typer.Option(False, "--json"), wide: bool = WideOpt) -> None:
     """Nodes, addresses, tunnel state, PPP addresses and call IDs of a running lab."""
     from . import lifecycle
 
@@ -155,7 +211,7 @@ def status(lab: str = typer.Argument("default"), engine: Optional[str] = EngineO
     if as_json:
         print(lifecycle.to_json(rows))
     else:
-        _status_table(rows, f"lab {lab}")
+        _status_table(rows, f"lab {lab}", wide)
 
 
 @app.command("exec", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -240,28 +296,84 @@ def nat_show(lab: str, node: str, engine: Optional[str] = EngineOpt,
     console.print(table)
 
 
+def checks_table(checks, title: str, wide: bool = False) -> Table:
+    """testrun.Check results as a table: by default the result, then the check with its detail
+    under it (the detail gets the width of the terminal); `wide`: check, result, detail."""
+    def result(c) -> Text:
+        return Text("pass", style="green") if c.passed else Text("FAIL", style="red")
+
+    if wide:
+        table = Table(title=title)
+        for col in ("check", "result", "detail"):
+            table.add_column(col, overflow="fold")
+        for c in checks:
+            table.add_row(Text(c.name, overflow="fold"), result(c), Text(c.detail, overflow="fold"))
+        return table
+    table = _compact(title)
+    table.add_column("result")
+    table.add_column("check", overflow="fold")
+    for c in checks:
+        cell = Text(c.name, style="bold", overflow="fold")
+        if c.detail:
+            cell = Group(cell, Padding(Text(c.detail, overflow="fold"), (0, 0, 0, 2), expand=False))
+        table.add_row(result(c), cell)
+    return table
+
+
 @app.command("test")
 def test_(topologies: list[Path] = typer.Argument(..., metavar="TOPOLOGY..."),
-          engine: Optional[str] = EngineOpt) -> None:
+          engine: Optional[str] = EngineOpt, wide: bool = WideOpt,
+          name: Optional[str] = typer.Option(None, "--name", help="lab name for a single topology "
+                                             "(default: the file's name:)")) -> None:
     """Bring each topology up, check its `expect:` block on real tunnels and captures, and
     write JUnit XML and an HTML report (runs/<lab>/<run-id>/)."""
     from . import testrun, topology
 
-    topos = [topology.load(p) for p in topologies]  # all validated before anything runs
+    if name and len(topologies) > 1:
+        raise LabError("--name renames one topology's lab: give a single TOPOLOGY with it")
+    topos = [topology.load(p, name) for p in topologies]  # all validated before anything runs
     eng = engine_mod.select(engine)
+    testrun.refuse_running(eng, topos)
     failed = 0
     for topo in topos:
         res = testrun.run(eng, topo)
         junit, page = testrun.write(res)
-        table = Table(title=f"pptp-lab test {topo.name}: {'PASS' if res.passed else 'FAIL'}")
-        for col in ("check", "result", "detail"):
-            table.add_column(col)
-        for c in res.checks:
-            table.add_row(c.name, "[green]pass[/]" if c.passed else "[red]FAIL[/]", c.detail)
-        console.print(table)
+        console.print(checks_table(res.checks, f"pptp-lab test {topo.name}: {'PASS' if res.passed else 'FAIL'}",
+                                   wide))
         console.print(f"JUnit: {junit}\nreport: {page}")
         failed += not res.passed
     raise typer.Exit(1 if failed else 0)
+
+
+@app.command()
+def validate(topologies: list[Path] = typer.Argument(..., metavar="TOPOLOGY..."),
+             engine: Optional[str] = EngineOpt) -> None:
+    """Run every check `up` makes before creating anything, and create nothing: each file
+    and, when an engine is running, the names and subnets it would need there."""
+    from . import lifecycle, topology
+
+    topos, errors = [], []
+    for path in topologies:
+        try:
+            topos.append(topology.load(path))
+        except LabError as exc:
+            errors.append(str(exc))
+    eng = engine_mod.running(engine)
+    for topo in topos:
+        where = f"lab {topo.name}"
+        if eng is None:
+            console.print(f"[green]✓[/] {where}: topology valid (no engine running: engine checks skipped)")
+            continue
+        try:
+            same = lifecycle.preflight(eng.client, topo)
+        except LabError as exc:
+            errors.append(f"{where}: {exc}")
+            continue
+        console.print(f"[green]✓[/] {where}: topology valid; the {eng.name} engine has room for it"
+                      + (" (already up with this topology)" if same else ""))
+    for e in errors:
+        print(f"error: {e}", file=sys.stderr)
+    raise typer.Exit(1 if errors else 0)
 
 
 @app.command()

@@ -18,7 +18,7 @@ from pathlib import Path
 import docker
 import requests
 
-from . import capture, configure, deploy, images
+from . import capture, configure, deploy, images, render
 from .engine import Engine
 from .errors import LabError
 from .host import console
@@ -29,7 +29,15 @@ HASH_LABEL = "pptp-lab.topology"
 
 
 def topo_hash(topo: Topology) -> str:
-    return hashlib.sha256(topo.model_dump_json().encode()).hexdigest()[:12]
+    """Tells one topology from another on the engine's labels. Secrets are left out: a label
+    anyone with the engine can read must not carry a hash that could be cracked offline."""
+    data = topo.model_dump(mode="json")
+    for node in data["nodes"].values():
+        for user in (node.get("pptp_server") or {}).get("users", []):
+            user["secret"] = ""
+        if node.get("pptp_client"):
+            node["pptp_client"]["secret"] = ""
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
 
 
 @dataclass
@@ -110,25 +118,34 @@ def check_free(client: docker.DockerClient, topo: Topology) -> None:
                                    "distinct subnets")
 
 
-def up(eng: Engine, topo: Topology, with_capture: bool = True, dial: bool = True) -> list[NodeStatus]:
-    client = eng.client
+def preflight(client: docker.DockerClient, topo: Topology) -> bool:
+    """Every check `up` makes on the engine before creating anything (after the topology's
+    own validation). True when the same lab is already up (then `up` creates nothing)."""
     have = existing(client, topo.name)
     if have:
         hashes = {c.labels.get(HASH_LABEL) for c in have.values()}
         if hashes != {topo_hash(topo)} or set(have) != set(topo.nodes):
             raise LabError(f"lab {topo.name} is up with a different topology: "
                            f"`pptp-lab down {topo.name}` first, or give another --name")
+        return True
+    check_free(client, topo)
+    return False
+
+
+def up(eng: Engine, topo: Topology, with_capture: bool = True, dial: bool = True) -> list[NodeStatus]:
+    client = eng.client
+    have = existing(client, topo.name) if preflight(client, topo) else {}
+    if have:
         for c in have.values():
             if c.status != "running":
                 c.start()
         console.print(f"lab {topo.name} is already up; checking its tunnels")
     else:
-        check_free(client, topo)
         image = images.ensure_node_image(client)
         create(eng, topo, image)
-        if with_capture:
-            capture.start(client, topo.name, image)
         try:
+            if with_capture:
+                capture.start(client, topo.name, image)
             configure.apply(topo, eng.url)
         except BaseException:
             capture.stop(client, topo.name)
@@ -165,10 +182,10 @@ def dial_clients(client: docker.DockerClient, topo: Topology, timeout: float = T
         # One exec per client that dials and then blocks until its tunnel has an address:
         # polling from here would flood a slow engine with execs.
         c = node(client, topo.name, name)
-        ifname = configure.tunnel_if(topo.nodes[name])
+        ifname = render.tunnel_if(topo.nodes[name])
         return deploy.run(c, f"ip -4 addr show {ifname} 2>/dev/null | grep -q inet || "
-                             f"pgrep -f '^pppd call {configure.PEER}' >/dev/null || "  # ^: not this shell itself
-                             f"pppd call {configure.PEER} logfile /var/log/ppp.log; "
+                             f"pgrep -f '^pppd call {render.PEER}' >/dev/null || "  # ^: not this shell itself
+                             f"pppd call {render.PEER} logfile /var/log/ppp.log; "
                              f"timeout {int(timeout)} sh -c 'until ip -4 addr show {ifname} 2>/dev/null | "
                              f"grep -q inet; do sleep 0.2; done'", check=False).ok
 
@@ -225,8 +242,11 @@ def status(client: docker.DockerClient, topo_or_lab) -> list[NodeStatus]:
             st.tunnel, st.ppp_address, st.peer_address = ppp_state(c)
             st.call_ids = next((ids[a] for a in addrs.values() if a in ids), "")
         elif c.status == "running" and st.kind == "pptp-server":
-            n = deploy.run(c, "ip -o link show | grep -c ' ppp[0-9]*:'", check=False).out.strip()
-            st.tunnel = f"{n or 0} call(s)"
+            # The calls it answers; its own outgoing call (a calling router, S17) is not one.
+            own = render.tunnel_if(st)  # by kind: ppp100 on a server
+            out = deploy.run(c, "ip -o link show", check=False).out
+            n = len([x for x in re.findall(r"^\d+: (ppp\d+)[:@]", out, re.M) if x != own])
+            st.tunnel = f"{n} call(s)"
         return st
 
     return sorted(_parallel(one, have.items()), key=lambda s: s.name)

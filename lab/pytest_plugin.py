@@ -79,7 +79,7 @@ class Lab:
         return res
 
     def tunnel(self, client: str) -> tuple[str, str, str]:
-        from .configure import tunnel_if
+        from .render import tunnel_if
 
         return lifecycle.ppp_state(self.node(client), tunnel_if(self.topo.nodes[client]))
 

@@ -7,10 +7,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import capture, configure, deploy, lifecycle, pptp, report
+from . import capture, deploy, lifecycle, pptp, render, report
 from .engine import Engine
 from .errors import LabError
 from .host import console
+from .paths import private_dir
 from .topology import Topology
 
 DIAL_TIMEOUT = 40
@@ -48,23 +49,41 @@ def _client_session(analysed: pptp.Report, topo: Topology, name: str):
     return _latest([s for s in analysed.sessions if Path(s.source).stem == net], addr)
 
 
+def refuse_running(eng: Engine, topos: list[Topology]) -> None:
+    """`test` brings each lab up and down again: it must not take over a lab the user runs."""
+    running = deploy.labs(eng.client)
+    for topo in topos:
+        if topo.name in running:
+            raise LabError(f"lab {topo.name} is running on the {eng.name} engine and `pptp-lab test` would "
+                           f"replace it: `pptp-lab down {topo.name}` first, or test it under another name "
+                           "with --name")
+
+
 def run(eng: Engine, topo: Topology) -> Result:
+    """Up, checks, down. A failing `up` is a failed check (the report is still written);
+    whatever was created is removed in any case."""
     res = Result(topo)
     start = time.monotonic()
-    lifecycle.down(eng.client, topo.name)
-    lifecycle.up(eng, topo, dial=False)
     try:
-        lifecycle.start_servers(eng.client, topo)
-        try:
-            lifecycle.dial_clients(eng.client, topo, timeout=DIAL_TIMEOUT)
-        except LabError as exc:
-            console.print(f"[yellow]{exc}[/]")  # judged per client below, against `expect`
-        res.checks.append(Check("lab up", "", True, f"{topo.name} on the {eng.name} engine",
+        lifecycle.up(eng, topo, dial=False)
+        states = {n: c.status for n, c in lifecycle.existing(eng.client, topo.name).items()}
+        missing = sorted(n for n in topo.nodes if states.get(n) != "running")
+        res.checks.append(Check("lab up", "", not missing,
+                                f"{topo.name} on the {eng.name} engine: {len(topo.nodes)} nodes running"
+                                if not missing else f"nodes not running: {', '.join(missing)}",
                                 time.monotonic() - start))
-        with tempfile.TemporaryDirectory() as tmp:
-            analysed = pptp.analyze(capture.snapshot(eng.client, topo.name, Path(tmp)))
-        res.checks += _client_checks(eng, topo, analysed)
-        res.checks += _nat_checks(topo, analysed)
+        if not missing:
+            lifecycle.start_servers(eng.client, topo)
+            try:
+                lifecycle.dial_clients(eng.client, topo, timeout=DIAL_TIMEOUT)
+            except LabError as exc:
+                console.print(f"[yellow]{exc}[/]")  # judged per client below, against `expect`
+            with tempfile.TemporaryDirectory() as tmp:
+                analysed = pptp.analyze(capture.snapshot(eng.client, topo.name, Path(tmp)))
+            res.checks += _client_checks(eng, topo, analysed)
+            res.checks += _nat_checks(topo, analysed)
+    except LabError as exc:
+        res.checks.append(Check("lab up", "", False, str(exc), time.monotonic() - start))
     finally:
         _, res.run_dir = lifecycle.down(eng.client, topo.name)
     files = sorted(res.run_dir.glob("*.pcap")) if res.run_dir else []
@@ -77,17 +96,17 @@ def _client_checks(eng: Engine, topo: Topology, analysed: pptp.Report) -> list[C
     expect = topo.expect.clients if topo.expect else {}
     for name in topo.clients:
         want = expect.get(name)
-        state = lifecycle.ppp_state(lifecycle.node(eng.client, topo.name, name),
-                                    configure.tunnel_if(topo.nodes[name]))[0]
+        ifname = render.tunnel_if(topo.nodes[name])
+        state = lifecycle.ppp_state(lifecycle.node(eng.client, topo.name, name), ifname)[0]
         s = _client_session(analysed, topo, name)
         why = f"analyser: phase {s.phase}: {s.verdict}" if s else "analyser: no session in the capture"
         if want is None or want.tunnel == "up":
             checks.append(Check(f"{name}: tunnel up", "S16", state == "up",
-                                "ppp0 up" if state == "up" else f"no tunnel; {why}"))
+                                f"{ifname} up" if state == "up" else f"no tunnel on {ifname}; {why}"))
         else:
             ok = state != "up" and (want.phase is None or (s is not None and s.phase == want.phase))
             checks.append(Check(f"{name}: tunnel fails" + (f" at {want.phase}" if want.phase else ""),
-                                "S16", ok, f"tunnel {state}; {why}"))
+                                "S16", ok, f"{ifname} {state}; {why}"))
         if want is None:
             continue
         c = lifecycle.node(eng.client, topo.name, name)
@@ -118,8 +137,7 @@ def _nat_checks(topo: Topology, analysed: pptp.Report) -> list[Check]:
 
 
 def write(res: Result) -> tuple[Path, Path]:
-    out = res.run_dir or (capture.runs_dir() / res.topo.name / "test")
-    out.mkdir(parents=True, exist_ok=True)
+    out = res.run_dir or private_dir(capture.runs_dir() / res.topo.name / "test")
     junit = out / "junit.xml"
     junit.write_text(report.junit_xml(res.topo.name, [(c.name, c.passed, c.detail, c.seconds) for c in res.checks]))
     page = out / "report.html"

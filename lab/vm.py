@@ -22,7 +22,7 @@ import docker.errors
 from . import artifacts
 from .errors import LabError
 from .host import console, debian_mirror, require_binary, require_root, run_logged
-from .paths import IMAGES, cache_dir, state_dir
+from .paths import IMAGES, cache_dir, private_dir, state_dir
 
 QEMU = "qemu-system-x86_64"
 MEMORY_MB = 2048
@@ -33,8 +33,7 @@ GUEST_DOCKER_PORT = 2375
 
 
 def vm_dir() -> Path:
-    path = state_dir() / "vm"
-    path.mkdir(parents=True, exist_ok=True)
+    path = private_dir(state_dir() / "vm")
     return path
 
 
@@ -220,6 +219,7 @@ def _overlay(art: Path, key: str) -> Path:
     if not overlay.exists():
         subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw",
                         "-b", str(art / "disk.img"), str(overlay)], check=True)
+    overlay.chmod(0o600)  # the guest's disk: node files with secrets end up in it
     return overlay
 
 

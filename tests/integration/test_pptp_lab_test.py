@@ -5,8 +5,10 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import docker
 import yaml
 
+from lab import deploy
 from lab.paths import REPO
 
 
@@ -50,15 +52,68 @@ def render_in_chromium(page: Path) -> None:
     assert shot.stat().st_size > 20_000  # a page with tables and diagrams, not a blank one
 
 
-def test_a_firewall_without_the_gre_filter_is_expected_to_fail_at_the_call(lab_engine, tmp_path):
+def test_a_firewall_without_the_gre_filter_is_expected_to_fail_at_lcp(lab_engine, tmp_path):
     data = yaml.safe_load((REPO / "topologies" / "default.yaml").read_text())
     data["name"] = "t-expect-fw"
     data["nodes"]["fw"].update(policy="pptp-documented", policy_without=["S12b"])
-    data["expect"] = {"clients": {"client": {"tunnel": "fails", "phase": "call"},
-                                  "home-client": {"tunnel": "fails", "phase": "call"}}}
+    data["expect"] = {"clients": {"client": {"tunnel": "fails", "phase": "lcp"},
+                                  "home-client": {"tunnel": "fails", "phase": "lcp"}}}
     path = tmp_path / "t-expect-fw.yaml"
     path.write_text(yaml.safe_dump(data))
     rc, out, junit = pptp_lab_test(path, lab_engine)
     assert rc == 0, out
     text = junit.read_text()
-    assert "client: tunnel fails at call" in text and "LCP did not open" in text
+    assert "client: tunnel fails at lcp" in text and "LCP did not open" in text
+
+
+def _run(lab_engine, *paths: Path, extra=()):
+    return subprocess.run([sys.executable, "-c", "from lab.cli import main; main()", "test", *map(str, paths),
+                           *extra], capture_output=True, text=True, cwd=REPO)
+
+
+def test_a_failed_up_is_a_failed_check_and_the_next_topology_still_runs(lab_engine, tmp_path):
+    """A Docker network of someone else holds the subnet the first topology needs: its `up`
+    fails, which is a failed "lab up" check with its JUnit file; the second one passes."""
+    eng, _ = lab_engine
+    hostile = yaml.safe_load((Path(__file__).parent / "topologies" / "hostile.yaml").read_text())
+    bad = dict(hostile, name="t-upfails")
+    good = dict(hostile, name="t-upworks", networks={"lan": {"subnet": "10.78.0.0/24"}})
+    for node, addr in (("vpn", "10.78.0.10"), ("client", "10.78.0.20")):
+        good["nodes"] = {**good["nodes"], node: {**good["nodes"][node], "interfaces": {"lan": addr}}}
+    good["nodes"]["client"] = {**good["nodes"]["client"],
+                               "pptp_client": {**good["nodes"]["client"]["pptp_client"], "server": "10.78.0.10"}}
+    paths = []
+    for data in (bad, good):
+        paths.append(tmp_path / f"{data['name']}.yaml")
+        paths[-1].write_text(yaml.safe_dump(data))
+    blocker = eng.client.networks.create("t-blocker", internal=True, ipam=docker.types.IPAMConfig(
+        pool_configs=[docker.types.IPAMPool(subnet="10.77.0.0/24")]))
+    try:
+        res = _run(lab_engine, *paths)
+    finally:
+        blocker.remove()
+    out = res.stdout + res.stderr
+    assert res.returncode == 1, out
+    junits = [Path(line.split("JUnit: ", 1)[1].strip()) for line in out.splitlines() if "JUnit: " in line]
+    assert len(junits) == 2, out
+    first, second = (ET.parse(j).getroot() for j in junits)
+    (case,) = [c for c in first.iter("testcase") if c.get("name") == "lab up"]
+    assert case.find("failure") is not None and "overlaps Docker network t-blocker" in ET.tostring(case, "unicode")
+    assert second.get("failures") == "0" and int(second.get("tests")) >= 2, ET.tostring(second, "unicode")
+    assert not [n for n in eng.client.networks.list() if n.name.startswith(("t-upfails", "t-upworks"))]
+
+
+def test_test_refuses_a_lab_name_that_is_running(lab_engine, tmp_path):
+    eng, _ = lab_engine
+    data = yaml.safe_load((Path(__file__).parent / "topologies" / "hostile.yaml").read_text())
+    data["name"] = "t-mine"
+    path = tmp_path / "t-mine.yaml"
+    path.write_text(yaml.safe_dump(data))
+    mine = deploy.create_network(eng.client, "t-mine", "lan", "10.79.0.0/24")  # "the user's own lab"
+    try:
+        res = _run(lab_engine, path)
+        assert res.returncode == 2 and "lab t-mine is running" in res.stderr, res.stderr
+        assert [n.name for n in deploy.lab_networks(eng.client, "t-mine")] == ["t-mine-lan"]
+        assert not deploy.lab_containers(eng.client, "t-mine")
+    finally:
+        mine.remove()

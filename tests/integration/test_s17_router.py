@@ -3,7 +3,7 @@ Internet: it works with the (c) filters of the calling-router policy, and fails 
 them, the drop counters naming the (c) filter that is missing."""
 import pytest
 
-from lab import policy
+from lab import lifecycle, policy
 from lab.errors import LabError
 
 VPN = "192.0.2.10"
@@ -20,6 +20,9 @@ def test_S17_calling_router_works_with_the_c_filters(lab):
         assert counters[fid] > 0, f"{fid} never matched: {counters}"
     # The remote-access client still works beside it (the (a)/(b) filters).
     assert lab.tunnel("client")[0] == "up"
+    # Status counts the calls a server answers, not its own outgoing ppp100.
+    rows = {r.name: r for r in lifecycle.status(lab.eng.client, lab.topo)}
+    assert rows["vpn"].tunnel == "1 call(s)" and rows["remote"].tunnel == "1 call(s)", rows
 
 
 def test_S17_without_the_c_filters_the_router_call_fails(lab):

@@ -1,0 +1,109 @@
+"""`pptp-lab status`/`up` and `pptp-lab test` tables: readable at 80 columns with every value
+in full (nothing cut to "…"), and everything in its own column with --wide. No Docker."""
+import io
+import re
+
+import pytest
+from rich.console import Console
+
+from lab.cli import checks_table, status_table
+from lab.lifecycle import NodeStatus
+from lab.testrun import Check
+
+ROWS = [  # the default lab and a bit more: 8 nodes, 1-3 interfaces each
+    NodeStatus("client", "pptp-client", "running", {"internet": "198.51.100.10"},
+               "up", "172.16.0.10", "172.16.0.1", "12345/128"),
+    NodeStatus("fw", "firewall", "running", {"internet": "198.51.100.1", "perimeter": "192.0.2.1"}),
+    NodeStatus("home-client", "pptp-client", "running", {"home": "192.168.1.10"},
+               "up", "172.16.0.11", "172.16.0.1", "54321/65535"),
+    NodeStatus("intranet-host", "host", "running", {"intranet": "10.10.0.20"}),
+    NodeStatus("nat", "nat", "running", {"home": "192.168.1.1", "internet": "198.51.100.2"}),
+    NodeStatus("router", "router", "running",
+               {"internet": "198.51.100.254", "perimeter": "192.0.2.254", "intranet": "10.0.1.1"}),
+    NodeStatus("vpn", "pptp-server", "running", {"perimeter": "192.0.2.10", "intranet": "10.10.0.1"},
+               "2 call(s)"),
+    NodeStatus("road-warrior", "pptp-client", "running", {"internet": "198.51.100.12"}, "down"),
+]
+
+CHECKS = [
+    Check("lab up", "", True, "default on the vm engine"),
+    Check("client: tunnel up", "S16", True, "ppp0 up"),
+    Check("home-client: tunnel up", "S16", False,
+          "no tunnel; analyser: phase call: GRE flows, LCP did not open: PPP frames lost or rejected"),
+    Check("client: reaches 10.10.0.20", "", True,
+          "3 packets transmitted, 3 received, 0% packet loss, time 603ms"),
+    Check("home-client: does not reach 10.10.0.20", "", False, "answered"),
+    Check("nat: unique outside call IDs", "S20", True, "outside call IDs [12345, 12346]"),
+]
+
+
+def render(table, width: int = 80) -> list[str]:
+    console = Console(width=width, record=True, color_system=None, file=io.StringIO())
+    console.print(table)
+    return console.export_text().splitlines()
+
+
+def flat(lines: list[str]) -> str:
+    """The text with rules and runs of white space made single spaces (wrapped cells rejoin)."""
+    return " ".join(re.sub(r"[│┃]", " ", "\n".join(lines)).split())
+
+
+def test_status_fits_80_columns_with_every_value_whole():
+    lines = render(status_table(ROWS, "lab default on the vm engine"))
+    assert max(map(len, lines)) <= 80, "\n".join(lines)
+    text = "\n".join(lines)
+    assert "…" not in text
+    for r in ROWS:
+        line = next(x for x in lines if re.match(rf"{re.escape(r.name)}\s", x))  # one row starts per node
+        assert "running" in line or r.state in line
+        for net, addr in r.addresses.items():
+            assert re.search(rf"\b{net} {re.escape(addr)}(\s|$)", text), (net, addr, text)  # one a line
+        for value in (r.kind, r.ppp_address, r.call_ids):
+            assert value in text, value
+        if r.peer_address:
+            assert f"→ {r.peer_address}" in text
+    assert "tunnel up" in text and "tunnel down" in text and "2 calls" in text
+
+
+def test_status_wide_has_a_column_per_field():
+    lines = render(status_table(ROWS, "lab default", wide=True), width=200)
+    header = next(x for x in lines if "node" in x)
+    for col in ("node", "kind", "state", "addresses", "tunnel", "PPP address", "peer", "call IDs (client/server)"):
+        assert col in header
+    row = next(x for x in lines if "│ client " in x)
+    for value in ("pptp-client", "running", "internet 198.51.100.10", "up", "172.16.0.10", "172.16.0.1", "12345/128"):
+        assert value in row
+    # Too wide for 80 columns, but nothing is cut to "…": values are folded.
+    assert "…" not in "\n".join(render(status_table(ROWS, "lab default", wide=True)))
+
+
+def test_status_of_a_stopped_node_and_a_lone_call():
+    rows = [NodeStatus("c", "pptp-client", "exited", {"internet": "198.51.100.10"}),
+            NodeStatus("vpn", "pptp-server", "running", {"perimeter": "192.0.2.10"}, "1 call(s)")]
+    text = "\n".join(render(status_table(rows, "lab x")))
+    assert "exited" in text and re.search(r"\b1 call\s*$", text, re.M) and "tunnel" not in text
+
+
+@pytest.mark.parametrize("wide", [False, True])
+def test_check_table_fits_80_columns_with_every_detail_whole(wide):
+    lines = render(checks_table(CHECKS, "pptp-lab test default: FAIL", wide=wide))
+    assert max(map(len, lines)) <= 80, "\n".join(lines)
+    text = flat(lines)
+    assert "…" not in text
+    for c in CHECKS:
+        assert c.name in text or wide, c.name  # wide may wrap a long check name in its column
+        assert c.detail in text, c.detail
+    assert text.count("FAIL") == 3 and text.count("pass") == 4  # title + 2 failed; 4 passed
+
+
+def test_check_table_puts_the_detail_under_the_check():
+    lines = render(checks_table(CHECKS, "t"))
+    i = next(n for n, x in enumerate(lines) if "home-client: tunnel up" in x)
+    assert lines[i].startswith("FAIL")
+    assert lines[i + 1].lstrip().startswith("no tunnel; analyser: phase call:")
+    assert len(lines[i + 1]) > 60  # the detail has the width, not a narrow third column
+
+
+def test_markup_in_a_detail_is_shown_as_is():
+    text = flat(render(checks_table([Check("x", "", False, "[red]not markup[/] [bold]")], "t")))
+    assert "[red]not markup[/] [bold]" in text
