@@ -52,7 +52,7 @@ def tunnel_if(node) -> str:
     return "ppp100" if node.kind == "pptp-server" else "ppp0"
 
 
-def server_files(local_ip: str, remote_range: str, users: list[dict], server_name: str = "pptpd",
+def server_files(local_ip: str, remote_range: str, server_name: str = "pptpd",
                  mppe: bool = True) -> dict[str, tuple[str, int]]:
     """path -> (text, mode) of a pptpd node."""
     v = dict(local_ip=local_ip, remote_range=remote_range, server_name=server_name, mppe=mppe,
@@ -87,7 +87,7 @@ def node_files(topo: Topology, name: str) -> dict[str, tuple[str, int]]:
                  "client": None, "nat": None, "fw": None}
     if node.pptp_server:
         s = node.pptp_server
-        files |= server_files(s.local_ip, s.remote_ip, [], s.name, s.mppe)
+        files |= server_files(s.local_ip, s.remote_ip, s.name, s.mppe)
         users += [{"name": u.name, "secret": u.secret, "server": s.name} for u in s.users]
     if node.pptp_client:
         c = node.pptp_client

@@ -16,8 +16,9 @@ def pptp_lab_test(path: Path, lab_engine):
     res = subprocess.run([sys.executable, "-c", "from lab.cli import main; main()", "test", str(path)],
                          capture_output=True, text=True, cwd=REPO)
     out = res.stdout + res.stderr
-    junit = Path(next(line.split("JUnit: ", 1)[1] for line in out.splitlines() if "JUnit: " in line).strip())
-    return res.returncode, out, junit
+    found = [line.split("JUnit: ", 1)[1].strip() for line in out.splitlines() if "JUnit: " in line]
+    assert found, f"no JUnit file written (exit {res.returncode}):\n{out[-3000:]}"
+    return res.returncode, out, Path(found[0])
 
 
 def test_default_topology_meets_its_expectations(lab_engine, tmp_path):
