@@ -13,7 +13,7 @@ CLIENT, HOME = "198.51.100.10", "192.168.1.10"
 INTRANET_HOST = "10.10.0.20"
 
 pytestmark = pytest.mark.topology("topologies/default.yaml", name="t-spec",
-                                  overrides={"nodes.client.pptp_client.options": "--idle-wait 3"})
+                                  overrides={"nodes.client.pptp_client.options": {"idle_wait": 3}})
 
 
 def session(lab, client=CLIENT, segment="internet"):
