@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -17,6 +18,7 @@ from . import engine as engine_mod
 from . import images, vm
 from .errors import LabError
 from .host import console
+from .paths import RUNS_ENV, topology_file
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Containerised PPTP VPN lab orchestrator and integration testbed.")
@@ -36,6 +38,26 @@ def _print(data, as_json: bool) -> None:
     for k, v in data.items():
         table.add_row(str(k), str(v))
     console.print(table)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from . import version
+
+        print(f"pptp-lab {version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def options(show_version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                              help="print the version and exit"),
+            runs_dir: Optional[Path] = typer.Option(None, "--runs-dir", metavar="DIR",
+                                                    help="captures and reports (default: $PPTP_LAB_RUNS, "
+                                                    "else ./runs)")) -> None:
+    """Containerised PPTP VPN lab orchestrator and integration testbed."""
+    if runs_dir is not None:
+        # The environment, so that whatever runs below (and a test's own `pptp-lab`) agrees.
+        os.environ[RUNS_ENV] = str(runs_dir.expanduser().resolve())
 
 
 @app.command()
@@ -161,7 +183,8 @@ def _status_table(rows, title: str, wide: bool = False) -> None:
 
 
 @app.command()
-def up(topology_file: Path = typer.Argument(Path("topologies/default.yaml"), metavar="TOPOLOGY"),
+def up(topology_arg: str = typer.Argument("default", metavar="TOPOLOGY",
+                                           help="a topology file, or a shipped topology's name"),
        name: Optional[str] = typer.Option(None, "--name", help="lab name (default: the file's name:)"),
        engine: Optional[str] = EngineOpt,
        capture: bool = typer.Option(True, "--capture/--no-capture", help="tcpdump on every segment"),
@@ -169,7 +192,7 @@ def up(topology_file: Path = typer.Argument(Path("topologies/default.yaml"), met
     """Bring a topology up: networks, nodes, configuration, capture, live tunnels."""
     from . import lifecycle, topology
 
-    topo = topology.load(topology_file, name)  # validate before touching any engine
+    topo = topology.load(topology_file(topology_arg), name)  # validate before touching any engine
     eng = engine_mod.select(engine)
     rows = lifecycle.up(eng, topo, with_capture=capture)
     if as_json:
@@ -321,7 +344,8 @@ def checks_table(checks, title: str, wide: bool = False) -> Table:
 
 
 @app.command("test")
-def test_(topologies: list[Path] = typer.Argument(..., metavar="TOPOLOGY..."),
+def test_(topologies: list[str] = typer.Argument(..., metavar="TOPOLOGY...",
+                                               help="topology files, or shipped topologies' names"),
           engine: Optional[str] = EngineOpt, wide: bool = WideOpt,
           name: Optional[str] = typer.Option(None, "--name", help="lab name for a single topology "
                                              "(default: the file's name:)")) -> None:
@@ -331,7 +355,7 @@ def test_(topologies: list[Path] = typer.Argument(..., metavar="TOPOLOGY..."),
 
     if name and len(topologies) > 1:
         raise LabError("--name renames one topology's lab: give a single TOPOLOGY with it")
-    topos = [topology.load(p, name) for p in topologies]  # all validated before anything runs
+    topos = [topology.load(topology_file(p), name) for p in topologies]  # all validated before anything runs
     eng = engine_mod.select(engine)
     testrun.refuse_running(eng, topos)
     failed = 0
@@ -346,7 +370,8 @@ def test_(topologies: list[Path] = typer.Argument(..., metavar="TOPOLOGY..."),
 
 
 @app.command()
-def validate(topologies: list[Path] = typer.Argument(..., metavar="TOPOLOGY..."),
+def validate(topologies: list[str] = typer.Argument(..., metavar="TOPOLOGY...",
+                                                  help="topology files, or shipped topologies' names"),
              engine: Optional[str] = EngineOpt) -> None:
     """Run every check `up` makes before creating anything, and create nothing: each file
     and, when an engine is running, the names and subnets it would need there."""
@@ -355,7 +380,7 @@ def validate(topologies: list[Path] = typer.Argument(..., metavar="TOPOLOGY...")
     topos, errors = [], []
     for path in topologies:
         try:
-            topos.append(topology.load(path))
+            topos.append(topology.load(topology_file(path)))
         except LabError as exc:
             errors.append(str(exc))
     eng = engine_mod.running(engine)
