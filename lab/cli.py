@@ -402,6 +402,19 @@ def validate(topologies: list[str] = typer.Argument(..., metavar="TOPOLOGY...",
 
 
 @app.command()
+def init(directory: Path = typer.Argument(Path("."), metavar="DIR")) -> None:
+    """Write a starter into DIR: a small topology with expectations, a pytest file using the
+    `lab` fixture, and CI examples. Refuses to overwrite any file."""
+    from . import starter
+
+    for path in starter.write(directory):
+        console.print(f"wrote {path}", markup=False, highlight=False)
+    console.print(f"next: cd {directory} && pptp-lab test topology.yaml   (or: pytest)\n"
+                  "captures and reports go to runs/: keep it out of version control\n"
+                  "(pcaps hold MS-CHAPv2 handshakes)", markup=False, highlight=False)
+
+
+@app.command()
 def schema() -> None:
     """Print the topology JSON schema (topologies/topology.schema.json)."""
     from . import topology

@@ -1,14 +1,17 @@
 """pptp-lab in someone else's repository (issue #16): their topology paths, their runs/,
-shipped topologies by name and `--version`."""
+shipped topologies by name, `pptp-lab init` and `--version`."""
+import ast
 import os
 import stat
+import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 import lab
-from lab import cli, paths, topology
+from lab import cli, paths, starter, topology
 from lab.errors import LabError
 from lab.pytest_plugin import marker_topology
 
@@ -108,6 +111,42 @@ def test_the_marker_path_is_relative_to_the_test_file_then_the_current_directory
     assert marker_topology("here.yaml", test_file) == Path("here.yaml")  # the current directory's
     assert marker_topology("default", test_file) == paths.resource("topologies") / "default.yaml"
     assert marker_topology(str(user_dir / "here.yaml"), test_file) == user_dir / "here.yaml"
+
+
+# ---------------------------------------------------------------- init
+
+def test_init_writes_a_starter_that_validates(user_dir):
+    res = CliRunner().invoke(cli.app, ["init", "proj"])
+    assert res.exit_code == 0, res.output
+    proj = user_dir / "proj"
+    assert sorted(str(p.relative_to(proj)) for p in proj.rglob("*") if p.is_file()) == sorted(starter.FILES)
+    topo = topology.load(proj / "topology.yaml")
+    assert [n.kind for n in topo.nodes.values()].count("pptp-client") == 1 and len(topo.networks) == 1
+    assert topo.expect.clients["client"].tunnel == "up" and topo.expect.clients["client"].reach
+    tree = ast.parse((proj / "test_lab.py").read_text())
+    assert 'pytest.mark.topology("topology.yaml")' in (proj / "test_lab.py").read_text()
+    tests = [f for f in tree.body if isinstance(f, ast.FunctionDef) and f.name.startswith("test_")]
+    assert tests and all("lab" in [a.arg for a in f.args.args] for f in tests)
+    for ci in ("ci-examples/gitlab-ci.yml", "ci-examples/github-workflow.yml"):
+        text = (proj / ci).read_text()
+        assert text.startswith("# EXAMPLE, untested") and yaml.safe_load(text)
+
+
+def test_init_defaults_to_the_current_directory(user_dir):
+    assert CliRunner().invoke(cli.app, ["init"]).exit_code == 0
+    assert (user_dir / "topology.yaml").is_file() and (user_dir / "test_lab.py").is_file()
+
+
+def test_init_overwrites_nothing_and_says_which_file(user_dir, monkeypatch, capsys):
+    (user_dir / "test_lab.py").write_text("mine")
+    monkeypatch.setattr(sys, "argv", ["pptp-lab", "init"])
+    with pytest.raises(SystemExit) as exit_:
+        cli.main()
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1
+    assert err.startswith(f"error: {Path('.') / 'test_lab.py'} exists")
+    assert (user_dir / "test_lab.py").read_text() == "mine"
+    assert sorted(os.listdir(user_dir)) == ["test_lab.py"]  # nothing else written either
 
 
 # ---------------------------------------------------------------- --version
