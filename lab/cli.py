@@ -36,7 +36,7 @@ def _print(data, as_json: bool) -> None:
         return
     table = Table(show_header=False)
     for k, v in data.items():
-        table.add_row(str(k), str(v))
+        table.add_row(str(k), ("\n".join(map(str, v)) or "nothing") if isinstance(v, list) else str(v))
     console.print(table)
 
 
@@ -62,9 +62,15 @@ def options(show_version: bool = typer.Option(False, "--version", callback=_vers
 
 @app.command()
 def doctor(engine: Optional[str] = EngineOpt, as_json: bool = typer.Option(False, "--json")) -> None:
-    """Show what was probed, which engine the lab would use, and why."""
+    """Show what was probed, which engine the lab would use and why, and what this machine
+    lacks (with what to install)."""
+    from . import doctor as doctor_mod
+
     choice = engine or engine_mod.wanted()
-    local = engine_mod.probe_local()
+    try:
+        local = engine_mod.probe_local()
+    except LabError as exc:  # the probe needs the node image, which may not be buildable here
+        local = engine_mod.Probe(engine="local", reachable=True, detail=[f"probe not run: {exc}"])
     report = {
         "requested": choice,
         "local engine": "reachable" if local.reachable else "not reachable",
@@ -81,6 +87,7 @@ def doctor(engine: Optional[str] = EngineOpt, as_json: bool = typer.Option(False
     else:
         report["chosen"] = "vm"
         report["why"] = "requested" if choice == "vm" else "the local engine cannot run PPP tunnels"
+    report["lacks"] = doctor_mod.lacks(needs_vm=report["chosen"] == "vm") + doctor_mod.local_lacks(local.reachable)
     _print(report, as_json)
 
 

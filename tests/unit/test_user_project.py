@@ -1,6 +1,7 @@
 """pptp-lab in someone else's repository (issue #16): their topology paths, their runs/,
-shipped topologies by name, `pptp-lab init` and `--version`."""
+shipped topologies by name, `pptp-lab init`, `--version` and what `doctor` says is missing."""
 import ast
+import json
 import os
 import stat
 import sys
@@ -11,7 +12,7 @@ import yaml
 from typer.testing import CliRunner
 
 import lab
-from lab import cli, paths, starter, topology
+from lab import cli, doctor, paths, starter, topology
 from lab.errors import LabError
 from lab.pytest_plugin import marker_topology
 
@@ -170,3 +171,31 @@ def test_version_of_a_checkout_that_was_never_installed(monkeypatch):
     monkeypatch.setattr(importlib.metadata, "version", missing)
     want = tomllib.loads((Path(lab.__file__).parent.parent / "pyproject.toml").read_text())["project"]["version"]
     assert lab.version() == want
+
+
+# ---------------------------------------------------------------- doctor
+
+def test_doctor_names_what_a_bare_runner_lacks_and_what_to_install(monkeypatch, tmp_path):
+    monkeypatch.setattr(doctor, "_which", lambda name: False)
+    monkeypatch.setattr(doctor, "_has_module", lambda name: False)
+    monkeypatch.setattr(doctor, "_is_root", lambda: False)
+    monkeypatch.setattr(doctor, "KVM", str(tmp_path / "no-kvm"))
+    monkeypatch.setattr(cli.engine_mod, "probe_local", lambda: cli.engine_mod.Probe(engine="local"))
+    res = CliRunner().invoke(cli.app, ["doctor", "--json", "--engine", "vm"])
+    assert res.exit_code == 0, res.output
+    lacks = "\n".join(json.loads(res.stdout)["lacks"])
+    for want in ("no usable", "TCG", "apt-get install qemu-system-x86", "apt-get install qemu-utils",
+                 "apt-get install debootstrap", "apt-get install e2fsprogs", "not root", "pptp-lab[configure]",
+                 "apt-get install docker.io"):
+        assert want in lacks, want
+
+
+def test_doctor_lacks_nothing_on_a_ready_machine(monkeypatch, tmp_path):
+    monkeypatch.setattr(doctor, "_which", lambda name: True)
+    monkeypatch.setattr(doctor, "_has_module", lambda name: True)
+    monkeypatch.setattr(doctor, "_is_root", lambda: False)  # nothing to build: root not needed
+    kvm = tmp_path / "kvm"
+    kvm.write_text("")
+    monkeypatch.setattr(doctor, "KVM", str(kvm))
+    monkeypatch.setattr(doctor, "_cached", lambda: (True, True))
+    assert doctor.lacks(needs_vm=True) == []
