@@ -62,8 +62,7 @@ def options(show_version: bool = typer.Option(False, "--version", callback=_vers
 
 @app.command()
 def doctor(engine: Optional[str] = EngineOpt, as_json: bool = typer.Option(False, "--json")) -> None:
-    """Show what was probed, which engine the lab would use and why, and what this machine
-    lacks (with what to install)."""
+    """Show what was probed, the engine the lab would use and why, and what this machine lacks."""
     from . import doctor as doctor_mod
 
     choice = engine or engine_mod.wanted()

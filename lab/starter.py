@@ -59,7 +59,7 @@ def test_the_capture_shows_a_complete_session(lab):
 GITLAB = """\
 # EXAMPLE, untested by pptp-lab: copy into your .gitlab-ci.yml and adapt.
 # Needs a Linux runner where the job is root (a shell runner, or the Docker executor with
-# privileged = true). With /dev/kvm (passed into the job's container) the VM boots in seconds;
+# privileged = true). With /dev/kvm (passed into the job's container) the VM boots fast;
 # without it QEMU emulates (TCG: slow). On a runner whose kernel has PPP (ppp_generic,
 # ppp_mppe, nf_conntrack_pptp) and a Docker engine, PPTP_LAB_ENGINE=local skips the VM.
 # The VM disk and node image are built once (debootstrap, about 3 minutes) and cached.
@@ -120,8 +120,11 @@ jobs:
       - run: sudo -E .venv/bin/pptp-lab doctor
       - run: sudo -E .venv/bin/pptp-lab test topology.yaml
       - run: sudo -E .venv/bin/python -m pytest -v
-      - if: always()
-        run: sudo -E .venv/bin/pptp-lab vm down || true
+      - name: Stop the VM; give the cache and runs/ (root's, owner-only) back to the runner user
+        if: always()
+        run: |
+          sudo -E .venv/bin/pptp-lab vm down || true
+          sudo chown -R "$(id -u):$(id -g)" .cache runs || true
       - if: always()
         uses: actions/upload-artifact@v4
         with:

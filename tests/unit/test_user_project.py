@@ -133,6 +133,11 @@ def test_init_writes_a_starter_that_validates(user_dir):
         assert text.startswith("# EXAMPLE, untested") and yaml.safe_load(text)
 
 
+def test_the_readme_shows_the_ci_examples_init_writes():
+    readme = (Path(lab.__file__).parent.parent / "README.md").read_text()
+    assert starter.GITLAB in readme and starter.GITHUB in readme
+
+
 def test_init_defaults_to_the_current_directory(user_dir):
     assert CliRunner().invoke(cli.app, ["init"]).exit_code == 0
     assert (user_dir / "topology.yaml").is_file() and (user_dir / "test_lab.py").is_file()
