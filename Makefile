@@ -8,9 +8,9 @@ PYTEST := $(VENV)/bin/python -m pytest
 setup:
 	@scripts/setup.sh
 
-# The default lab (topologies/default.yaml) with live tunnels and a status table.
+# The shipped default lab (topologies/default.yaml) with live tunnels and a status table.
 lab-up: setup
-	$(LAB) up topologies/default.yaml
+	$(LAB) up default
 
 # Removes the lab (captures go to runs/default/) and powers the engine VM off.
 lab-down: setup

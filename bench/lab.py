@@ -20,7 +20,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from lab import engine, images, lifecycle, topology  # noqa: E402
-from lab.paths import REPO  # noqa: E402
+from lab.paths import shipped_topology  # noqa: E402
 
 
 def nat_clients(n: int) -> dict:
@@ -57,7 +57,7 @@ def main() -> None:
     eng = engine.select()
     images.ensure_node_image(eng.client)
     rows = []
-    t_up, t_down = measure(eng, topology.load(REPO / "topologies" / "default.yaml", name="bench-default"))
+    t_up, t_down = measure(eng, topology.load(shipped_topology("default"), name="bench-default"))
     rows.append(("default.yaml (6 nodes, 2 tunnels)", t_up, t_down))
     sizes = [int(x) for x in args.sizes.split(",")]
     per_n = {}

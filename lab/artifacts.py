@@ -25,10 +25,16 @@ def input_key(files: Iterable[Path], *values: str) -> str:
     return h.hexdigest()[:12]
 
 
+def _stray(path: Path, root: Path) -> bool:
+    """Bytecode Python leaves next to the sources (pip compiles an installed copy's .py
+    files): not an input, and it must not make an installed copy's key differ from a checkout's."""
+    return path.suffix == ".pyc" or "__pycache__" in path.relative_to(root).parts
+
+
 def tree_files(*roots: Path) -> list[Path]:
     out: list[Path] = []
     for root in roots:
-        out += [root] if root.is_file() else [p for p in root.rglob("*") if p.is_file()]
+        out += [root] if root.is_file() else [p for p in root.rglob("*") if p.is_file() and not _stray(p, root)]
     return out
 
 

@@ -15,17 +15,11 @@ import docker
 
 from . import deploy
 from .errors import LabError
-from .paths import REPO, private_dir
+from .paths import private_dir, runs_dir
 
 ROLE = "capture"
 DIR = "/captures"
 WAIT = 30.0  # seconds for tcpdump to listen on every segment
-
-
-def runs_dir() -> Path:
-    """Captures and reports. Owner-only: pcaps hold MS-CHAPv2 handshakes, which can be
-    cracked offline."""
-    return private_dir(REPO / "runs")
 
 
 def bridge(network) -> str:

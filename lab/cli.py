@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -17,6 +18,7 @@ from . import engine as engine_mod
 from . import images, vm
 from .errors import LabError
 from .host import console
+from .paths import RUNS_ENV, topology_file
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Containerised PPTP VPN lab orchestrator and integration testbed.")
@@ -34,15 +36,40 @@ def _print(data, as_json: bool) -> None:
         return
     table = Table(show_header=False)
     for k, v in data.items():
-        table.add_row(str(k), str(v))
+        table.add_row(str(k), ("\n".join(map(str, v)) or "nothing") if isinstance(v, list) else str(v))
     console.print(table)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from . import version
+
+        print(f"pptp-lab {version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def options(show_version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                              help="print the version and exit"),
+            runs_dir: Optional[Path] = typer.Option(None, "--runs-dir", metavar="DIR",
+                                                    help="captures and reports (default: $PPTP_LAB_RUNS, "
+                                                    "else ./runs)")) -> None:
+    """Containerised PPTP VPN lab orchestrator and integration testbed."""
+    if runs_dir is not None:
+        # The environment, so that whatever runs below (and a test's own `pptp-lab`) agrees.
+        os.environ[RUNS_ENV] = str(runs_dir.expanduser().resolve())
 
 
 @app.command()
 def doctor(engine: Optional[str] = EngineOpt, as_json: bool = typer.Option(False, "--json")) -> None:
-    """Show what was probed, which engine the lab would use, and why."""
+    """Show what was probed, the engine the lab would use and why, and what this machine lacks."""
+    from . import doctor as doctor_mod
+
     choice = engine or engine_mod.wanted()
-    local = engine_mod.probe_local()
+    try:
+        local = engine_mod.probe_local()
+    except LabError as exc:  # the probe needs the node image, which may not be buildable here
+        local = engine_mod.Probe(engine="local", reachable=True, detail=[f"probe not run: {exc}"])
     report = {
         "requested": choice,
         "local engine": "reachable" if local.reachable else "not reachable",
@@ -59,6 +86,7 @@ def doctor(engine: Optional[str] = EngineOpt, as_json: bool = typer.Option(False
     else:
         report["chosen"] = "vm"
         report["why"] = "requested" if choice == "vm" else "the local engine cannot run PPP tunnels"
+    report["lacks"] = doctor_mod.lacks(needs_vm=report["chosen"] == "vm") + doctor_mod.local_lacks(local.reachable)
     _print(report, as_json)
 
 
@@ -161,7 +189,8 @@ def _status_table(rows, title: str, wide: bool = False) -> None:
 
 
 @app.command()
-def up(topology_file: Path = typer.Argument(Path("topologies/default.yaml"), metavar="TOPOLOGY"),
+def up(topology_arg: str = typer.Argument("default", metavar="TOPOLOGY",
+                                           help="a topology file, or a shipped topology's name"),
        name: Optional[str] = typer.Option(None, "--name", help="lab name (default: the file's name:)"),
        engine: Optional[str] = EngineOpt,
        capture: bool = typer.Option(True, "--capture/--no-capture", help="tcpdump on every segment"),
@@ -169,7 +198,7 @@ def up(topology_file: Path = typer.Argument(Path("topologies/default.yaml"), met
     """Bring a topology up: networks, nodes, configuration, capture, live tunnels."""
     from . import lifecycle, topology
 
-    topo = topology.load(topology_file, name)  # validate before touching any engine
+    topo = topology.load(topology_file(topology_arg), name)  # validate before touching any engine
     eng = engine_mod.select(engine)
     rows = lifecycle.up(eng, topo, with_capture=capture)
     if as_json:
@@ -321,7 +350,8 @@ def checks_table(checks, title: str, wide: bool = False) -> Table:
 
 
 @app.command("test")
-def test_(topologies: list[Path] = typer.Argument(..., metavar="TOPOLOGY..."),
+def test_(topologies: list[str] = typer.Argument(..., metavar="TOPOLOGY...",
+                                               help="topology files, or shipped topologies' names"),
           engine: Optional[str] = EngineOpt, wide: bool = WideOpt,
           name: Optional[str] = typer.Option(None, "--name", help="lab name for a single topology "
                                              "(default: the file's name:)")) -> None:
@@ -331,7 +361,7 @@ def test_(topologies: list[Path] = typer.Argument(..., metavar="TOPOLOGY..."),
 
     if name and len(topologies) > 1:
         raise LabError("--name renames one topology's lab: give a single TOPOLOGY with it")
-    topos = [topology.load(p, name) for p in topologies]  # all validated before anything runs
+    topos = [topology.load(topology_file(p), name) for p in topologies]  # all validated before anything runs
     eng = engine_mod.select(engine)
     testrun.refuse_running(eng, topos)
     failed = 0
@@ -346,7 +376,8 @@ def test_(topologies: list[Path] = typer.Argument(..., metavar="TOPOLOGY..."),
 
 
 @app.command()
-def validate(topologies: list[Path] = typer.Argument(..., metavar="TOPOLOGY..."),
+def validate(topologies: list[str] = typer.Argument(..., metavar="TOPOLOGY...",
+                                                  help="topology files, or shipped topologies' names"),
              engine: Optional[str] = EngineOpt) -> None:
     """Run every check `up` makes before creating anything, and create nothing: each file
     and, when an engine is running, the names and subnets it would need there."""
@@ -355,7 +386,7 @@ def validate(topologies: list[Path] = typer.Argument(..., metavar="TOPOLOGY...")
     topos, errors = [], []
     for path in topologies:
         try:
-            topos.append(topology.load(path))
+            topos.append(topology.load(topology_file(path)))
         except LabError as exc:
             errors.append(str(exc))
     eng = engine_mod.running(engine)
@@ -374,6 +405,19 @@ def validate(topologies: list[Path] = typer.Argument(..., metavar="TOPOLOGY...")
     for e in errors:
         print(f"error: {e}", file=sys.stderr)
     raise typer.Exit(1 if errors else 0)
+
+
+@app.command()
+def init(directory: Path = typer.Argument(Path("."), metavar="DIR")) -> None:
+    """Write a starter into DIR: a small topology with expectations, a pytest file using the
+    `lab` fixture, and CI examples. Refuses to overwrite any file."""
+    from . import starter
+
+    for path in starter.write(directory):
+        console.print(f"wrote {path}", markup=False, highlight=False)
+    console.print(f"next: cd {directory} && pptp-lab test topology.yaml   (or: pytest)\n"
+                  "captures and reports go to runs/: keep it out of version control\n"
+                  "(pcaps hold MS-CHAPv2 handshakes)", markup=False, highlight=False)
 
 
 @app.command()

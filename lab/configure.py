@@ -19,10 +19,9 @@ from . import render
 from .deploy import obj_name
 from .errors import LabError
 from .host import console
-from .paths import REPO, state_dir
+from .paths import resource, state_dir
 from .topology import Topology
 
-PLAYBOOKS = REPO / "playbooks"
 GROUP = "lab_nodes"
 
 
@@ -112,7 +111,8 @@ def apply(topo: Topology, docker_url: str, playbook: str = "lab.yml", nodes: lis
         return True
 
     try:
-        shutil.copytree(PLAYBOOKS, tmp / "project")
+        shutil.copytree(resource("playbooks"), tmp / "project",
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         inv = tmp / "inventory"
         inv.mkdir(mode=0o700)
         (inv / "hosts.yml").write_text(inventory_yaml(topo, docker_url, nodes))

@@ -12,20 +12,21 @@ import docker.errors
 from . import artifacts
 from .errors import LabError
 from .host import console, debian_mirror, require_binary, require_root, run_logged
-from .paths import IMAGES
+from .paths import resource
 
 BASE_REPO = "pptp-lab/base"
 NODE_REPO = "pptp-lab/node"
 
 
 def base_key() -> str:
+    images = resource("images")
     return artifacts.input_key(
-        artifacts.tree_files(IMAGES / "rootfs.sh", IMAGES / "node" / "packages.txt"),
+        artifacts.tree_files(images / "rootfs.sh", images / "node" / "packages.txt"),
         debian_mirror(), "bookworm")
 
 
 def node_key() -> str:
-    return artifacts.input_key(artifacts.tree_files(IMAGES / "node"), base_key())
+    return artifacts.input_key(artifacts.tree_files(resource("images") / "node"), base_key())
 
 
 def node_image_tag() -> str:
@@ -42,8 +43,9 @@ def base_tarball() -> Path:
         log = tmp.parent / f"node-{key}.log"
         rootfs = tmp / "rootfs"
         try:
-            run_logged("node image: debootstrap", [str(IMAGES / "rootfs.sh"), "node", str(rootfs),
-                                                   debian_mirror()], log)
+            # `sh` explicitly: an installed copy's file modes are the packager's business.
+            run_logged("node image: debootstrap", ["sh", str(resource("images") / "rootfs.sh"), "node",
+                                                   str(rootfs), debian_mirror()], log)
             run_logged("node image: tar", ["tar", "-C", str(rootfs), "--numeric-owner", "-cf",
                                            str(tmp / "rootfs.tar"), "."], log)
         finally:
@@ -80,7 +82,7 @@ def ensure_node_image(client: docker.DockerClient) -> str:
     start = time.monotonic()
     with console.status(f"building {tag} from images/node/Dockerfile"):
         try:
-            client.images.build(path=str(IMAGES / "node"), tag=tag, buildargs={"BASE": base},
+            client.images.build(path=str(resource("images") / "node"), tag=tag, buildargs={"BASE": base},
                                 labels={"pptp-lab.image": "node"}, rm=True)
         except docker.errors.BuildError as exc:
             last = next((x.get("stream", x.get("error", "")) for x in reversed(list(exc.build_log))

@@ -2,7 +2,7 @@
 
     import pytest
 
-    @pytest.mark.topology("topologies/default.yaml")
+    @pytest.mark.topology("topology.yaml")   # next to this file, or in the current directory
     def test_tunnel(lab):
         lab.ping("client", "10.10.0.20")
         lab.hangup("client")
@@ -11,7 +11,9 @@
 
 Fixtures: `lab_engine` (session: the engine and node image), `lab` (a running topology for
 the test module; captures kept in runs/ when a test of the module failed), `sessions`
-(the analysed captures of `lab`), `lab_host` (testinfra host of a lab node)."""
+(the analysed captures of `lab`), `lab_host` (testinfra host of a lab node).
+
+runs/ is <rootdir>/runs unless PPTP_LAB_RUNS says otherwise."""
 from __future__ import annotations
 
 import copy
@@ -26,12 +28,24 @@ import pytest
 import yaml
 
 from . import capture, deploy, engine, images, lifecycle, pptp, topology, vm
-from .paths import REPO
+from .errors import LabError
+from .paths import RUNS_ENV, shipped_topology, topology_file
 
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "topology(path, name=None, overrides=None): the topology "
-                            "file the `lab` fixture brings up; overrides maps dotted keys to values")
+                            "file the `lab` fixture brings up (relative to the test file's folder or the "
+                            "current directory, or a shipped name such as default); overrides maps "
+                            "dotted keys to values")
+    # Captures and reports go to the project's runs/, also for a `pptp-lab` a test runs.
+    if not os.environ.get(RUNS_ENV):
+        config._pptp_lab_runs = True
+        os.environ[RUNS_ENV] = str(config.rootpath / "runs")
+
+
+def pytest_unconfigure(config):
+    if getattr(config, "_pptp_lab_runs", False):
+        os.environ.pop(RUNS_ENV, None)
 
 
 @pytest.fixture(scope="session")
@@ -44,6 +58,16 @@ def lab_engine():
     yield eng, image
     if eng.name == "vm" and not was_running:
         vm.down()
+
+
+def marker_topology(arg, test_file: Path) -> Path:
+    """The `topology` marker's path: relative to the test file's folder, else to the current
+    directory; a bare name with no such file is a shipped topology (`default`)."""
+    path = Path(arg)
+    if path.is_absolute():
+        return path
+    beside = test_file.parent / path
+    return beside if beside.is_file() else topology_file(path)
 
 
 def _apply_overrides(data: dict, overrides: dict) -> dict:
@@ -156,13 +180,16 @@ class Lab:
 
 @pytest.fixture(scope="module")
 def lab(request, lab_engine):
-    """The topology of the module's `topology` marker (default: topologies/default.yaml), up
+    """The topology of the module's `topology` marker (default: the shipped `default`), up
     with live tunnels and capture; down at the end of the module."""
     eng, _ = lab_engine
     marker = request.node.get_closest_marker("topology") if hasattr(request.node, "get_closest_marker") else None
-    path = Path(marker.args[0]) if marker and marker.args else REPO / "topologies" / "default.yaml"
     kwargs = marker.kwargs if marker else {}
-    path = path if path.is_absolute() else (REPO / path if (REPO / path).exists() else Path(request.fspath).parent / path)
+    path = (marker_topology(marker.args[0], Path(request.fspath)) if marker and marker.args
+            else shipped_topology("default"))
+    if not path.is_file():
+        raise LabError(f"topology marker {marker.args[0]!r}: no such file in {Path(request.fspath).parent} "
+                       f"or in the current directory {Path.cwd()}")
     data = _apply_overrides(yaml.safe_load(path.read_text()), kwargs.get("overrides"))
     data["name"] = kwargs.get("name") or f"t-{Path(request.fspath).stem.replace('_', '-')[:20]}".rstrip("-")
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as fh:

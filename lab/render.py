@@ -7,16 +7,16 @@ line break or another control character is refused here, whatever validation mis
 lab.configure hands the files to playbooks/lab.yml, which copies them into the nodes."""
 from __future__ import annotations
 
+import functools
 import shlex
 import unicodedata
 
 import jinja2
 
 from .errors import LabError
-from .paths import REPO
+from .paths import resource
 from .topology import Topology
 
-TEMPLATES = REPO / "playbooks" / "templates"
 PEER = "lab"  # the pppd peer name every client dials (`pppd call lab`)
 MTU = 1400
 SCRIPT = "/etc/pptp-lab/configure.sh"
@@ -36,14 +36,18 @@ def _finalize(value):
     return value
 
 
-_env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), undefined=jinja2.StrictUndefined,
-                          keep_trailing_newline=True, trim_blocks=True, autoescape=False, finalize=_finalize)
-_env.filters["pppd"] = pppd_word
-_env.filters["sh"] = lambda v: shlex.quote(str(v))
+@functools.cache
+def _env() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(resource("playbooks") / "templates"),
+                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True, trim_blocks=True,
+                             autoescape=False, finalize=_finalize)
+    env.filters["pppd"] = pppd_word
+    env.filters["sh"] = lambda v: shlex.quote(str(v))
+    return env
 
 
 def render(template: str, **values) -> str:
-    return _env.get_template(template).render(**values)
+    return _env().get_template(template).render(**values)
 
 
 def tunnel_if(node) -> str:

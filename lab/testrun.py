@@ -11,7 +11,7 @@ from . import capture, deploy, lifecycle, pptp, render, report
 from .engine import Engine
 from .errors import LabError
 from .host import console
-from .paths import private_dir
+from .paths import private_dir, runs_dir
 from .topology import Topology
 
 DIAL_TIMEOUT = 40
@@ -137,7 +137,7 @@ def _nat_checks(topo: Topology, analysed: pptp.Report) -> list[Check]:
 
 
 def write(res: Result) -> tuple[Path, Path]:
-    out = res.run_dir or private_dir(capture.runs_dir() / res.topo.name / "test")
+    out = res.run_dir or private_dir(runs_dir() / res.topo.name / "test")
     junit = out / "junit.xml"
     junit.write_text(report.junit_xml(res.topo.name, [(c.name, c.passed, c.detail, c.seconds) for c in res.checks]))
     page = out / "report.html"

@@ -22,7 +22,7 @@ import docker.errors
 from . import artifacts
 from .errors import LabError
 from .host import console, debian_mirror, require_binary, require_root, run_logged
-from .paths import IMAGES, cache_dir, private_dir, state_dir
+from .paths import cache_dir, private_dir, resource, state_dir
 
 QEMU = "qemu-system-x86_64"
 MEMORY_MB = 2048
@@ -54,7 +54,8 @@ class VmState:
 # ---------------------------------------------------------------- build
 
 def vm_key() -> str:
-    return artifacts.input_key(artifacts.tree_files(IMAGES / "rootfs.sh", IMAGES / "vm"),
+    images = resource("images")
+    return artifacts.input_key(artifacts.tree_files(images / "rootfs.sh", images / "vm"),
                                debian_mirror(), "bookworm", DISK_SIZE)
 
 
@@ -70,7 +71,7 @@ def build() -> Path:
         rootfs = tmp / "rootfs"
         try:
             run_logged("VM disk: debootstrap (kernel, docker.io)",
-                       [str(IMAGES / "rootfs.sh"), "vm", str(rootfs), debian_mirror()], log)
+                       ["sh", str(resource("images") / "rootfs.sh"), "vm", str(rootfs), debian_mirror()], log)
             boot = rootfs / "boot"
             kernels = sorted(boot.glob("vmlinuz-*"))
             initrds = sorted(boot.glob("initrd.img-*"))

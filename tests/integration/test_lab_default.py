@@ -9,7 +9,7 @@ import yaml
 
 from lab import capture, deploy, lifecycle, pptp, topology
 from lab.errors import LabError
-from lab.paths import REPO
+from tests import REPO
 
 LAB = "t-default"
 

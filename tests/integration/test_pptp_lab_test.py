@@ -9,7 +9,7 @@ import docker
 import yaml
 
 from lab import deploy
-from lab.paths import REPO
+from tests import REPO
 
 
 def pptp_lab_test(path: Path, lab_engine):

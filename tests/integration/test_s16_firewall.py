@@ -10,7 +10,7 @@ from lab.errors import LabError
 CLIENT, VPN, INTRANET_HOST = "198.51.100.10", "192.0.2.10", "10.10.0.20"
 DOCUMENTED = ["S12a", "S12b", "S13a", "S13b", "S14a", "S14b", "S15a", "S15b"]
 
-pytestmark = pytest.mark.topology("topologies/default.yaml", name="t-fw",
+pytestmark = pytest.mark.topology("default", name="t-fw",
                                   overrides={"nodes.fw.policy": "pptp-documented"})
 
 

@@ -8,7 +8,7 @@ from lab.errors import LabError
 
 VPN = "192.0.2.10"
 
-pytestmark = pytest.mark.topology("topologies/router-to-router.yaml", name="t-router")
+pytestmark = pytest.mark.topology("router-to-router", name="t-router")
 
 
 def test_S17_calling_router_works_with_the_c_filters(lab):

@@ -5,7 +5,7 @@ import pytest
 
 CLIENT, PUBLIC, PRIVATE = "198.51.100.10", "198.51.100.100", "10.20.0.10"
 
-pytestmark = pytest.mark.topology("topologies/server-behind-nat.yaml", name="t-snat")
+pytestmark = pytest.mark.topology("server-behind-nat", name="t-snat")
 
 
 def test_S18_static_mapping_gives_a_working_tunnel(lab):

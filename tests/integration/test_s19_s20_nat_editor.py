@@ -12,7 +12,7 @@ from lab.errors import LabError
 CLIENTS = {"c1": "192.168.1.11", "c2": "192.168.1.12", "c3": "192.168.1.13"}
 NAT_OUTSIDE, INTRANET_HOST = "198.51.100.2", "10.10.0.20"
 
-pytestmark = pytest.mark.topology("topologies/nat-clients.yaml", name="t-nat")
+pytestmark = pytest.mark.topology("nat-clients", name="t-nat")
 
 
 def test_S19_editor_rewrites_the_call_id_in_control_and_gre(lab):

@@ -12,7 +12,7 @@ from lab import conformance
 CLIENT, HOME = "198.51.100.10", "192.168.1.10"
 INTRANET_HOST = "10.10.0.20"
 
-pytestmark = pytest.mark.topology("topologies/default.yaml", name="t-spec",
+pytestmark = pytest.mark.topology("default", name="t-spec",
                                   overrides={"nodes.client.pptp_client.options": {"idle_wait": 3}})
 
 

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lab import pptp
-from lab.paths import REPO
+from tests import REPO
 from lab.pptp import control, gre, ppp, reader
 
 from . import pptpgen as g

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from lab import topology
-from lab.paths import REPO
+from tests import REPO
 
 GOLDEN = Path(__file__).parent / "golden"
 SHIPPED = sorted((REPO / "topologies").glob("*.yaml"))

@@ -7,7 +7,7 @@ import yaml
 
 from lab import render, policy, topology
 from lab.errors import LabError
-from lab.paths import REPO
+from tests import REPO
 
 
 def test_documented_filters_are_the_reference_ones():

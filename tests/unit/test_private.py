@@ -6,7 +6,7 @@ import stat
 import yaml
 
 from lab import configure, lifecycle, paths, topology
-from lab.paths import REPO
+from tests import REPO
 
 
 def mode(p):

@@ -3,7 +3,7 @@
 import xml.etree.ElementTree as ET
 
 from lab import conformance, pptp, report, testrun, topology
-from lab.paths import REPO
+from tests import REPO
 
 from . import pptpgen as g
 

@@ -6,7 +6,7 @@ import yaml
 
 from lab import topology
 from lab.errors import LabError
-from lab.paths import REPO
+from tests import REPO
 
 SHIPPED = sorted((REPO / "topologies").glob("*.yaml"))
 

@@ -8,7 +8,7 @@ import yaml
 
 from lab import topology
 from lab.errors import LabError
-from lab.paths import REPO
+from tests import REPO
 
 DEFAULT = (REPO / "topologies" / "default.yaml").read_text()
 
