@@ -219,7 +219,7 @@ def down(lab: str = typer.Argument("default", help="lab name or topology file"),
         console.print(f"no engine running: lab {lab} has nothing left to remove")
         return
     gone, run = lifecycle.down(eng.client, lab)
-    console.print(f"lab {lab}: removed {gone} objects" + (f"; captures in {run}" if run else ""))
+    console.print(f"lab {lab}: removed {gone} objects" + (f"; captures in {run}" if run else ""), soft_wrap=True)
 
 
 def _lab_name(arg: str) -> str:
@@ -272,7 +272,7 @@ def capture_stop(lab: str = typer.Argument("default"), engine: Optional[str] = E
     from . import capture
 
     run = capture.stop(_running_engine(engine).client, _lab_name(lab))
-    console.print(f"captures in {run}" if run else f"lab {lab} has no capture running")
+    console.print(f"captures in {run}" if run else f"lab {lab} has no capture running", soft_wrap=True)
 
 
 policy_app = typer.Typer(no_args_is_help=True, help="Firewall filter policies of a running lab.")
@@ -370,7 +370,7 @@ def test_(topologies: list[str] = typer.Argument(..., metavar="TOPOLOGY...",
         junit, page = testrun.write(res)
         console.print(checks_table(res.checks, f"pptp-lab test {topo.name}: {'PASS' if res.passed else 'FAIL'}",
                                    wide))
-        console.print(f"JUnit: {junit}\nreport: {page}")
+        console.print(f"JUnit: {junit}\nreport: {page}", soft_wrap=True)  # paths whole, never wrapped
         failed += not res.passed
     raise typer.Exit(1 if failed else 0)
 

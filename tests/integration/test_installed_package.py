@@ -4,6 +4,7 @@ checkout, in a fresh venv outside the repository; in a project directory of its 
 tunnels up on the running engine, and everything lands in that directory's runs/: nothing in
 the repository, nothing in the venv. The lab is the starter's two nodes, to keep it quick;
 the venv's dependencies come through pip's cache (about 30 s here)."""
+import json
 import os
 import shutil
 import subprocess
@@ -92,7 +93,17 @@ def test_an_installed_copy_runs_a_users_project(lab_engine, venv, tmp_path):
     assert root.get("failures") == "0" and {"client: tunnel up", "client: reaches 172.30.0.1"} <= names, names
     assert (junit.parent / "report.html").stat().st_size > 0 and (junit.parent / "lan.pcap").stat().st_size > 0
 
-    # Everything the two runs wrote is in the project's runs/; the repository and the
+    # The shipped default lab by name, from the user's directory (issue #16, "Done when").
+    res = run([venv / "bin" / "pptp-lab", "up", "default", "--name", "t-inst-default", "--json"], project, env)
+    try:
+        assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+        rows = {r["name"]: r for r in json.loads(res.stdout)}
+        assert rows["client"]["tunnel"] == "up" and rows["home-client"]["tunnel"] == "up", rows
+    finally:
+        down = run([venv / "bin" / "pptp-lab", "down", "t-inst-default"], project, env)
+    assert down.returncode == 0 and (project / "runs" / "t-inst-default").is_dir(), down.stderr
+
+    # Everything the runs wrote is in the project's runs/; the repository and the
     # installed package are as they were.
     written = sorted(str(p.relative_to(project)) for p in project.rglob("*")
                      if p.is_file() and "__pycache__" not in p.parts)  # pytest's own, of test_lab.py
@@ -100,4 +111,5 @@ def test_an_installed_copy_runs_a_users_project(lab_engine, venv, tmp_path):
     assert tree(site) == before_site
     assert not list(site.rglob("runs"))
     assert repo_state() == before_repo
-    assert not [n.name for n in eng.client.networks.list() if n.name.startswith(("t-installed", "t-test-lab"))]
+    assert not [n.name for n in eng.client.networks.list()
+                if n.name.startswith(("t-installed", "t-test-lab", "t-inst-default"))]
