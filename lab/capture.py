@@ -13,7 +13,7 @@ from pathlib import Path
 
 import docker
 
-from . import deploy
+from . import deploy, names
 from .errors import LabError
 from .paths import private_dir, runs_dir
 
@@ -38,7 +38,7 @@ def start(client: docker.DockerClient, lab: str, image: str):
         return existing
     if existing is not None:
         existing.remove(force=True)
-    segments = {n.attrs["Labels"]["pptp-lab.network"]: bridge(n) for n in deploy.lab_networks(client, lab)}
+    segments = {n.attrs["Labels"][names.NETWORK]: bridge(n) for n in deploy.lab_networks(client, lab)}
     script = [f"mkdir -p {DIR}", f"date +%s.%N > {DIR}/started"]
     for seg, br in segments.items():
         script.append(f"tcpdump -i {br} -U -n -s 0 -w {DIR}/{seg}.pcap 2>{DIR}/{seg}.log &")
@@ -46,7 +46,7 @@ def start(client: docker.DockerClient, lab: str, image: str):
     box = client.containers.run(
         image, entrypoint=["sh", "-c", "\n".join(script)], name=deploy.obj_name(lab, ROLE),
         network_mode="host", cap_add=["NET_ADMIN", "NET_RAW"], detach=True,
-        labels={deploy.LABEL: lab, "pptp-lab.role": ROLE, "pptp-lab.segments": json.dumps(segments)})
+        labels={deploy.LABEL: lab, names.ROLE: ROLE, names.SEGMENTS: json.dumps(segments)})
     # tcpdump needs a moment to open its interfaces; nothing of the lab's traffic may precede it.
     deadline = time.monotonic() + WAIT
     probe = " ".join(f"grep -q 'listening on' {DIR}/{seg}.log 2>/dev/null || echo {seg};" for seg in segments)
@@ -91,7 +91,7 @@ def stop(client: docker.DockerClient, lab: str) -> Path | None:
     box = container(client, lab)
     if box is None:
         return None
-    segments = json.loads(box.labels.get("pptp-lab.segments", "{}"))
+    segments = json.loads(box.labels.get(names.SEGMENTS, "{}"))
     started = ""
     if box.status == "running":
         started = deploy.run(box, f"cat {DIR}/started", check=False).out.strip()

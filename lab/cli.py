@@ -259,11 +259,9 @@ def exec_(ctx: typer.Context, lab: str = typer.Argument(...), node: str = typer.
 @app.command()
 def logs(lab: str, node: str, engine: Optional[str] = EngineOpt) -> None:
     """pppd's log of a node (and pptpd's calls on a server)."""
-    from . import deploy, lifecycle
+    from . import lifecycle, queries
 
-    c = lifecycle.node(_running_engine(engine).client, _lab_name(lab), node)
-    sys.stdout.write(deploy.run(c, "cat /var/log/ppp.log 2>/dev/null; ps -o pid,args -C pptpd,pppd,pptp 2>/dev/null",
-                                check=False).out)
+    sys.stdout.write(queries.ppp_log(lifecycle.node(_running_engine(engine).client, _lab_name(lab), node)))
 
 
 @capture_app.command("stop")
@@ -285,17 +283,13 @@ app.add_typer(nat_app, name="nat")
 def policy_show(lab: str, node: str, engine: Optional[str] = EngineOpt,
                 as_json: bool = typer.Option(False, "--json")) -> None:
     """The firewall node's rules with their packet counters."""
-    from . import deploy, lifecycle, policy
+    from . import lifecycle, names, queries
 
-    c = lifecycle.node(_running_engine(engine).client, _lab_name(lab), node)
-    res = deploy.run(c, "nft -j list table inet pptp_lab_filter", check=False)
-    if not res.ok:
-        raise LabError(f"{node} has no lab filter table (policy open, or not a firewall node)")
-    rows = policy.parse_counters(res.out)
+    rows = queries.filter_counters(lifecycle.node(_running_engine(engine).client, _lab_name(lab), node))
     if as_json:
         print(json.dumps(rows, indent=1))
         return
-    table = Table(title=f"{node}: table inet pptp_lab_filter")
+    table = Table(title=f"{node}: table {names.FILTER_TABLE}")
     for col in ("chain", "rule", "packets", "bytes"):
         table.add_column(col)
     for r in rows:
@@ -307,12 +301,9 @@ def policy_show(lab: str, node: str, engine: Optional[str] = EngineOpt,
 def nat_show(lab: str, node: str, engine: Optional[str] = EngineOpt,
              as_json: bool = typer.Option(False, "--json")) -> None:
     """Conntrack entries for TCP 1723 and GRE on a NAT node, with the call IDs seen."""
-    from . import deploy, lifecycle, policy
+    from . import lifecycle, queries
 
-    c = lifecycle.node(_running_engine(engine).client, _lab_name(lab), node)
-    out = deploy.run(c, "conntrack -L -p tcp --dport 1723 2>/dev/null; conntrack -L -p gre 2>/dev/null",
-                     check=False).out
-    rows = policy.parse_conntrack(out)
+    rows = queries.nat_entries(lifecycle.node(_running_engine(engine).client, _lab_name(lab), node))
     if as_json:
         print(json.dumps(rows, indent=1))
         return

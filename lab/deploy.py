@@ -14,9 +14,10 @@ import docker
 import docker.errors
 from docker.types import IPAMConfig, IPAMPool
 
+from . import names
 from .errors import LabError
 
-LABEL = "pptp-lab.lab"
+LABEL = names.LAB  # kept: callers name it deploy.LABEL
 # A node gets what PPTP needs, never --privileged: interfaces, routes, filters (NET_ADMIN),
 # raw sockets for ping/tcpdump (NET_RAW) and the PPP device.
 CAPS = ["NET_ADMIN", "NET_RAW"]
@@ -53,7 +54,7 @@ def create_network(client: docker.DockerClient, lab: str, name: str, subnet: str
     try:
         return client.networks.create(
             full, driver="bridge", internal=True,
-            labels={LABEL: lab, "pptp-lab.network": name, **(labels or {})},
+            labels={LABEL: lab, names.NETWORK: name, **(labels or {})},
             ipam=IPAMConfig(pool_configs=[IPAMPool(subnet=subnet, gateway=gateway)]))
     except docker.errors.APIError as exc:
         raise LabError(f"creating network {full} ({subnet}) failed: {exc.explanation}") from exc
@@ -69,7 +70,7 @@ def create_node(client: docker.DockerClient, lab: str, name: str, image: str,
     try:
         cid = client.api.create_container(
             image, name=full, hostname=name,
-            labels={LABEL: lab, "pptp-lab.node": name, "pptp-lab.role": role, **(labels or {})},
+            labels={LABEL: lab, names.NODE: name, names.ROLE: role, **(labels or {})},
             networking_config=first,
             host_config=client.api.create_host_config(
                 cap_add=CAPS, devices=DEVICES, sysctls=SYSCTLS,
@@ -107,7 +108,7 @@ def put_file(container, path: str, text: str, mode: int = 0o644) -> None:
 
 
 def lab_containers(client: docker.DockerClient, lab: str, role: str | None = None) -> list:
-    filters = [f"{LABEL}={lab}"] + ([f"pptp-lab.role={role}"] if role else [])
+    filters = [f"{LABEL}={lab}"] + ([f"{names.ROLE}={role}"] if role else [])
     return client.containers.list(all=True, filters={"label": filters})
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import docker
 import docker.errors
 
-from . import images, vm
+from . import images, names, vm
 from .errors import LabError
 
 CHOICES = ("auto", "local", "vm")
@@ -69,7 +69,7 @@ def probe_client(client: docker.DockerClient, name: str) -> Probe:
     try:
         box = client.containers.run(tag, entrypoint=["sh", "-c", PROBE_SCRIPT], detach=True,
                                     cap_add=["NET_ADMIN"], devices=["/dev/ppp:/dev/ppp:rwm"],
-                                    labels={"pptp-lab.role": "probe"})
+                                    labels={names.ROLE: "probe"})
     except docker.errors.APIError as exc:
         out = f"no-ppp: the engine's host has no /dev/ppp ({exc.explanation})"
     else:

@@ -9,7 +9,7 @@ from pathlib import Path
 import docker
 import docker.errors
 
-from . import artifacts
+from . import artifacts, names
 from .errors import LabError
 from .host import console, debian_mirror, require_binary, require_root, run_logged
 from .paths import resource
@@ -83,7 +83,7 @@ def ensure_node_image(client: docker.DockerClient) -> str:
     with console.status(f"building {tag} from images/node/Dockerfile"):
         try:
             client.images.build(path=str(resource("images") / "node"), tag=tag, buildargs={"BASE": base},
-                                labels={"pptp-lab.image": "node"}, rm=True)
+                                labels={names.IMAGE: "node"}, rm=True)
         except docker.errors.BuildError as exc:
             last = next((x.get("stream", x.get("error", "")) for x in reversed(list(exc.build_log))
                          if x.get("stream") or x.get("error")), "")

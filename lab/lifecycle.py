@@ -18,14 +18,14 @@ from pathlib import Path
 import docker
 import requests
 
-from . import capture, configure, deploy, images, render
+from . import capture, configure, deploy, images, names, queries, render
 from .engine import Engine
 from .errors import LabError
 from .host import console
 from .topology import Topology
 
 TUNNEL_TIMEOUT = 90  # seconds for every client's ppp0 to get an address
-HASH_LABEL = "pptp-lab.topology"
+HASH_LABEL = names.TOPOLOGY
 
 
 def topo_hash(topo: Topology) -> str:
@@ -62,8 +62,8 @@ def _parallel(fn, items, workers: int = 16):
 
 
 def existing(client: docker.DockerClient, lab: str) -> dict[str, object]:
-    return {c.labels.get("pptp-lab.node"): c for c in deploy.lab_containers(client, lab)
-            if c.labels.get("pptp-lab.node")}
+    return {c.labels.get(names.NODE): c for c in deploy.lab_containers(client, lab)
+            if c.labels.get(names.NODE)}
 
 
 def create(eng: Engine, topo: Topology, image: str) -> None:
@@ -185,7 +185,7 @@ def dial_clients(client: docker.DockerClient, topo: Topology, timeout: float = T
         ifname = render.tunnel_if(topo.nodes[name])
         return deploy.run(c, f"ip -4 addr show {ifname} 2>/dev/null | grep -q inet || "
                              f"pgrep -f '^pppd call {render.PEER}' >/dev/null || "  # ^: not this shell itself
-                             f"pppd call {render.PEER} logfile /var/log/ppp.log; "
+                             f"pppd call {render.PEER} logfile {queries.PPP_LOG}; "
                              f"timeout {int(timeout)} sh -c 'until ip -4 addr show {ifname} 2>/dev/null | "
                              f"grep -q inet; do sleep 0.2; done'", check=False).ok
 
@@ -194,7 +194,7 @@ def dial_clients(client: docker.DockerClient, topo: Topology, timeout: float = T
     if pending:
         why = []
         for n in sorted(pending):
-            log = deploy.run(node(client, topo.name, n), "tail -n 3 /var/log/ppp.log 2>/dev/null", check=False).out
+            log = deploy.run(node(client, topo.name, n), f"tail -n 3 {queries.PPP_LOG} 2>/dev/null", check=False).out
             why.append(f"{n}: " + " / ".join(x.strip() for x in log.splitlines()) if log.strip() else f"{n}: no pppd log")
         raise LabError(f"no tunnel after {timeout:.0f}s for {', '.join(sorted(pending))} "
                        f"(`pptp-lab analyze` the capture for the phase): " + "; ".join(why))
@@ -237,7 +237,7 @@ def status(client: docker.DockerClient, topo_or_lab) -> list[NodeStatus]:
         c.reload()
         addrs = {k.removeprefix(f"{lab}-"): v.get("IPAddress") for k, v in
                  c.attrs["NetworkSettings"]["Networks"].items()}
-        st = NodeStatus(name, c.labels.get("pptp-lab.role", "?"), c.status, addrs)
+        st = NodeStatus(name, c.labels.get(names.ROLE, "?"), c.status, addrs)
         if c.status == "running" and st.kind == "pptp-client":
             st.tunnel, st.ppp_address, st.peer_address = ppp_state(c)
             st.call_ids = next((ids[a] for a in addrs.values() if a in ids), "")

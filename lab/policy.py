@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from . import names
+
 POLICIES = ("open", "pptp-documented", "pptp-documented-router", "custom")
 VPN = "VPN"  # placeholder for the VPN server's perimeter address
 
@@ -83,7 +85,7 @@ def _match(f: Filter, vpn: str) -> str:
 def nft_ruleset(rules: list[Filter], vpn: str) -> str:
     """The lab's filter table. $internet and $perimeter are nft defines of the interface
     names, written on the node by its configure script. Default: drop, counted per interface/direction/protocol."""
-    lines = ["table inet pptp_lab_filter {",
+    lines = [f"table {names.FILTER_TABLE} {{",
              "    chain forward {",
              "        type filter hook forward priority filter; policy drop;",
              '        iifname $internet counter jump in_internet comment "from internet"',
@@ -111,7 +113,7 @@ def nft_ruleset(rules: list[Filter], vpn: str) -> str:
 
 
 def parse_counters(nft_json: str) -> list[dict]:
-    """Rules of `nft -j list table inet pptp_lab_filter` as {chain, comment, packets, bytes}."""
+    """Rules of `nft -j list table inet pptp_lab_filter` (names.FILTER_TABLE) as {chain, comment, packets, bytes}."""
     rows = []
     for item in json.loads(nft_json).get("nftables", []):
         rule = item.get("rule")

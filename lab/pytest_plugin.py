@@ -116,9 +116,9 @@ class Lab:
 
     def counters(self, firewall: str) -> dict[str, int]:
         """Packet counters of a firewall's rules, by filter ID (S12a...) or drop comment."""
-        from . import policy
+        from . import queries
 
-        rows = policy.parse_counters(self.run(firewall, "nft -j list table inet pptp_lab_filter").out)
+        rows = queries.filter_counters(self.node(firewall))
         return {r["comment"].split(" ")[0] if r["comment"][:1] == "S" else r["comment"]: r["packets"]
                 for r in rows}
 

@@ -13,11 +13,12 @@ import unicodedata
 
 import jinja2
 
+from . import names
 from .errors import LabError
 from .paths import resource
 from .topology import Topology
 
-PEER = "lab"  # the pppd peer name every client dials (`pppd call lab`)
+PEER = names.PEER
 MTU = 1400
 SCRIPT = "/etc/pptp-lab/configure.sh"
 
@@ -43,6 +44,7 @@ def _env() -> jinja2.Environment:
                              autoescape=False, finalize=_finalize)
     env.filters["pppd"] = pppd_word
     env.filters["sh"] = lambda v: shlex.quote(str(v))
+    env.globals.update(filter_table=names.FILTER_TABLE, nat_table=names.NAT_TABLE)
     return env
 
 
@@ -116,7 +118,7 @@ def node_files(topo: Topology, name: str) -> dict[str, tuple[str, int]]:
                      "perimeter_address": node.interfaces.get(perim, ""), "ruleset": bool(ruleset)}
         if ruleset:
             files["/etc/pptp-lab/filter.nft"] = ('include "/etc/pptp-lab/filter-ifaces.nft"\n'
-                                                 "table inet pptp_lab_filter\n"
-                                                 "delete table inet pptp_lab_filter\n" + ruleset + "\n", 0o644)
+                                                 f"table {names.FILTER_TABLE}\n"
+                                                 f"delete table {names.FILTER_TABLE}\n" + ruleset + "\n", 0o644)
     files[SCRIPT] = (render("configure.sh.j2", **ctx), 0o700)
     return files

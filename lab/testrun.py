@@ -7,7 +7,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import capture, deploy, lifecycle, pptp, render, report
+from . import capture, checks, deploy, lifecycle, pptp, render, report
+from .checks import Check
 from .engine import Engine
 from .errors import LabError
 from .host import console
@@ -15,15 +16,6 @@ from .paths import private_dir, runs_dir
 from .topology import Topology
 
 DIAL_TIMEOUT = 40
-
-
-@dataclass
-class Check:
-    name: str
-    spec: str
-    passed: bool
-    detail: str = ""
-    seconds: float = 0.0
 
 
 @dataclass
@@ -92,36 +84,26 @@ def run(eng: Engine, topo: Topology) -> Result:
 
 
 def _client_checks(eng: Engine, topo: Topology, analysed: pptp.Report) -> list[Check]:
-    checks = []
+    out = []
     expect = topo.expect.clients if topo.expect else {}
     for name in topo.clients:
         want = expect.get(name)
-        ifname = render.tunnel_if(topo.nodes[name])
-        state = lifecycle.ppp_state(lifecycle.node(eng.client, topo.name, name), ifname)[0]
-        s = _client_session(analysed, topo, name)
-        why = f"analyser: phase {s.phase}: {s.verdict}" if s else "analyser: no session in the capture"
-        if want is None or want.tunnel == "up":
-            checks.append(Check(f"{name}: tunnel up", "S16", state == "up",
-                                f"{ifname} up" if state == "up" else f"no tunnel on {ifname}; {why}"))
-        else:
-            ok = state != "up" and (want.phase is None or (s is not None and s.phase == want.phase))
-            checks.append(Check(f"{name}: tunnel fails" + (f" at {want.phase}" if want.phase else ""),
-                                "S16", ok, f"{ifname} {state}; {why}"))
-        if want is None:
-            continue
         c = lifecycle.node(eng.client, topo.name, name)
-        for addr in want.reach:
+        ifname = render.tunnel_if(topo.nodes[name])
+        facts = checks.ClientFacts(name, ifname, lifecycle.ppp_state(c, ifname)[0],
+                                   _client_session(analysed, topo, name))
+        for addr in (want.reach if want else []):
             r = deploy.run(c, f"ping -q -c 3 -i 0.3 -W 2 {addr}", check=False)
-            checks.append(Check(f"{name}: reaches {addr}", "", r.ok, r.out.strip().splitlines()[-1] if r.out else ""))
-        for addr in want.unreachable:
+            facts.pings[addr] = (r.ok, r.out.strip().splitlines()[-1] if r.out.strip() else "")
+        for addr in (want.unreachable if want else []):
             r = deploy.run(c, f"ping -q -c 2 -W 1 {addr}", check=False)
-            checks.append(Check(f"{name}: does not reach {addr}", "", not r.ok,
-                                "no answer" if not r.ok else "answered"))
-    return checks
+            facts.pings[addr] = (r.ok, "")
+        out += checks.client_checks(facts, want)
+    return out
 
 
 def _nat_checks(topo: Topology, analysed: pptp.Report) -> list[Check]:
-    checks = []
+    out = []
     for name, want in (topo.expect.nat.items() if topo.expect else []):
         node = topo.nodes[name]
         outside = node.interfaces[node.nat.outside]
@@ -130,10 +112,8 @@ def _nat_checks(topo: Topology, analysed: pptp.Report) -> list[Check]:
         ids = [c.client_call_id for s in analysed.sessions
                if s.client == outside and not s.gre_only and Path(s.source).stem == node.nat.outside
                for c in s.calls if c.reply.get("out_result") == 1]
-        unique = len(ids) == len(set(ids)) and bool(ids)
-        if want.unique_outside_call_ids:
-            checks.append(Check(f"{name}: unique outside call IDs", "S20", unique, f"outside call IDs {ids}"))
-    return checks
+        out += checks.nat_checks(name, want, ids)
+    return out
 
 
 def write(res: Result) -> tuple[Path, Path]:

@@ -19,7 +19,7 @@ from pathlib import Path
 import docker
 import docker.errors
 
-from . import artifacts
+from . import artifacts, names
 from .errors import LabError
 from .host import console, debian_mirror, require_binary, require_root, run_logged
 from .paths import cache_dir, private_dir, resource, state_dir
@@ -383,7 +383,7 @@ def exec_in_guest(cmd: list[str]) -> tuple[int, str]:
     container = client.containers.run(
         tag, entrypoint=["nsenter", "-t", "1", "-m", "-u", "-n", "-i", "-p", "--", *cmd],
         privileged=True, pid_mode="host", network_mode="host", detach=True,
-        labels={"pptp-lab.role": "vm-exec"})
+        labels={names.ROLE: "vm-exec"})
     try:
         rc = container.wait()["StatusCode"]
         return rc, container.logs().decode(errors="replace")

@@ -4,6 +4,7 @@ key named, or carried literally (checked by reading the files back the way pppd 
 import base64
 import io
 import shlex
+import subprocess
 import tarfile
 
 import pytest
@@ -11,6 +12,7 @@ import yaml
 
 from lab import configure, render, topology
 from lab.errors import LabError
+from tests import REPO
 
 from .test_topology import base
 
@@ -218,3 +220,16 @@ def _scalars(node, key=""):
     else:
         for k, v in node.value:
             yield from _scalars(v, key or k.value)
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "topologies").glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_node_of_every_shipped_topology_renders(path):
+    """Every template a shipped topology needs renders (no undefined name, no stray value),
+    and every configure script is valid shell."""
+    topo = topology.load(path)
+    for name in topo.nodes:
+        files = render.node_files(topo, name)
+        script = files[render.SCRIPT][0]
+        assert subprocess.run(["sh", "-n"], input=script, text=True).returncode == 0, (name, script)
+        for p, (text, mode) in files.items():
+            assert text.strip() and mode & 0o600 == 0o600, p

@@ -1,0 +1,95 @@
+"""The checks of a topology's `expect:` block: one function per key, registered under the
+key it checks. `pptp-lab test` gathers what they need (tunnel state, pings, the analysed
+capture) and calls them; they only judge, so each has a unit test that needs no lab."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .topology import ClientExpect, NatExpect
+
+
+@dataclass
+class Check:
+    name: str
+    spec: str
+    passed: bool
+    detail: str = ""
+    seconds: float = 0.0
+
+
+@dataclass
+class ClientFacts:
+    """What was observed of one client."""
+    name: str
+    ifname: str                # its tunnel interface (ppp0; ppp100 on a server that dials out)
+    state: str                 # "up" | "down"
+    session: object = None     # its latest analysed session (lab.pptp.Session) or None
+    pings: dict[str, tuple[bool, str]] = field(default_factory=dict)  # address -> (answered, summary)
+
+
+CLIENT: dict[str, Callable[[ClientFacts, ClientExpect], list[Check]]] = {}
+NAT: dict[str, Callable[[str, NatExpect, list[int]], list[Check]]] = {}
+
+
+def _register(table: dict, *keys: str):
+    def add(fn):
+        for key in keys:
+            table[key] = fn
+        return fn
+    return add
+
+
+def _why(f: ClientFacts) -> str:
+    s = f.session
+    return f"analyser: phase {s.phase}: {s.verdict}" if s else "analyser: no session in the capture"
+
+
+@_register(CLIENT, "tunnel", "phase")
+def tunnel(f: ClientFacts, want: ClientExpect) -> list[Check]:
+    """tunnel: up (the interface has an address), or fails [at the phase the analyser found
+    the session stopped in]."""
+    if want.tunnel == "up":
+        return [Check(f"{f.name}: tunnel up", "S16", f.state == "up",
+                      f"{f.ifname} up" if f.state == "up" else f"no tunnel on {f.ifname}; {_why(f)}")]
+    ok = f.state != "up" and (want.phase is None or (f.session is not None and f.session.phase == want.phase))
+    return [Check(f"{f.name}: tunnel fails" + (f" at {want.phase}" if want.phase else ""), "S16", ok,
+                  f"{f.ifname} {f.state}; {_why(f)}")]
+
+
+@_register(CLIENT, "reach")
+def reach(f: ClientFacts, want: ClientExpect) -> list[Check]:
+    out = []
+    for addr in want.reach:
+        answered, summary = f.pings.get(addr, (False, "not pinged"))
+        out.append(Check(f"{f.name}: reaches {addr}", "", answered, summary))
+    return out
+
+
+@_register(CLIENT, "unreachable")
+def unreachable(f: ClientFacts, want: ClientExpect) -> list[Check]:
+    out = []
+    for addr in want.unreachable:
+        answered, _ = f.pings.get(addr, (True, ""))  # not pinged counts as a failure, never a pass
+        out.append(Check(f"{f.name}: does not reach {addr}", "", not answered,
+                         "answered" if answered else "no answer"))
+    return out
+
+
+@_register(NAT, "unique_outside_call_ids")
+def unique_outside_call_ids(name: str, want: NatExpect, outside_ids: list[int]) -> list[Check]:
+    """The call IDs seen on the NAT's outside segment (of answered calls) are all different."""
+    if not want.unique_outside_call_ids:
+        return []
+    unique = bool(outside_ids) and len(outside_ids) == len(set(outside_ids))
+    return [Check(f"{name}: unique outside call IDs", "S20", unique, f"outside call IDs {outside_ids}")]
+
+
+def client_checks(facts: ClientFacts, want: ClientExpect | None) -> list[Check]:
+    """Every registered check of one client (a client with no `expect:` must get its tunnel)."""
+    want = want or ClientExpect()
+    return [c for fn in dict.fromkeys(CLIENT.values()) for c in fn(facts, want)]
+
+
+def nat_checks(name: str, want: NatExpect, outside_ids: list[int]) -> list[Check]:
+    return [c for fn in dict.fromkeys(NAT.values()) for c in fn(name, want, outside_ids)]

@@ -1,0 +1,17 @@
+"""Names shared by several layers: Docker labels, the nftables tables the lab writes, the
+pppd peer. One place, so a label or table is never spelled two ways."""
+
+# Docker labels on every object a lab creates (and on the engine's own helpers).
+LAB = "pptp-lab.lab"            # the lab's name: `down` removes exactly what carries it
+NODE = "pptp-lab.node"          # a node's name in its topology
+ROLE = "pptp-lab.role"          # a node's kind, or capture / probe / vm-exec
+NETWORK = "pptp-lab.network"    # a network's name in its topology
+SEGMENTS = "pptp-lab.segments"  # on the capture container: segment -> bridge (JSON)
+TOPOLOGY = "pptp-lab.topology"  # hash of the topology, secrets left out
+IMAGE = "pptp-lab.image"        # on images pptp-lab built
+
+# nftables tables written into nodes (playbooks/templates, lab.policy).
+FILTER_TABLE = "inet pptp_lab_filter"
+NAT_TABLE = "ip pptp_lab_nat"
+
+PEER = "lab"  # the pppd peer every client dials: `pppd call lab`
