@@ -77,15 +77,8 @@ def doctor(engine: Optional[str] = EngineOpt, as_json: bool = typer.Option(False
         "local detail": "; ".join(local.detail),
         "vm": vm.status()["state"],
     }
-    if local.fits and choice != "vm":
-        report["chosen"], report["why"] = "local", "its kernel has PPP and the pptp helper"
-    elif choice == "local":
-        report["chosen"] = "none"
-        report["what to do"] = ("on the engine's host: modprobe ppp_generic ppp_async ppp_mppe "
-                                "nf_conntrack_pptp nf_nat_pptp; or use --engine vm")
-    else:
-        report["chosen"] = "vm"
-        report["why"] = "requested" if choice == "vm" else "the local engine cannot run PPP tunnels"
+    chosen, report["why"] = engine_mod.decide(choice, local)  # the same decision `up` makes
+    report["chosen"] = chosen or "none"
     report["lacks"] = doctor_mod.lacks(needs_vm=report["chosen"] == "vm") + doctor_mod.local_lacks(local.reachable)
     _print(report, as_json)
 

@@ -92,23 +92,30 @@ def probe_local() -> Probe:
     return probe_client(client, "local")
 
 
+def decide(choice: str, local: Probe | None) -> tuple[str | None, str]:
+    """(engine name or None, why): the one place the engine is chosen, for `select` and
+    `doctor`. `local` is the local probe (None when the VM was asked for: not probed)."""
+    if choice not in CHOICES:
+        raise LabError(f"--engine {choice}: use one of {', '.join(CHOICES)}")
+    if choice == "vm":
+        return "vm", "VM chosen explicitly"
+    if local is not None and local.fits:
+        return "local", "local engine has PPP and the pptp helper"
+    detail = "; ".join(local.detail) if local else "not probed"
+    if choice == "local":
+        return None, (f"local engine cannot run the lab: {detail}. Load ppp_generic, ppp_mppe and "
+                      "nf_conntrack_pptp on its host (modprobe ...) or use --engine vm")
+    return "vm", f"local engine unsuitable ({detail}); using the VM"
+
+
 def select(choice: str | None = None) -> Engine:
     """Return a client for an engine whose kernel can run the lab, starting the VM if needed."""
     choice = choice or wanted()
-    if choice not in CHOICES:
-        raise LabError(f"--engine {choice}: use one of {', '.join(CHOICES)}")
-    if choice in ("auto", "local"):
-        probe = probe_local()
-        if probe.fits:
-            return Engine("local", local_client(), "local engine has PPP and the pptp helper",
-                          os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"))
-        if choice == "local":
-            raise LabError(f"local engine cannot run the lab: {'; '.join(probe.detail)}. "
-                           "Load ppp_generic, ppp_mppe and nf_conntrack_pptp on its host "
-                           "(modprobe ...) or use --engine vm")
-        why = f"local engine unsuitable ({'; '.join(probe.detail)}); using the VM"
-    else:
-        why = "VM chosen explicitly"
+    name, why = decide(choice, None if choice == "vm" else probe_local())
+    if name is None:
+        raise LabError(why)
+    if name == "local":
+        return Engine("local", local_client(), why, os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"))
     st = vm.up()
     return Engine("vm", vm.client_for(st), why, st.url)
 

@@ -123,3 +123,17 @@ def test_down_clears_a_corrupt_state_file():
     (vm.vm_dir() / "state.json").write_text("{not json")
     assert "unreadable" in vm.down()
     assert vm.read_state() is None
+
+
+def test_one_decision_for_up_and_doctor():
+    from lab.engine import Probe, decide
+
+    fits = Probe(engine="local", reachable=True, ppp=True, helper=True)
+    lacks = Probe(engine="local", reachable=True, detail=["no /dev/ppp"])
+    assert decide("auto", fits)[0] == "local" and decide("local", fits)[0] == "local"
+    assert decide("auto", lacks) == ("vm", "local engine unsuitable (no /dev/ppp); using the VM")
+    name, why = decide("local", lacks)
+    assert name is None and "cannot run the lab: no /dev/ppp" in why and "--engine vm" in why
+    assert decide("vm", None) == ("vm", "VM chosen explicitly")
+    with pytest.raises(LabError, match="--engine kvm: use one of"):
+        decide("kvm", None)
