@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import docker
+import docker.errors
 
 from . import deploy, names
 from .errors import LabError
@@ -51,17 +52,33 @@ def start(client: docker.DockerClient, lab: str, image: str):
     deadline = time.monotonic() + WAIT
     probe = " ".join(f"grep -q 'listening on' {DIR}/{seg}.log 2>/dev/null || echo {seg};" for seg in segments)
     while True:
-        missing = deploy.run(box, probe, check=False).out.split()  # one exec per poll: execs are slow
+        try:
+            res = deploy.run(box, probe, check=False)  # one exec per poll: execs are slow
+            missing = [seg for seg in res.out.split() if seg in segments] if res.ok else list(segments)
+        except docker.errors.APIError:  # the container ended: every tcpdump in it failed
+            missing = list(segments)
         if not missing:
             return box
-        if time.monotonic() > deadline or box.reload() or box.status != "running":
-            logs = {seg: deploy.run(box, f"cat {DIR}/{seg}.log 2>/dev/null", check=False).out.strip()
-                    for seg in missing} if box.status == "running" else {}
-            detail = "; ".join(f"{seg}: {logs[seg].splitlines()[-1][:120]}" if logs.get(seg)
+        box.reload()
+        if time.monotonic() > deadline or box.status != "running":
+            logs = _logs(box, missing)
+            detail = "; ".join(f"{seg}: {' '.join(logs[seg].split())[:160]}" if logs.get(seg)
                                else f"{seg}: no output" for seg in missing)
             raise LabError(f"lab {lab}: no capture on segment(s) {', '.join(missing)} after "
                            f"{WAIT:.0f}s ({detail})")
         time.sleep(0.3)
+
+
+def _logs(box, segments: list[str]) -> dict[str, str]:
+    """tcpdump's own words per segment, read through the archive API (works on a stopped
+    container too)."""
+    try:
+        stream, _ = box.get_archive(DIR)
+        with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+            return {seg: tar.extractfile(m).read().decode(errors="replace").strip()
+                    for seg in segments for m in tar.getmembers() if m.isfile() and m.name.endswith(f"/{seg}.log")}
+    except (docker.errors.APIError, tarfile.TarError):
+        return {}
 
 
 def _extract(box, dest: Path) -> list[Path]:

@@ -257,6 +257,40 @@ def logs(lab: str, node: str, engine: Optional[str] = EngineOpt) -> None:
     sys.stdout.write(queries.ppp_log(lifecycle.node(_running_engine(engine).client, _lab_name(lab), node)))
 
 
+@capture_app.command("live")
+def capture_live(lab: str, segment: str, engine: Optional[str] = EngineOpt,
+                 bpf: str = typer.Option("", "--filter", help="a BPF filter, e.g. 'ip proto 47'")) -> None:
+    """A live pcap stream of one segment on stdout, while the lab's own capture keeps running:
+    `pptp-lab capture live default internet | wireshark -k -i -` (or `| tshark -r -`)."""
+    from . import live
+
+    out = sys.stdout.buffer
+    if out.isatty():
+        raise LabError("capture live writes pcap bytes: pipe it into wireshark -k -i - or tshark -r -")
+    try:
+        with live.stream(_running_engine(engine).client, _lab_name(lab), segment, bpf) as chunks:
+            for chunk in chunks:
+                out.write(chunk)
+                out.flush()
+    except (BrokenPipeError, KeyboardInterrupt):
+        pass  # the reader went away, or Ctrl-C: the stream's tcpdump is stopped on the way out
+
+
+@capture_app.command("watch")
+def capture_watch(lab: str = typer.Argument("default"), engine: Optional[str] = EngineOpt) -> None:
+    """The PPTP events of every segment as the analyser sees them, live, one line each
+    (control messages, PPP steps, phase changes, GRE losses). Ctrl-C ends it."""
+    from . import live
+
+    def write(line: str) -> None:
+        print(line, flush=True)
+
+    try:
+        live.watch(_running_engine(engine).client, _lab_name(lab), write)
+    except (BrokenPipeError, KeyboardInterrupt):
+        pass
+
+
 @capture_app.command("stop")
 def capture_stop(lab: str = typer.Argument("default"), engine: Optional[str] = EngineOpt) -> None:
     """Stop capturing and collect the pcaps into runs/<lab>/<run-id>/."""

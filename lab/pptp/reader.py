@@ -3,6 +3,7 @@ or from port 1723 and GRE packets, with the innermost IP endpoints (through VLAN
 Linux cooked capture, IPv6 or IPv4 outer headers and IP-in-IP). Streams: memory stays flat."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import socket
 import struct
@@ -185,17 +186,31 @@ def _pcapng_records(fh, cut: list[int]) -> Iterator[tuple[int, float, bytes]]:
                 yield linktype, ((hi << 32) | lo) / divisor + offset, body[20:20 + min(caplen, len(body) - 24)]
 
 
-def packets(path: str | Path, truncated: list[int] | None = None) -> Iterator[Packet]:
-    """PPTP-relevant packets of one capture file, in file order. Undecodable frames are
-    skipped (they are not PPTP); a file that is not a capture raises ValueError. A file cut
-    off mid-record yields what came before; the offset of the cut record goes to `truncated`."""
+class _Prefixed:
+    """A stream with its first octets already read put back in front (pipes cannot seek)."""
+
+    def __init__(self, head: bytes, fh) -> None:
+        self.head, self.fh = head, fh
+
+    def read(self, n: int) -> bytes:
+        if not self.head:
+            return self.fh.read(n)
+        out, self.head = self.head[:n], self.head[n:]
+        return out + (self.fh.read(n - len(out)) if len(out) < n else b"")
+
+
+def packets(path, truncated: list[int] | None = None) -> Iterator[Packet]:
+    """PPTP-relevant packets of one capture file (a path, or a binary stream such as a live
+    capture on a pipe), in file order. Undecodable frames are skipped (they are not PPTP); a
+    file that is not a capture raises ValueError. A file cut off mid-record yields what came
+    before; the offset of the cut record goes to `truncated`."""
     cut = truncated if truncated is not None else []
-    with open(path, "rb") as fh:
+    stream = hasattr(path, "read")
+    with (contextlib.nullcontext(path) if stream else open(path, "rb")) as fh:
         head = fh.read(24)
         magic = head[:4]
         if magic == PCAPNG_MAGIC:
-            fh.seek(0)
-            it = _pcapng_records(fh, cut)
+            it = _pcapng_records(_Prefixed(head, fh), cut)
         elif magic in _PCAP_MAGIC:
             if len(head) < 24:
                 raise ValueError(f"{path}: pcap file header cut off ({len(head)} of 24 octets)")
