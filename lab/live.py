@@ -10,6 +10,7 @@ import io
 import json
 import secrets
 import threading
+import time
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
@@ -102,16 +103,23 @@ def events(chunks: Iterator[bytes], source: str) -> Iterator[str]:
         for s in a.sessions:
             who = f"{source} #{s.id} {s.client} -> {s.server}"
             for e in s.events[shown.get(s.id, 0):]:
-                yield f"{e.ts:.3f} {who} {e.sender}: {e.what}" + (f" ({e.detail})" if e.detail else "")
+                yield f"{_clock(e.ts)} {who} {e.sender}: {e.what}" + (f" ({e.detail})" if e.detail else "")
             shown[s.id] = len(s.events)
             phase, verdict = judge(s)
             if phase != phases.get(s.id):
                 phases[s.id] = phase
-                yield f"{pkt.ts:.3f} {who} phase {phase}: {verdict}"
+                # Mid-session, a verdict about why a session stopped is not yet true: the
+                # phase it is in is; the verdict is shown once the tunnel is up or down.
+                yield f"{_clock(pkt.ts)} {who} phase {phase}" + (
+                    f": {verdict}" if phase in ("data", "teardown") else "")
             n = sum(d.lost for c in s.calls for d in (c.to_server, c.to_client) if d)
             if n > lost.get(s.id, 0):
-                yield f"{pkt.ts:.3f} {who} GRE lost {n - lost.get(s.id, 0)} (total {n})"
+                yield f"{_clock(pkt.ts)} {who} GRE lost {n - lost.get(s.id, 0)} (total {n})"
                 lost[s.id] = n
+
+
+def _clock(ts: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(ts)) + f".{int(ts * 1000) % 1000:03d}"
 
 
 def watch(client, lab: str, write: Callable[[str], None], done: threading.Event | None = None) -> None:
