@@ -360,6 +360,48 @@ def test_(topologies: list[str] = typer.Argument(..., metavar="TOPOLOGY...",
 
 
 @app.command()
+def graph(target: str = typer.Argument("default", metavar="TOPOLOGY|LAB",
+                                       help="a topology file, a shipped topology's name, or a running lab's name"),
+          output: Optional[Path] = typer.Option(None, "-o", "--output", metavar="FILE",
+                                                help="out.svg or out.html; - for SVG on stdout "
+                                                "(default: <lab>.svg here)"),
+          engine: Optional[str] = EngineOpt) -> None:
+    """Draw the topology without deploying it: networks, nodes, every address, NAT and
+    firewall roles, and the tunnel each client dials. A running lab's name adds its live
+    tunnels (state, PPP addresses, call IDs)."""
+    from . import graph as graph_mod
+
+    topo, state = _graph_source(target, engine)
+    out = output if output is not None else Path(f"{topo.name}.svg")
+    if str(out) == "-":
+        sys.stdout.write(graph_mod.topology_svg(topo, state) + "\n")
+        return
+    if out.suffix not in (".svg", ".html"):
+        raise LabError(f"-o {out}: give a .svg or .html file name (or - for SVG on stdout)")
+    text = graph_mod.page(topo, state) if out.suffix == ".html" else graph_mod.topology_svg(topo, state)
+    try:
+        out.write_text(text + "\n")
+    except OSError as exc:
+        raise LabError(f"-o {out}: {exc.strerror or exc}") from exc
+    console.print(f"lab {topo.name}" + (" (live)" if state else "") + f": wrote {out}",
+                  soft_wrap=True, markup=False, highlight=False)
+
+
+def _graph_source(target: str, engine: Optional[str]):
+    """(topology, live state or None). A file is drawn as written, without asking any
+    engine; a name is a running lab's when one of that name is up, else a shipped topology."""
+    from . import deploy, graph as graph_mod, lifecycle, topology
+
+    path = Path(target)
+    if not (path.is_file() or path.suffix in (".yaml", ".yml") or len(path.parts) != 1):
+        eng = engine_mod.running(engine)
+        if eng is not None and target in deploy.labs(eng.client):
+            return (lifecycle.recorded_topology(eng.client, target),
+                    graph_mod.state_from(lifecycle.status(eng.client, target)))
+    return topology.load(topology_file(target)), None
+
+
+@app.command()
 def validate(topologies: list[str] = typer.Argument(..., metavar="TOPOLOGY...",
                                                   help="topology files, or shipped topologies' names"),
              engine: Optional[str] = EngineOpt) -> None:

@@ -156,39 +156,15 @@ def junit_xml(suite: str, cases: list[tuple[str, bool, str, float]]) -> str:
     return ET.tostring(root, encoding="unicode")
 
 
-def topology_svg(topo) -> str:
-    """Networks as vertical bars, nodes as boxes wired to the networks they sit on."""
-    nets = list(topo.networks)
-    width = 180 * len(nets) + 40
-    nodes = list(topo.nodes.items())
-    height = 60 + 46 * len(nodes)
-    x = {n: 40 + 180 * i + 60 for i, n in enumerate(nets)}
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-           'font-family="sans-serif" font-size="12">']
-    for n, net in topo.networks.items():
-        out.append(f'<line x1="{x[n]}" y1="30" x2="{x[n]}" y2="{height - 10}" stroke="#4a7" stroke-width="4"/>')
-        out.append(f'<text x="{x[n]}" y="20" text-anchor="middle">{html.escape(n)} {net.subnet}</text>')
-    for i, (name, node) in enumerate(nodes):
-        y = 50 + 46 * i
-        cx = sum(x[n] for n in node.interfaces) / len(node.interfaces)
-        for n, addr in node.interfaces.items():
-            out.append(f'<line x1="{cx}" y1="{y + 14}" x2="{x[n]}" y2="{y + 14}" stroke="#888"/>')
-            out.append(f'<text x="{x[n] + 4}" y="{y + 10}" font-size="10" fill="#555">{addr}</text>')
-        out.append(f'<rect x="{cx - 55}" y="{y}" width="110" height="28" rx="5" fill="#eef" stroke="#336"/>')
-        out.append(f'<text x="{cx}" y="{y + 18}" text-anchor="middle">{html.escape(name)} ({node.kind})</text>')
-    out.append("</svg>")
-    return "\n".join(out)
-
-
 def test_html(res) -> str:
     """The `pptp-lab test` report: checks, conformance, topology, ladders, captures."""
-    from . import conformance
+    from . import conformance, graph
 
     e = html.escape
     parts = ["<!doctype html><html><head><meta charset='utf-8'>",
              f"<title>pptp-lab test: {e(res.topo.name)}</title><style>body{{font-family:sans-serif;margin:2em}}"
              " table{border-collapse:collapse} td,th{padding:3px 8px;border-bottom:1px solid #ddd;text-align:left}"
-             " .pass{color:#070} .fail{color:#b00} .differs{color:#a60}</style></head><body>",
+             " .scroll{overflow-x:auto} .pass{color:#070} .fail{color:#b00} .differs{color:#a60}</style></head><body>",
              f"<h1>pptp-lab test: {e(res.topo.name)} — "
              f"<span class='{'pass' if res.passed else 'fail'}'>{'PASS' if res.passed else 'FAIL'}</span></h1>",
              "<h2>Checks</h2><table><tr><th>check</th><th>result</th><th>detail</th></tr>"]
@@ -202,7 +178,7 @@ def test_html(res) -> str:
     for spec, doc, obs, verdict in conformance.rows(sessions):
         cls = "pass" if verdict == "as documented" else "differs"
         parts.append(f"<tr><td>{spec}</td><td>{e(doc)}</td><td>{e(obs)}</td><td class='{cls}'>{verdict}</td></tr>")
-    parts.append("</table><h2>Topology</h2>" + topology_svg(res.topo))
+    parts.append("</table><h2>Topology</h2><div class='scroll'>" + graph.topology_svg(res.topo) + "</div>")
     if res.run_dir:
         parts.append("<h2>Captures</h2><ul>" + "".join(
             f"<li><a href='{e(p.name)}'>{e(p.name)}</a> ({p.stat().st_size} bytes)</li>"

@@ -2,7 +2,7 @@
 `pptp-lab test` HTML page, from a session built with scapy."""
 import xml.etree.ElementTree as ET
 
-from lab import conformance, pptp, report, testrun, topology
+from lab import conformance, graph, pptp, report, testrun, topology
 from tests import REPO
 
 from . import pptpgen as g
@@ -35,5 +35,14 @@ def test_test_report_page_has_checks_conformance_topology_and_ladders(tmp_path):
     assert "FAIL" in text and "phase call: no GRE" in text
     assert "<td>S4</td>" in text and "internet.pcap" in text
     assert text.count("<svg") == 2  # topology + one ladder
-    assert "vpn (pptp-server)" in text
+    assert graph.topology_svg(topo) in text  # the same drawing as `pptp-lab graph`, no twin
     assert ET.parse(junit).getroot().get("failures") == "1"
+
+
+def test_the_topology_picture_writes_every_address_in_full():
+    """It once cut them short ("198.1")."""
+    topo = topology.load(REPO / "topologies" / "default.yaml")
+    text = report.test_html(testrun.Result(topo))
+    for node in topo.nodes.values():
+        for net, addr in node.interfaces.items():
+            assert f">{net} {addr}</text>" in text
