@@ -341,7 +341,7 @@ def test_(topologies: list[str] = typer.Argument(..., metavar="TOPOLOGY...",
                                              "(default: the file's name:)")) -> None:
     """Bring each topology up, check its `expect:` block on real tunnels and captures, and
     write JUnit XML and an HTML report (runs/<lab>/<run-id>/)."""
-    from . import testrun, topology
+    from . import runfiles, testrun, topology
 
     if name and len(topologies) > 1:
         raise LabError("--name renames one topology's lab: give a single TOPOLOGY with it")
@@ -351,12 +351,32 @@ def test_(topologies: list[str] = typer.Argument(..., metavar="TOPOLOGY...",
     failed = 0
     for topo in topos:
         res = testrun.run(eng, topo)
-        junit, page = testrun.write(res)
+        junit, page = runfiles.write(res)
         console.print(checks_table(res.checks, f"pptp-lab test {topo.name}: {'PASS' if res.passed else 'FAIL'}",
                                    wide))
         console.print(f"JUnit: {junit}\nreport: {page}", soft_wrap=True)  # paths whole, never wrapped
         failed += not res.passed
     raise typer.Exit(1 if failed else 0)
+
+
+@app.command("report")
+def report_(run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="a `pptp-lab test` run: runs/<lab>/<run-id>"),
+            as_json: bool = typer.Option(False, "--json", help="print report.json (checks and analysis)")) -> None:
+    """Rebuild report.html and report.json of a `pptp-lab test` run from what it saved
+    (pcaps, manifest.json, checks.json, topology.json): e.g. a CI artefact, read later."""
+    from . import runfiles
+
+    res = runfiles.load(run_dir)
+    try:
+        page, data = runfiles.write_reports(res, run_dir)
+    except OSError as exc:
+        raise LabError(f"{run_dir}: cannot write the report ({exc.strerror or exc})") from exc
+    if as_json:
+        print(json.dumps(runfiles.data(res), indent=1, default=str))
+    else:
+        console.print(f"{res.topo.name}: {'PASS' if res.passed else 'FAIL'} "
+                      f"({sum(not c.passed for c in res.checks)} of {len(res.checks)} checks failed)\n"
+                      f"report: {page}\nJSON: {data}", soft_wrap=True, markup=False, highlight=False)
 
 
 @app.command()

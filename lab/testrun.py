@@ -1,33 +1,20 @@
 """`pptp-lab test TOPOLOGY...`: bring a topology up, check its `expect:` block, read the
-capture, and write JUnit XML and an HTML report into runs/<lab>/<run-id>/."""
+capture; lab.runfiles writes the JUnit XML and the reports into runs/<lab>/<run-id>/."""
 from __future__ import annotations
 
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import capture, checks, deploy, lifecycle, pptp, render, report
+from . import capture, checks, deploy, lifecycle, pptp, render
 from .checks import Check
 from .engine import Engine
 from .errors import LabError
 from .host import console
-from .paths import private_dir, runs_dir
+from .runfiles import Result
 from .topology import Topology
 
 DIAL_TIMEOUT = 40
-
-
-@dataclass
-class Result:
-    topo: Topology
-    checks: list[Check] = field(default_factory=list)
-    run_dir: Path | None = None
-    report: pptp.Report | None = None
-
-    @property
-    def passed(self) -> bool:
-        return all(c.passed for c in self.checks)
 
 
 def _latest(sessions, address: str):
@@ -114,12 +101,3 @@ def _nat_checks(topo: Topology, analysed: pptp.Report) -> list[Check]:
                for c in s.calls if c.reply.get("out_result") == 1]
         out += checks.nat_checks(name, want, ids)
     return out
-
-
-def write(res: Result) -> tuple[Path, Path]:
-    out = res.run_dir or private_dir(runs_dir() / res.topo.name / "test")
-    junit = out / "junit.xml"
-    junit.write_text(report.junit_xml(res.topo.name, [(c.name, c.passed, c.detail, c.seconds) for c in res.checks]))
-    page = out / "report.html"
-    page.write_text(report.test_html(res))
-    return junit, page

@@ -2,7 +2,8 @@
 `pptp-lab test` HTML page, from a session built with scapy."""
 import xml.etree.ElementTree as ET
 
-from lab import conformance, graph, pptp, report, testrun, topology
+from lab import conformance, graph, pptp, report, runfiles, topology
+from lab.checks import Check
 from tests import REPO
 
 from . import pptpgen as g
@@ -27,10 +28,10 @@ def test_conformance_rows_mark_what_differs(tmp_path):
 def test_test_report_page_has_checks_conformance_topology_and_ladders(tmp_path):
     topo = topology.load(REPO / "topologies" / "default.yaml")
     analysed = pptp.analyze([g.full_session().write(tmp_path / "internet.pcap")])
-    res = testrun.Result(topo, [testrun.Check("client: tunnel up", "S16", True, "ppp0 up"),
-                                testrun.Check("home-client: tunnel up", "S16", False, "phase call: no GRE")],
-                         run_dir=tmp_path, report=analysed)
-    junit, page = testrun.write(res)
+    res = runfiles.Result(topo, [Check("client: tunnel up", "S16", True, "ppp0 up"),
+                                 Check("home-client: tunnel up", "S16", False, "phase call: no GRE")],
+                          run_dir=tmp_path, report=analysed)
+    junit, page = runfiles.write(res)
     text = page.read_text()
     assert "FAIL" in text and "phase call: no GRE" in text
     assert "<td>S4</td>" in text and "internet.pcap" in text
@@ -42,7 +43,7 @@ def test_test_report_page_has_checks_conformance_topology_and_ladders(tmp_path):
 def test_the_topology_picture_writes_every_address_in_full():
     """It once cut them short ("198.1")."""
     topo = topology.load(REPO / "topologies" / "default.yaml")
-    text = report.test_html(testrun.Result(topo))
+    text = report.test_html(runfiles.Result(topo))
     for node in topo.nodes.values():
         for net, addr in node.interfaces.items():
             assert f">{net} {addr}</text>" in text
