@@ -96,8 +96,27 @@ def _nat_checks(topo: Topology, analysed: pptp.Report) -> list[Check]:
         outside = node.interfaces[node.nat.outside]
         # Read on the NAT's outside segment only: the same call seen at another capture point
         # further on is not a second call.
-        ids = [c.client_call_id for s in analysed.sessions
-               if s.client == outside and not s.gre_only and Path(s.source).stem == node.nat.outside
-               for c in s.calls if c.reply.get("out_result") == 1]
-        out += checks.nat_checks(name, want, ids)
+        calls = [(c.client_call_id, s) for s in analysed.sessions
+                 if s.client == outside and not s.gre_only and Path(s.source).stem == node.nat.outside
+                 for c in s.calls if c.reply.get("out_result") == 1]
+        found = checks.nat_checks(name, want, [cid for cid, _ in calls])
+        again = _first_repeat(calls)
+        for c in found:
+            if not c.passed and again:
+                # The evidence: the request of the call whose ID was already taken outside.
+                cid, s = again
+                ocrq = next((e for e in s.events
+                             if e.what == "OCRQ" and (e.detail + ",").startswith(f"call_id={cid},")), None)
+                c.where = checks.evidence(s, ocrq)
+        out += found
     return out
+
+
+def _first_repeat(calls: list[tuple[int, object]]) -> tuple[int, object] | None:
+    """The first (call ID, session) whose call ID an earlier call already had."""
+    seen = set()
+    for cid, s in calls:
+        if cid in seen:
+            return cid, s
+        seen.add(cid)
+    return None

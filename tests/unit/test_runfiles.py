@@ -33,6 +33,7 @@ def test_a_run_keeps_checks_and_topology_and_no_secret(tmp_path):
     assert topology.Topology.model_validate(saved).nodes.keys() == res.topo.nodes.keys()
     checks = json.loads((run / "checks.json").read_text())
     assert [c["name"] for c in checks] == [c.name for c in res.checks]
+    assert checks[3]["where"] == {"capture": "home.pcap", "frame": 9, "event": "LCP Configure-Request"}
 
 
 def test_report_rebuilds_the_same_page_and_json_from_the_run_directory(tmp_path):
