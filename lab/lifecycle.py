@@ -258,7 +258,8 @@ def recorded_topology(client: docker.DockerClient, lab: str) -> Topology:
             try:
                 return Topology.model_validate(json.loads(raw))
             except ValueError as exc:
-                raise LabError(f"lab {lab}: its recorded topology does not load: {' '.join(str(exc).split())}") from None
+                why = " ".join(str(exc).split())
+                raise LabError(f"lab {lab}: its recorded topology does not load: {why}") from None
     raise LabError(f"lab {lab} has no recorded topology (brought up by an older pptp-lab): "
                    f"give its topology file instead")
 
