@@ -274,7 +274,7 @@ def topology_svg(topo, state: dict | None = None) -> str:
            '<defs>' + "".join(
                f'<marker id="topology-arrow-{c[1:]}" markerWidth="10" markerHeight="8" refX="10" refY="4" '
                f'orient="auto"><path d="M0,0 L10,4 L0,8 z" fill="{c}"/></marker>' for c in COLOURS.values())
-           + '</defs>']
+           + '</defs>', '<rect width="100%" height="100%" fill="#fff"/>']  # legible on a dark page too
     for i, net in enumerate(order):
         name, sub = geo["labels"][net]
         y = bus_y[i]

@@ -205,3 +205,8 @@ def test_the_hash_on_the_labels_did_not_change():
             node["pptp_client"]["secret"] = ""
     assert lifecycle.topo_hash(load("default")) == hashlib.sha256(
         json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def test_the_readmes_picture_is_what_graph_draws_today():
+    """docs/topology-default.svg: `pptp-lab graph topologies/default.yaml -o docs/topology-default.svg`."""
+    assert (REPO / "docs" / "topology-default.svg").read_text() == graph.topology_svg(load("default")) + "\n"
