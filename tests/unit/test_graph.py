@@ -210,3 +210,14 @@ def test_the_hash_on_the_labels_did_not_change():
 def test_the_readmes_picture_is_what_graph_draws_today():
     """docs/topology-default.svg: `pptp-lab graph topologies/default.yaml -o docs/topology-default.svg`."""
     assert (REPO / "docs" / "topology-default.svg").read_text() == graph.topology_svg(load("default")) + "\n"
+
+
+def test_many_networks_are_ordered_along_their_routers():
+    """Past 7 networks not every order is tried: a chain of 10 is still followed link by link."""
+    chain = [0, 5, 2, 7, 1, 9, 3, 8, 4, 6]
+    nodes = {f"r{a}-{b}": {"kind": "router", "interfaces": {f"n{a}": f"10.{a}.0.{b + 10}",
+                                                            f"n{b}": f"10.{b}.0.{a + 100}"}}
+             for a, b in zip(chain, chain[1:])}
+    topo = topology.Topology.model_validate({
+        "name": "chain", "networks": {f"n{i}": {"subnet": f"10.{i}.0.0/24"} for i in range(10)}, "nodes": nodes})
+    assert graph.network_order(topo) == [f"n{i}" for i in chain]
