@@ -21,6 +21,7 @@ from .paths import private_dir, runs_dir
 ROLE = "capture"
 DIR = "/captures"
 WAIT = 30.0  # seconds for tcpdump to listen on every segment
+MANIFEST = "manifest.json"
 
 
 def bridge(network) -> str:
@@ -117,10 +118,18 @@ def stop(client: docker.DockerClient, lab: str) -> Path | None:
     run_id = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     dest = private_dir(runs_dir() / lab) / run_id
     files = _extract(box, dest)
-    manifest = {"lab": lab, "run_id": run_id, "captures": [
-        {"segment": f.stem, "file": f.name, "interface": segments.get(f.stem), "node": "engine bridge",
-         "start": float(started) if started else None, "stop": stopped, "bytes": f.stat().st_size}
-        for f in sorted(files)]}
-    (dest / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    write_manifest(dest, lab, run_id, files, segments, float(started) if started else None, stopped)
     box.remove(force=True)
     return dest
+
+
+def write_manifest(dest: Path, lab: str, run_id: str, files: list[Path], segments: dict,
+                   started: float | None, stopped: float) -> Path:
+    """manifest.json: the run's captures (what `pptp-lab report RUN_DIR` reads back)."""
+    manifest = {"lab": lab, "run_id": run_id, "captures": [
+        {"segment": f.stem, "file": f.name, "interface": segments.get(f.stem), "node": "engine bridge",
+         "start": started, "stop": stopped, "bytes": f.stat().st_size}
+        for f in sorted(files)]}
+    path = dest / MANIFEST
+    path.write_text(json.dumps(manifest, indent=1))
+    return path

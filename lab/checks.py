@@ -4,6 +4,7 @@ capture) and calls them; they only judge, so each has a unit test that needs no 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 from .topology import ClientExpect, NatExpect
@@ -16,6 +17,9 @@ class Check:
     passed: bool
     detail: str = ""
     seconds: float = 0.0
+    # The packet that shows why: {"capture": file name, "frame": number, "event": what}; the
+    # report links it to that row of the session's ladder.
+    where: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -40,6 +44,19 @@ def _register(table: dict, *keys: str):
     return add
 
 
+def evidence(session, event=None) -> dict:
+    """Where a session shows how it went: `event` if given, else its last event before the
+    teardown began (a stuck handshake's last request, a CHAP Failure)."""
+    events = getattr(session, "events", None)
+    if not events:
+        return {}
+    if event is None:
+        torn = {id(e) for e in session.teardown}
+        first_torn = next((i for i, e in enumerate(events) if id(e) in torn), len(events))
+        event = events[max(first_torn - 1, 0)]
+    return {"capture": Path(session.source).name, "frame": event.frame, "event": event.what}
+
+
 def _why(f: ClientFacts) -> str:
     s = f.session
     return f"analyser: phase {s.phase}: {s.verdict}" if s else "analyser: no session in the capture"
@@ -49,12 +66,13 @@ def _why(f: ClientFacts) -> str:
 def tunnel(f: ClientFacts, want: ClientExpect) -> list[Check]:
     """tunnel: up (the interface has an address), or fails [at the phase the analyser found
     the session stopped in]."""
+    where = evidence(f.session)
     if want.tunnel == "up":
         return [Check(f"{f.name}: tunnel up", "S16", f.state == "up",
-                      f"{f.ifname} up" if f.state == "up" else f"no tunnel on {f.ifname}; {_why(f)}")]
+                      f"{f.ifname} up" if f.state == "up" else f"no tunnel on {f.ifname}; {_why(f)}", where=where)]
     ok = f.state != "up" and (want.phase is None or (f.session is not None and f.session.phase == want.phase))
     return [Check(f"{f.name}: tunnel fails" + (f" at {want.phase}" if want.phase else ""), "S16", ok,
-                  f"{f.ifname} {f.state}; {_why(f)}")]
+                  f"{f.ifname} {f.state}; {_why(f)}", where=where)]
 
 
 @_register(CLIENT, "reach")

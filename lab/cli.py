@@ -375,7 +375,7 @@ def test_(topologies: list[str] = typer.Argument(..., metavar="TOPOLOGY...",
                                              "(default: the file's name:)")) -> None:
     """Bring each topology up, check its `expect:` block on real tunnels and captures, and
     write JUnit XML and an HTML report (runs/<lab>/<run-id>/)."""
-    from . import testrun, topology
+    from . import runfiles, testrun, topology
 
     if name and len(topologies) > 1:
         raise LabError("--name renames one topology's lab: give a single TOPOLOGY with it")
@@ -385,12 +385,74 @@ def test_(topologies: list[str] = typer.Argument(..., metavar="TOPOLOGY...",
     failed = 0
     for topo in topos:
         res = testrun.run(eng, topo)
-        junit, page = testrun.write(res)
+        junit, page = runfiles.write(res)
         console.print(checks_table(res.checks, f"pptp-lab test {topo.name}: {'PASS' if res.passed else 'FAIL'}",
                                    wide))
         console.print(f"JUnit: {junit}\nreport: {page}", soft_wrap=True)  # paths whole, never wrapped
         failed += not res.passed
     raise typer.Exit(1 if failed else 0)
+
+
+@app.command("report")
+def report_(run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="a `pptp-lab test` run: runs/<lab>/<run-id>"),
+            as_json: bool = typer.Option(False, "--json", help="print report.json (checks and analysis)")) -> None:
+    """Rebuild report.html and report.json of a `pptp-lab test` run from what it saved
+    (pcaps, manifest.json, checks.json, topology.json): e.g. a CI artefact, read later."""
+    from . import runfiles
+
+    res = runfiles.load(run_dir)
+    try:
+        page, data = runfiles.write_reports(res, run_dir)
+    except OSError as exc:
+        raise LabError(f"{run_dir}: cannot write the report ({exc.strerror or exc})") from exc
+    if as_json:
+        print(json.dumps(runfiles.data(res), indent=1, default=str))
+    else:
+        console.print(f"{res.topo.name}: {'PASS' if res.passed else 'FAIL'} "
+                      f"({sum(not c.passed for c in res.checks)} of {len(res.checks)} checks failed)\n"
+                      f"report: {page}\nJSON: {data}", soft_wrap=True, markup=False, highlight=False)
+
+
+@app.command()
+def graph(target: str = typer.Argument("default", metavar="TOPOLOGY|LAB",
+                                       help="a topology file, a shipped topology's name, or a running lab's name"),
+          output: Optional[Path] = typer.Option(None, "-o", "--output", metavar="FILE",
+                                                help="out.svg or out.html; - for SVG on stdout "
+                                                "(default: <lab>.svg here)"),
+          engine: Optional[str] = EngineOpt) -> None:
+    """Draw the topology without deploying it: networks, nodes, every address, NAT and
+    firewall roles, and the tunnel each client dials. A running lab's name adds its live
+    tunnels (state, PPP addresses, call IDs)."""
+    from . import graph as graph_mod
+
+    topo, state = _graph_source(target, engine)
+    out = output if output is not None else Path(f"{topo.name}.svg")
+    if str(out) == "-":
+        sys.stdout.write(graph_mod.topology_svg(topo, state) + "\n")
+        return
+    if out.suffix not in (".svg", ".html"):
+        raise LabError(f"-o {out}: give a .svg or .html file name (or - for SVG on stdout)")
+    text = graph_mod.page(topo, state) if out.suffix == ".html" else graph_mod.topology_svg(topo, state)
+    try:
+        out.write_text(text + "\n")
+    except OSError as exc:
+        raise LabError(f"-o {out}: {exc.strerror or exc}") from exc
+    console.print(f"lab {topo.name}" + (" (live)" if state else "") + f": wrote {out}",
+                  soft_wrap=True, markup=False, highlight=False)
+
+
+def _graph_source(target: str, engine: Optional[str]):
+    """(topology, live state or None). A file is drawn as written, without asking any
+    engine; a name is a running lab's when one of that name is up, else a shipped topology."""
+    from . import deploy, graph as graph_mod, lifecycle, topology
+
+    path = Path(target)
+    if not (path.is_file() or path.suffix in (".yaml", ".yml") or len(path.parts) != 1):
+        eng = engine_mod.running(engine)
+        if eng is not None and target in deploy.labs(eng.client):
+            return (lifecycle.recorded_topology(eng.client, target),
+                    graph_mod.state_from(lifecycle.status(eng.client, target)))
+    return topology.load(topology_file(target)), None
 
 
 @app.command()

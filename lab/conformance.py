@@ -78,6 +78,11 @@ def rows(sessions) -> list[tuple[str, str, str, str]]:
         if s.initiator:
             documented = DOCUMENTED_CLIENT_TEARDOWN if s.initiator == "client" else DOCUMENTED_SERVER_TEARDOWN
             seen = observed(s)
-            add("S10" if s.initiator == "client" else "S11", " → ".join(compare(documented, [])["documented"]),
-                " → ".join(compare(documented, seen)["observed"]), seen == documented)
+            add("S10" if s.initiator == "client" else "S11", steps(documented), steps(seen), seen == documented)
     return out
+
+
+def steps(exchange: list[tuple[str, str]]) -> str:
+    """Teardown steps in order, each with the way it went: "CCRQ (client → server), ..."."""
+    other = {"client": "server", "server": "client"}
+    return ", ".join(f"{what} ({who} → {other.get(who, '?')})" for who, what in exchange)

@@ -22,7 +22,7 @@ from . import capture, configure, deploy, images, names, queries, render
 from .engine import Engine
 from .errors import LabError
 from .host import console
-from .topology import Topology
+from .topology import Topology, public_data
 
 TUNNEL_TIMEOUT = 90  # seconds for every client's ppp0 to get an address
 HASH_LABEL = names.TOPOLOGY
@@ -31,12 +31,7 @@ HASH_LABEL = names.TOPOLOGY
 def topo_hash(topo: Topology) -> str:
     """Tells one topology from another on the engine's labels. Secrets are left out: a label
     anyone with the engine can read must not carry a hash that could be cracked offline."""
-    data = topo.model_dump(mode="json")
-    for node in data["nodes"].values():
-        for user in (node.get("pptp_server") or {}).get("users", []):
-            user["secret"] = ""
-        if node.get("pptp_client"):
-            node["pptp_client"]["secret"] = ""
+    data = public_data(topo, placeholder="")
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -69,11 +64,14 @@ def existing(client: docker.DockerClient, lab: str) -> dict[str, object]:
 def create(eng: Engine, topo: Topology, image: str) -> None:
     """Networks and node containers; on any failure, remove what was made (nothing half-built)."""
     labels = {HASH_LABEL: topo_hash(topo)}
+    # The topology itself rides on the networks, so `pptp-lab graph LAB` can draw a running
+    # lab without its file (the secrets are not in it: anyone with the engine reads labels).
+    net_labels = {**labels, names.MODEL: json.dumps(public_data(topo), separators=(",", ":"))}
     try:
         with console.status(f"creating {len(topo.networks)} networks") as st:
             for name, net in topo.networks.items():
                 st.update(f"creating network {name} ({net.subnet})")
-                deploy.create_network(eng.client, topo.name, name, net.subnet, net.bridge_address, labels)
+                deploy.create_network(eng.client, topo.name, name, net.subnet, net.bridge_address, net_labels)
 
         def make(item):
             name, node = item
@@ -250,6 +248,20 @@ def status(client: docker.DockerClient, topo_or_lab) -> list[NodeStatus]:
         return st
 
     return sorted(_parallel(one, have.items()), key=lambda s: s.name)
+
+
+def recorded_topology(client: docker.DockerClient, lab: str) -> Topology:
+    """The topology a running lab was brought up with, read from its networks' labels."""
+    for n in deploy.lab_networks(client, lab):
+        raw = (n.attrs.get("Labels") or {}).get(names.MODEL)
+        if raw:
+            try:
+                return Topology.model_validate(json.loads(raw))
+            except ValueError as exc:
+                why = " ".join(str(exc).split())
+                raise LabError(f"lab {lab}: its recorded topology does not load: {why}") from None
+    raise LabError(f"lab {lab} has no recorded topology (brought up by an older pptp-lab): "
+                   f"give its topology file instead")
 
 
 def down(client: docker.DockerClient, lab: str) -> tuple[int, Path | None]:

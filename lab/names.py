@@ -8,6 +8,7 @@ ROLE = "pptp-lab.role"          # a node's kind, or capture / probe / vm-exec
 NETWORK = "pptp-lab.network"    # a network's name in its topology
 SEGMENTS = "pptp-lab.segments"  # on the capture container: segment -> bridge (JSON)
 TOPOLOGY = "pptp-lab.topology"  # hash of the topology, secrets left out
+MODEL = "pptp-lab.model"        # on a lab's networks: the topology (JSON), secrets left out
 IMAGE = "pptp-lab.image"        # on images pptp-lab built
 
 # nftables tables written into nodes (playbooks/templates, lab.policy).

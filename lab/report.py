@@ -2,16 +2,23 @@
 from __future__ import annotations
 
 import html
+import math
+import re
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
+from .graph import text_width, wrap
 from .pptp import Report, Session
 from .pptp.session import limits
 
-LANE_X = {"client": 150, "server": 650}
-ROW = 22
+ROW = 22     # px per ladder row
+LINE = 15    # px per line of a label wrapped over several
+LABEL_MAX = 700  # px of label per line: a ladder then fits a 1280 px wide page
+MARGIN = 10  # px around a ladder
+GAP = 20     # px between a ladder's columns
+LADDER_EVENTS = 400  # rows drawn per session
 
 
 def print_report(report: Report, console: Console) -> None:
@@ -84,33 +91,75 @@ def _print_session(s: Session, console: Console) -> None:
                       + ", ".join(f"{n:,} {what}" for what, n in sorted(s.dropped.items())))
 
 
-def ladder_svg(s: Session, max_events: int = 400) -> str:
-    """A sequence diagram of one session: client and server lanes, one arrow per message."""
+def direction(sender: str) -> str:
+    return "client → server" if sender == "client" else "server → client"
+
+
+def anchor(source: str, frame: int) -> str:
+    """The id of a frame's row on its session's ladder (one page may hold several captures)."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", Path(source).stem) + f"-frame-{frame}"
+
+
+def _label(e, teardown: set[int]) -> str:
+    label = e.what + (f" ({e.detail})" if e.detail else "")
+    # A teardown step says which way it went: the order of the two sides is what S10/S11 compare.
+    return label + (f" — teardown, {direction(e.sender)}" if id(e) in teardown else "")
+
+
+def ladder_svg(s: Session, max_events: int = LADDER_EVENTS) -> str:
+    """A sequence diagram of one session: client and server lanes, one arrow per message.
+    Its size comes from its text: a long label is wrapped over more lines, never cut short
+    or left running out of the picture. The first row of each frame carries an id
+    (anchor()) that a report links to."""
     events = s.events[:max_events]
-    height = 90 + ROW * (len(events) + 2)
+    teardown = {id(e) for e in s.teardown}
     t0 = s.start
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="800" height="{height}" '
-           'font-family="monospace" font-size="12">',
+    rows = [(e, f"{e.ts - t0:8.3f}s", wrap(_label(e, teardown), LABEL_MAX)) for e in events]
+    heads = {side: f"{side} {s.client if side == 'client' else s.server}" for side in ("client", "server")}
+    more = len(s.events) - len(events) + s.dropped["events"]
+    tail = f"… {more} more events" if more else ""
+    time_w = max((text_width(t) for _, t, _ in rows), default=0)
+    label_w = max((text_width(line) for _, _, lines in rows for line in lines), default=0)
+    head_w = {side: text_width(h) for side, h in heads.items()}
+    x_client = MARGIN + max(time_w + 2 * GAP, head_w["client"] / 2)
+    x_server = x_client + max(label_w + 2 * GAP, (head_w["client"] + head_w["server"]) / 2 + GAP, 300)
+    inner = max(x_server + max(head_w["server"] / 2, GAP), MARGIN + text_width(tail)) - MARGIN
+    title = wrap(f"session {s.id}: {s.verdict}", max(inner, LABEL_MAX))
+    width = math.ceil(MARGIN + max([inner] + [text_width(t) for t in title]) + MARGIN)
+    top = LINE * (len(title) - 1)  # a title over several lines pushes everything down
+    ys, y = [], 75 + top - ROW
+    for _, _, lines in rows:
+        y += ROW + LINE * (len(lines) - 1)
+        ys.append(y)
+    height = (ys[-1] if ys else 75 + top - ROW) + 15 + 3 * ROW
+    mid = (x_client + x_server) / 2
+    x = {"client": x_client, "server": x_server}
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="ladder" width="{width}" height="{height}" '
+           f'viewBox="0 0 {width} {height}" font-family="monospace" font-size="12">',
            '<defs><marker id="a" markerWidth="8" markerHeight="8" refX="8" refY="4" orient="auto">'
-           '<path d="M0,0 L8,4 L0,8 z"/></marker></defs>',
-           f'<text x="10" y="18" font-weight="bold">session {s.id}: {html.escape(s.verdict)}</text>']
-    for side, x in LANE_X.items():
-        addr = s.client if side == "client" else s.server
-        out.append(f'<text x="{x}" y="45" text-anchor="middle" font-weight="bold">{side} {html.escape(addr)}</text>')
-        out.append(f'<line x1="{x}" y1="52" x2="{x}" y2="{height - 10}" stroke="#888"/>')
-    for i, e in enumerate(events):
-        y = 75 + ROW * i
-        x1, x2 = (LANE_X["client"], LANE_X["server"]) if e.sender == "client" else (LANE_X["server"], LANE_X["client"])
+           '<path d="M0,0 L8,4 L0,8 z"/></marker></defs>']
+    out += [f'<text x="{MARGIN}" y="{18 + LINE * i}" font-weight="bold">{html.escape(t)}</text>'
+            for i, t in enumerate(title)]
+    for side, hx in x.items():
+        out.append(f'<text x="{hx:.1f}" y="{45 + top}" text-anchor="middle" font-weight="bold">'
+                   f'{html.escape(heads[side])}</text>')
+        out.append(f'<line x1="{hx:.1f}" y1="{52 + top}" x2="{hx:.1f}" y2="{height - 10}" stroke="#888"/>')
+    seen: set[int] = set()
+    for (e, stamp, lines), y in zip(rows, ys):
+        x1, x2 = (x["client"], x["server"]) if e.sender == "client" else (x["server"], x["client"])
         colour = ("#b00" if e.malformed or "RST" in e.what or "Failure" in e.what or "Nak" in e.what
                   else "#06c" if e.what.startswith(("LCP", "CHAP", "PAP", "CCP", "IPCP", "IPV6CP")) else "#000")
-        out.append(f'<text x="10" y="{y + 4}" fill="#666">{e.ts - t0:8.3f}s</text>')
-        out.append(f'<line x1="{x1}" y1="{y}" x2="{x2}" y2="{y}" stroke="{colour}" marker-end="url(#a)"/>')
-        label = e.what + (f" ({e.detail})" if e.detail else "")
-        out.append(f'<text x="400" y="{y - 4}" text-anchor="middle" fill="{colour}">'
-                   f'{html.escape(label[:90])}<title>frame {e.frame}: {html.escape(label)}</title></text>')
-    more = len(s.events) - len(events) + s.dropped["events"]
-    if more:
-        out.append(f'<text x="10" y="{height - 20}">… {more} more events</text>')
+        ident = f' id="{anchor(s.source, e.frame)}"' if e.frame not in seen else ""
+        seen.add(e.frame)
+        full = html.escape(" ".join(lines))
+        texts = "".join(f'<text x="{mid:.1f}" y="{y - 4 - LINE * (len(lines) - 1 - k)}" text-anchor="middle" '
+                        f'fill="{colour}">{html.escape(line)}<title>frame {e.frame}: {full}</title></text>'
+                        for k, line in enumerate(lines))
+        out.append(f'<g{ident}><text x="{MARGIN}" y="{y + 4}" fill="#666">{stamp}</text>'
+                   f'<line x1="{x1:.1f}" y1="{y}" x2="{x2:.1f}" y2="{y}" stroke="{colour}" marker-end="url(#a)"/>'
+                   f'{texts}</g>')
+    if tail:
+        out.append(f'<text x="{MARGIN}" y="{height - 20}">{html.escape(tail)}</text>')
     out.append("</svg>")
     return "\n".join(out)
 
@@ -156,53 +205,61 @@ def junit_xml(suite: str, cases: list[tuple[str, bool, str, float]]) -> str:
     return ET.tostring(root, encoding="unicode")
 
 
-def topology_svg(topo) -> str:
-    """Networks as vertical bars, nodes as boxes wired to the networks they sit on."""
-    nets = list(topo.networks)
-    width = 180 * len(nets) + 40
-    nodes = list(topo.nodes.items())
-    height = 60 + 46 * len(nodes)
-    x = {n: 40 + 180 * i + 60 for i, n in enumerate(nets)}
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-           'font-family="sans-serif" font-size="12">']
-    for n, net in topo.networks.items():
-        out.append(f'<line x1="{x[n]}" y1="30" x2="{x[n]}" y2="{height - 10}" stroke="#4a7" stroke-width="4"/>')
-        out.append(f'<text x="{x[n]}" y="20" text-anchor="middle">{html.escape(n)} {net.subnet}</text>')
-    for i, (name, node) in enumerate(nodes):
-        y = 50 + 46 * i
-        cx = sum(x[n] for n in node.interfaces) / len(node.interfaces)
-        for n, addr in node.interfaces.items():
-            out.append(f'<line x1="{cx}" y1="{y + 14}" x2="{x[n]}" y2="{y + 14}" stroke="#888"/>')
-            out.append(f'<text x="{x[n] + 4}" y="{y + 10}" font-size="10" fill="#555">{addr}</text>')
-        out.append(f'<rect x="{cx - 55}" y="{y}" width="110" height="28" rx="5" fill="#eef" stroke="#336"/>')
-        out.append(f'<text x="{cx}" y="{y + 18}" text-anchor="middle">{html.escape(name)} ({node.kind})</text>')
-    out.append("</svg>")
-    return "\n".join(out)
+def _evidence_link(sessions: list[Session], where: dict) -> str:
+    """A link from a check to the ladder row of the packet that shows why (its frame in its
+    capture), or to the session's ladder when that row is not drawn."""
+    if not where:
+        return ""
+    e = html.escape
+    text = f"{where['capture']} frame {where['frame']}" + (f" ({where['event']})" if where.get("event") else "")
+    for s in sessions:
+        if s.gre_only or Path(s.source).name != where["capture"]:
+            continue
+        frames = [ev.frame for ev in s.events]
+        if where["frame"] in frames[:LADDER_EVENTS]:
+            return f"<br><a href='#{anchor(s.source, where['frame'])}'>ladder: {e(text)}</a>"
+        if where["frame"] in frames:
+            return f"<br><a href='#session-{s.id}'>ladder of session {s.id}</a>: {e(text)}"
+    return f"<br>{e(text)}"
+
+
+def _teardown_table(s: Session) -> str:
+    """The teardown steps in order, each with its direction and a link to its ladder row."""
+    e = html.escape
+    drawn = {ev.frame for ev in s.events[:LADDER_EVENTS]}
+    rows = [f"<tr><td>{i}</td><td>{e(ev.what)}</td><td>{direction(ev.sender)}</td><td>"
+            + (f"<a href='#{anchor(s.source, ev.frame)}'>{ev.frame}</a>" if ev.frame in drawn else str(ev.frame))
+            + "</td></tr>" for i, ev in enumerate(s.teardown, 1)]
+    return (f"<p>teardown, initiated by the {s.initiator or '?'}:</p><table class='teardown'><tr><th>#</th>"
+            "<th>step</th><th>direction</th><th>frame</th></tr>" + "".join(rows) + "</table>") if rows else ""
 
 
 def test_html(res) -> str:
     """The `pptp-lab test` report: checks, conformance, topology, ladders, captures."""
-    from . import conformance
+    from . import conformance, graph
 
     e = html.escape
+    sessions = res.report.sessions if res.report else []
     parts = ["<!doctype html><html><head><meta charset='utf-8'>",
              f"<title>pptp-lab test: {e(res.topo.name)}</title><style>body{{font-family:sans-serif;margin:2em}}"
              " table{border-collapse:collapse} td,th{padding:3px 8px;border-bottom:1px solid #ddd;text-align:left}"
+             " td.text{overflow-wrap:anywhere} .scroll{overflow-x:auto}"
              " .pass{color:#070} .fail{color:#b00} .differs{color:#a60}</style></head><body>",
              f"<h1>pptp-lab test: {e(res.topo.name)} — "
              f"<span class='{'pass' if res.passed else 'fail'}'>{'PASS' if res.passed else 'FAIL'}</span></h1>",
              "<h2>Checks</h2><table><tr><th>check</th><th>result</th><th>detail</th></tr>"]
     for c in res.checks:
         parts.append(f"<tr><td>{e(c.name)}</td><td class='{'pass' if c.passed else 'fail'}'>"
-                     f"{'pass' if c.passed else 'FAIL'}</td><td>{e(c.detail)}</td></tr>")
+                     f"{'pass' if c.passed else 'FAIL'}</td><td class='text'>{e(c.detail)}"
+                     f"{_evidence_link(sessions, getattr(c, 'where', None) or {})}</td></tr>")
     parts.append("</table>")
-    sessions = res.report.sessions if res.report else []
     parts.append("<h2>Conformance (documented vs observed)</h2><table><tr><th>SPEC</th><th>documented</th>"
                  "<th>observed</th><th>verdict</th></tr>")
     for spec, doc, obs, verdict in conformance.rows(sessions):
         cls = "pass" if verdict == "as documented" else "differs"
-        parts.append(f"<tr><td>{spec}</td><td>{e(doc)}</td><td>{e(obs)}</td><td class='{cls}'>{verdict}</td></tr>")
-    parts.append("</table><h2>Topology</h2>" + topology_svg(res.topo))
+        parts.append(f"<tr><td>{spec}</td><td class='text'>{e(doc)}</td><td class='text'>{e(obs)}</td>"
+                     f"<td class='{cls}'>{verdict}</td></tr>")
+    parts.append("</table><h2>Topology</h2><div class='scroll'>" + graph.topology_svg(res.topo) + "</div>")
     if res.run_dir:
         parts.append("<h2>Captures</h2><ul>" + "".join(
             f"<li><a href='{e(p.name)}'>{e(p.name)}</a> ({p.stat().st_size} bytes)</li>"
@@ -211,7 +268,8 @@ def test_html(res) -> str:
     for s in sessions:
         if s.gre_only:
             continue
-        parts.append(f"<h3>{e(Path(s.source).name)}: {e(s.client)} → {e(s.server)} — phase {s.phase}</h3>"
-                     f"<p>{e(s.verdict)}</p>" + ladder_svg(s))
+        parts.append(f"<section id='session-{s.id}'><h3>{e(Path(s.source).name)}: {e(s.client)} → {e(s.server)}"
+                     f" — phase {s.phase}</h3><p>{e(s.verdict)}</p>" + _teardown_table(s)
+                     + "<div class='scroll'>" + ladder_svg(s, LADDER_EVENTS) + "</div></section>")
     parts.append("</body></html>")
     return "\n".join(parts)

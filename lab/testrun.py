@@ -1,33 +1,20 @@
 """`pptp-lab test TOPOLOGY...`: bring a topology up, check its `expect:` block, read the
-capture, and write JUnit XML and an HTML report into runs/<lab>/<run-id>/."""
+capture; lab.runfiles writes the JUnit XML and the reports into runs/<lab>/<run-id>/."""
 from __future__ import annotations
 
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import capture, checks, deploy, lifecycle, pptp, render, report
+from . import capture, checks, deploy, lifecycle, pptp, render
 from .checks import Check
 from .engine import Engine
 from .errors import LabError
 from .host import console
-from .paths import private_dir, runs_dir
+from .runfiles import Result
 from .topology import Topology
 
 DIAL_TIMEOUT = 40
-
-
-@dataclass
-class Result:
-    topo: Topology
-    checks: list[Check] = field(default_factory=list)
-    run_dir: Path | None = None
-    report: pptp.Report | None = None
-
-    @property
-    def passed(self) -> bool:
-        return all(c.passed for c in self.checks)
 
 
 def _latest(sessions, address: str):
@@ -109,17 +96,27 @@ def _nat_checks(topo: Topology, analysed: pptp.Report) -> list[Check]:
         outside = node.interfaces[node.nat.outside]
         # Read on the NAT's outside segment only: the same call seen at another capture point
         # further on is not a second call.
-        ids = [c.client_call_id for s in analysed.sessions
-               if s.client == outside and not s.gre_only and Path(s.source).stem == node.nat.outside
-               for c in s.calls if c.reply.get("out_result") == 1]
-        out += checks.nat_checks(name, want, ids)
+        calls = [(c.client_call_id, s) for s in analysed.sessions
+                 if s.client == outside and not s.gre_only and Path(s.source).stem == node.nat.outside
+                 for c in s.calls if c.reply.get("out_result") == 1]
+        found = checks.nat_checks(name, want, [cid for cid, _ in calls])
+        again = _first_repeat(calls)
+        for c in found:
+            if not c.passed and again:
+                # The evidence: the request of the call whose ID was already taken outside.
+                cid, s = again
+                ocrq = next((e for e in s.events
+                             if e.what == "OCRQ" and (e.detail + ",").startswith(f"call_id={cid},")), None)
+                c.where = checks.evidence(s, ocrq)
+        out += found
     return out
 
 
-def write(res: Result) -> tuple[Path, Path]:
-    out = res.run_dir or private_dir(runs_dir() / res.topo.name / "test")
-    junit = out / "junit.xml"
-    junit.write_text(report.junit_xml(res.topo.name, [(c.name, c.passed, c.detail, c.seconds) for c in res.checks]))
-    page = out / "report.html"
-    page.write_text(report.test_html(res))
-    return junit, page
+def _first_repeat(calls: list[tuple[int, object]]) -> tuple[int, object] | None:
+    """The first (call ID, session) whose call ID an earlier call already had."""
+    seen = set()
+    for cid, s in calls:
+        if cid in seen:
+            return cid, s
+        seen.add(cid)
+    return None

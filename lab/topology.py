@@ -405,6 +405,21 @@ class Topology(Strict):
         return {n: v for n, v in self.nodes.items() if v.pptp_client is not None}
 
 
+REMOVED = "(removed)"  # a secret's place in a topology written out
+
+
+def public_data(topo: Topology, placeholder: str = REMOVED) -> dict:
+    """The topology as JSON data with every secret replaced by `placeholder`: what may be
+    put on an engine's labels or into runs/ (which CI keeps as an artefact)."""
+    data = topo.model_dump(mode="json")
+    for node in data["nodes"].values():
+        for user in (node.get("pptp_server") or {}).get("users", []):
+            user["secret"] = placeholder
+        if node.get("pptp_client"):
+            node["pptp_client"]["secret"] = placeholder
+    return data
+
+
 def _key_path(loc: tuple) -> str:
     out = ""
     for part in loc:

@@ -60,3 +60,48 @@ def test_client_checks_runs_each_check_once():
     got = checks.client_checks(facts(**{"10_0_0_1": (True, "ok")}), ClientExpect(reach=["10.0.0.1"]))
     assert [c.name for c in got] == ["client: tunnel up", "client: reaches 10.0.0.1"]
     assert [c.name for c in checks.client_checks(facts(), None)] == ["client: tunnel up"]
+
+
+# ------------------------------------------------------------------ evidence: the packet that shows why
+def _analysed(tmp_path, *caps):
+    from lab import pptp
+
+    return pptp.analyze([c.write(tmp_path / f"{name}.pcap") for name, c in caps])
+
+
+def test_a_tunnel_check_points_at_the_last_packet_before_the_teardown(tmp_path):
+    from . import pptpgen as g
+    from .synthrun import _refused, _stuck_in_lcp
+
+    (stuck,) = _analysed(tmp_path, ("home", _stuck_in_lcp("192.168.1.10"))).sessions
+    (c,) = checks.tunnel(facts("down", stuck), ClientExpect())
+    assert c.where == {"capture": "home.pcap", "frame": 9, "event": "LCP Configure-Request"}
+    assert stuck.events[-1].frame == 9  # the client's third request, unanswered
+    (refused,) = _analysed(tmp_path, ("internet", _refused("198.51.100.2"))).sessions
+    (c,) = checks.tunnel(facts("down", refused), ClientExpect(tunnel="fails", phase="auth"))
+    assert c.passed and c.where["event"] == "CHAP Failure"  # not the LCP Terminate after it
+    (whole,) = _analysed(tmp_path, ("lan", g.full_session(teardown="client"))).sessions
+    assert checks.evidence(whole)["event"] == "IPCP Configure-Ack" and checks.evidence(None) == {}
+
+
+def test_a_repeated_outside_call_id_points_at_the_request_that_repeated_it(tmp_path):
+    """Two clients behind the NAT leave it with the same call ID: the check fails and
+    links the second call's OCRQ on the NAT's outside segment."""
+    from lab import testrun, topology
+    from tests import REPO
+
+    from . import pptpgen as g
+
+    topo = topology.load(REPO / "topologies" / "default.yaml")
+    first = g.full_session(g.Capture(client="198.51.100.2", cport=40001), teardown=None)
+    second = g.full_session(g.Capture(client="198.51.100.2", cport=40002), teardown=None)
+    for p in second.frames:
+        p.time += 5
+    first.frames += second.frames
+    analysed = _analysed(tmp_path, ("internet", first))
+    (c,) = testrun._nat_checks(topo, analysed)
+    assert not c.passed and c.detail == "outside call IDs [4711, 4711]"
+    later = analysed.sessions[1]
+    ocrq = next(e for e in later.events if e.what == "OCRQ")
+    assert c.where == {"capture": "internet.pcap", "frame": ocrq.frame, "event": "OCRQ"}
+    assert ocrq.frame > len(analysed.sessions[0].events)

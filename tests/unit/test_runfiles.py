@@ -1,0 +1,104 @@
+"""What `pptp-lab test` leaves in its run directory, and `pptp-lab report RUN_DIR` building
+the same report again from those files alone (captures made with scapy, no lab)."""
+import json
+import subprocess
+import sys
+
+from typer.testing import CliRunner
+
+from lab import capture, report, runfiles, topology
+from lab.cli import app
+from lab.errors import LabError
+
+from . import synthrun
+
+runner = CliRunner()
+
+
+def written(tmp_path):
+    res = synthrun.result(tmp_path)
+    runfiles.write(res)
+    return res, res.run_dir
+
+
+def test_a_run_keeps_checks_and_topology_and_no_secret(tmp_path):
+    res, run = written(tmp_path)
+    assert {p.name for p in run.iterdir()} == {"internet.pcap", "home.pcap", "manifest.json", "junit.xml",
+                                               "checks.json", "topology.json", "report.html", "report.json"}
+    for p in run.iterdir():
+        data = p.read_bytes()
+        assert b"alice-secret" not in data and b"bob-secret" not in data, p.name
+    saved = json.loads((run / "topology.json").read_text())
+    assert saved["nodes"]["client"]["pptp_client"]["secret"] == topology.REMOVED
+    assert topology.Topology.model_validate(saved).nodes.keys() == res.topo.nodes.keys()
+    checks = json.loads((run / "checks.json").read_text())
+    assert [c["name"] for c in checks] == [c.name for c in res.checks]
+    assert checks[3]["where"] == {"capture": "home.pcap", "frame": 9, "event": "LCP Configure-Request"}
+
+
+def test_report_rebuilds_the_same_page_and_json_from_the_run_directory(tmp_path):
+    res, run = written(tmp_path)
+    page, data = (run / "report.html").read_text(), (run / "report.json").read_text()
+    assert page == report.test_html(res)  # what `test` wrote is what test_html gives
+    (run / "report.html").unlink()
+    (run / "report.json").unlink()
+    out = runner.invoke(app, ["report", str(run)])
+    assert out.exit_code == 0, out.output
+    assert "default: FAIL (3 of 6 checks failed)" in out.output and f"report: {run / 'report.html'}" in out.output
+    assert (run / "report.html").read_text() == page
+    assert (run / "report.json").read_text() == data
+    js = json.loads(data)
+    assert js["passed"] is False and len(js["checks"]) == 6
+    assert [s["phase"] for s in js["analysis"]["sessions"]] == ["lcp", "teardown", "auth"]
+
+
+def test_report_json_prints_checks_and_analysis(tmp_path):
+    _, run = written(tmp_path)
+    out = runner.invoke(app, ["report", str(run), "--json"])
+    assert out.exit_code == 0, out.output
+    js = json.loads(out.output)
+    assert js["lab"] == "default" and js["checks"][1]["name"] == "client: tunnel up"
+    assert len(js["analysis"]["sessions"]) == 3
+
+
+def error(*args) -> str:
+    res = runner.invoke(app, ["report", *map(str, args)])
+    assert isinstance(res.exception, LabError), res.output
+    return str(res.exception)
+
+
+def test_a_run_directory_missing_files_is_a_one_line_error_naming_them(tmp_path):
+    assert error(tmp_path / "nowhere") == f"{tmp_path / 'nowhere'}: no such run directory"
+    (tmp_path / "empty").mkdir()
+    assert error(tmp_path / "empty").startswith(
+        f"{tmp_path / 'empty'}: missing manifest.json, checks.json, topology.json: not the directory")
+    _, run = written(tmp_path)
+    (run / "home.pcap").unlink()
+    assert f"{run}: missing home.pcap:" in error(run)
+    # A run collected by `down` (no `test`): pcaps and manifest only.
+    (run / "checks.json").unlink()
+    (run / "topology.json").unlink()
+    assert f"{run}: missing checks.json, topology.json, home.pcap:" in error(run)
+
+
+def test_a_manifest_that_lists_no_capture_or_is_not_json(tmp_path):
+    _, run = written(tmp_path)
+    capture.write_manifest(run, "default", run.name, [], {}, None, 0.0)
+    assert "missing captures (manifest.json lists none)" in error(run)
+    (run / "manifest.json").write_text("{not json")
+    assert error(run).startswith(f"{run / 'manifest.json'}: not readable as JSON")
+
+
+def test_the_error_reaches_the_user_as_one_line_and_exit_status_2(tmp_path):
+    res = subprocess.run([sys.executable, "-c", "from lab.cli import main; main()", "report", str(tmp_path)],
+                         capture_output=True, text=True)
+    assert res.returncode == 2 and res.stdout == ""
+    assert res.stderr.splitlines() == [f"error: {tmp_path}: missing manifest.json, checks.json, topology.json: "
+                                       "not the directory of a `pptp-lab test` run"]
+
+
+def test_load_gives_back_the_result(tmp_path):
+    res, run = written(tmp_path)
+    back = runfiles.load(run)
+    assert back.checks == res.checks and back.topo.name == "default" and back.run_dir == run
+    assert [s.verdict for s in back.report.sessions] == [s.verdict for s in res.report.sessions]
