@@ -4,18 +4,16 @@ ansible-runner, copies them into the node containers and runs their configure sc
 from __future__ import annotations
 
 import base64
-import io
 import os
 import shutil
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
 
 import yaml
 
-from . import render
+from . import deploy, render
 from .deploy import obj_name
 from .errors import LabError
 from .host import console
@@ -36,25 +34,12 @@ class _Dumper(yaml.SafeDumper):
 _Dumper.add_representer(Unsafe, lambda d, v: d.represent_scalar("!unsafe", str(v)))
 
 
-def bundle(files: dict[str, tuple[str, int]]) -> bytes:
-    """The node's files as one tar (root-owned, with their modes): one copy per node instead
-    of one per file, which costs a module run on the controller each."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for path, (text, mode) in files.items():
-            data = text.encode()
-            info = tarfile.TarInfo(path.lstrip("/"))
-            info.size, info.mode, info.mtime = len(data), mode, int(time.time())
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
 def host_vars(topo: Topology, name: str, docker_url: str) -> dict:
     files = render.node_files(topo, name)
     return {
         "lab_node": Unsafe(name), "lab_kind": Unsafe(topo.nodes[name].kind),
         "lab_files": [Unsafe(p) for p in files],  # for people reading the inventory
-        "lab_bundle": Unsafe(base64.b64encode(bundle(files)).decode()),
+        "lab_bundle": Unsafe(base64.b64encode(deploy.tar_of(files)).decode()),  # one exec per node
         # Per host, not for `all`: the play's copy task runs on the controller (localhost).
         "ansible_connection": "community.docker.docker_api",
         "ansible_docker_docker_host": Unsafe(docker_url),

@@ -95,16 +95,16 @@ def run(container, cmd: str | list[str], check: bool = True) -> ExecResult:
     return res
 
 
-def put_file(container, path: str, text: str, mode: int = 0o644) -> None:
-    """Write a text file into a node (a one-member tar through the Docker API)."""
-    data = text.encode()
+def tar_of(files: dict[str, tuple[str, int]]) -> bytes:
+    """path -> (text, mode) as a tar to unpack at / (what put_archive and lab_unpack take)."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
-        info = tarfile.TarInfo(path.lstrip("/"))
-        info.size, info.mode, info.mtime = len(data), mode, int(time.time())
-        tar.addfile(info, io.BytesIO(data))
-    if not container.put_archive("/", buf.getvalue()):
-        raise LabError(f"{container.name}: writing {path} failed")
+        for path, (text, mode) in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(path.lstrip("/"))
+            info.size, info.mode, info.mtime = len(data), mode, int(time.time())
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
 
 
 def lab_containers(client: docker.DockerClient, lab: str, role: str | None = None) -> list:
@@ -136,5 +136,6 @@ def remove_lab(client: docker.DockerClient, lab: str) -> int:
 
 
 def put_files(container, files: dict[str, tuple[str, int]]) -> None:
-    for path, (text, mode) in files.items():
-        put_file(container, path, text, mode)
+    """Write text files into a node: one tar through the Docker API."""
+    if not container.put_archive("/", tar_of(files)):
+        raise LabError(f"{container.name}: writing {', '.join(files)} failed")
