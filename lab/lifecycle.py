@@ -116,23 +116,24 @@ def check_free(client: docker.DockerClient, topo: Topology) -> None:
                                    "distinct subnets")
 
 
-def preflight(client: docker.DockerClient, topo: Topology) -> bool:
+def preflight(client: docker.DockerClient, topo: Topology) -> dict[str, object]:
     """Every check `up` makes on the engine before creating anything (after the topology's
-    own validation). True when the same lab is already up (then `up` creates nothing)."""
+    own validation). Returns the lab's containers when the same lab is already up (then
+    `up` creates nothing), else {}."""
     have = existing(client, topo.name)
     if have:
         hashes = {c.labels.get(HASH_LABEL) for c in have.values()}
         if hashes != {topo_hash(topo)} or set(have) != set(topo.nodes):
             raise LabError(f"lab {topo.name} is up with a different topology: "
                            f"`pptp-lab down {topo.name}` first, or give another --name")
-        return True
+        return have
     check_free(client, topo)
-    return False
+    return {}
 
 
 def up(eng: Engine, topo: Topology, with_capture: bool = True, dial: bool = True) -> list[NodeStatus]:
     client = eng.client
-    have = existing(client, topo.name) if preflight(client, topo) else {}
+    have = preflight(client, topo)
     if have:
         for c in have.values():
             if c.status != "running":
