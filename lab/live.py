@@ -101,6 +101,8 @@ def events(chunks: Iterator[bytes], source: str) -> Iterator[str]:
     for pkt in packets(io.BufferedReader(_Chunks(chunks))):
         a.add(pkt)
         for s in a.sessions:
+            if s.end < pkt.ts and shown.get(s.id) == len(s.events):
+                continue  # not touched by this packet (a live stream's times only grow)
             who = f"{source} #{s.id} {s.client} -> {s.server}"
             for e in s.events[shown.get(s.id, 0):]:
                 yield f"{_clock(e.ts)} {who} {e.sender}: {e.what}" + (f" ({e.detail})" if e.detail else "")
