@@ -18,7 +18,7 @@ from pathlib import Path
 import docker
 import requests
 
-from . import capture, configure, deploy, images, names, queries, render
+from . import capture, configure, deploy, images, kinds, names, queries, render
 from .engine import Engine
 from .errors import LabError
 from .host import console
@@ -164,9 +164,12 @@ def node(client: docker.DockerClient, lab: str, name: str):
 
 
 def start_servers(client: docker.DockerClient, topo: Topology) -> None:
-    for name in topo.servers:
-        c = node(client, topo.name, name)
-        deploy.run(c, "pgrep -x pptpd >/dev/null || pptpd")
+    """Each node's kinds start what they run (Kind.start: pptpd on a pptp-server)."""
+    for name, n in topo.nodes.items():
+        def run(cmd: str, name=name):
+            return deploy.run(node(client, topo.name, name), cmd)
+        for kind in kinds.of(n):
+            kind.start(run)
 
 
 def dial_clients(client: docker.DockerClient, topo: Topology, timeout: float = TUNNEL_TIMEOUT) -> None:
@@ -237,15 +240,8 @@ def status(client: docker.DockerClient, topo_or_lab) -> list[NodeStatus]:
         addrs = {k.removeprefix(f"{lab}-"): v.get("IPAddress") for k, v in
                  c.attrs["NetworkSettings"]["Networks"].items()}
         st = NodeStatus(name, c.labels.get(names.ROLE, "?"), c.status, addrs)
-        if c.status == "running" and st.kind == "pptp-client":
-            st.tunnel, st.ppp_address, st.peer_address = ppp_state(c)
-            st.call_ids = next((ids[a] for a in addrs.values() if a in ids), "")
-        elif c.status == "running" and st.kind == "pptp-server":
-            # The calls it answers; its own outgoing call (a calling router, S17) is not one.
-            own = render.tunnel_if(st)  # by kind: ppp100 on a server
-            out = deploy.run(c, "ip -o link show", check=False).out
-            n = len([x for x in re.findall(r"^\d+: (ppp\d+)[:@]", out, re.M) if x != own])
-            st.tunnel = f"{n} call(s)"
+        if c.status == "running" and st.kind in kinds.KINDS:  # its tunnel, by its kind (Kind.status)
+            kinds.KINDS[st.kind].status(lambda cmd: deploy.run(c, cmd, check=False), st, ids)
         return st
 
     return sorted(_parallel(one, have.items()), key=lambda s: s.name)

@@ -10,13 +10,16 @@ from __future__ import annotations
 import functools
 import shlex
 import unicodedata
+from typing import TYPE_CHECKING
 
 import jinja2
 
-from . import names
+from . import kinds, names
 from .errors import LabError
 from .paths import resource
-from .topology import Topology
+
+if TYPE_CHECKING:
+    from .topology import Topology
 
 PEER = names.PEER
 MTU = 1400
@@ -53,9 +56,10 @@ def render(template: str, **values) -> str:
 
 
 def tunnel_if(node) -> str:
-    """A client's tunnel interface: ppp0; a VPN server that also dials out (a calling router,
-    S17) uses ppp100 so it never clashes with the interfaces of the calls it answers."""
-    return "ppp100" if node.kind == "pptp-server" else "ppp0"
+    """A node's own tunnel interface, by its kind (anything with a `kind`): ppp0; a VPN
+    server that also dials out (a calling router, S17) uses ppp100 so it never clashes with
+    the interfaces of the calls it answers."""
+    return kinds.get(node.kind).tunnel_if(node)
 
 
 def server_files(local_ip: str, remote_range: str, server_name: str = "pptpd",
@@ -83,42 +87,18 @@ def client_files(server: str, user: str, server_name: str = "pptpd", mppe: bool 
 
 
 def node_files(topo: Topology, name: str) -> dict[str, tuple[str, int]]:
-    """Every file node `name` is configured with, its configure script included."""
-    from . import policy
-
+    """Every file node `name` is configured with, its configure script included: each of
+    its kinds (lab.kinds.of) renders its own files and part of the script."""
     node = topo.nodes[name]
+    # The script's context; each kind fills its part. users: chap-secrets lines (the
+    # server's users and the client's own credentials).
+    ctx: dict = {"routes": [{"to": r.to, "via": r.via} for r in node.routes], "users": [], "scripts": []}
     files: dict[str, tuple[str, int]] = {}
-    users: list[dict] = []  # chap-secrets: the server's users and the client's own credentials
-    ctx: dict = {"kind": node.kind, "routes": [{"to": r.to, "via": r.via} for r in node.routes],
-                 "client": None, "nat": None, "fw": None}
-    if node.pptp_server:
-        s = node.pptp_server
-        files |= server_files(s.local_ip, s.remote_ip, s.name, s.mppe)
-        users += [{"name": u.name, "secret": u.secret, "server": s.name} for u in s.users]
-    if node.pptp_client:
-        c = node.pptp_client
-        files |= client_files(c.server, c.user, c.server_name, c.mppe, c.options.argv(),
-                              int(tunnel_if(node)[3:]), c.routes)
-        users.append({"name": c.user, "secret": c.secret, "server": c.server_name})
-        ctx["client"], ctx["pin_random"] = True, c.pin_random
-    if users:
-        files |= chap_secrets(users)
-    if node.nat:
-        n = node.nat
-        ctx["nat"] = {"mode": n.mode, "pptp_editor": n.pptp_editor, "public": n.public, "private": n.private,
-                      "outside_address": node.interfaces[n.outside],
-                      "outside_prefix": topo.networks[n.outside].net.prefixlen}
-        files["/etc/pptp-lab/nat.nft"] = (render("nat.nft.j2", nat=ctx["nat"]), 0o644)
-    if node.kind == "firewall":
-        custom = [policy.Filter(**f.model_dump()) for f in node.filters]
-        rules = policy.filters(node.policy, custom, node.policy_without)
-        inet, perim = topo.firewall_interface(node, "internet"), topo.firewall_interface(node, "perimeter")
-        ruleset = policy.nft_ruleset(rules, topo.vpn_address(node) or "") if node.policy != "open" else ""
-        ctx["fw"] = {"internet_address": node.interfaces.get(inet, ""),
-                     "perimeter_address": node.interfaces.get(perim, ""), "ruleset": bool(ruleset)}
-        if ruleset:
-            files["/etc/pptp-lab/filter.nft"] = ('include "/etc/pptp-lab/filter-ifaces.nft"\n'
-                                                 f"table {names.FILTER_TABLE}\n"
-                                                 f"delete table {names.FILTER_TABLE}\n" + ruleset + "\n", 0o644)
+    for kind in kinds.of(node):
+        files |= kind.files(topo, name, node, ctx)
+        if kind.script:
+            ctx["scripts"].append(kind.script)
+    if ctx["users"]:
+        files |= chap_secrets(ctx["users"])
     files[SCRIPT] = (render("configure.sh.j2", **ctx), 0o700)
     return files

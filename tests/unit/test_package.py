@@ -44,7 +44,7 @@ def test_the_wheel_carries_every_shipped_file_with_its_mode(built):
     assert sorted(share) == shipped_files()  # all of them, and nothing else (no bytecode, no runs/)
     for name in EXECUTABLE:
         assert (share[name].external_attr >> 16) & 0o111, f"{name} lost its executable bits"
-    assert "lab/cli.py" in infos and "lab/pptp/session.py" in infos
+    assert "lab/cli.py" in infos and "lab/pptp/session.py" in infos and "lab/kinds/pptp_server.py" in infos
     meta = next(z for z in infos if z.endswith(".dist-info/METADATA"))
     with zipfile.ZipFile(wheel) as z:
         text = z.read(meta).decode()
@@ -74,6 +74,9 @@ def test_every_shipped_folder_is_a_listed_package():
             if d.name != "__pycache__":
                 pkg = "lab.share." + ".".join(d.relative_to(REPO).parts)
                 assert pkg in listed, f"{d.relative_to(REPO)}/ is not in pyproject.toml's packages"
+    for init in (REPO / "lab").rglob("__init__.py"):  # lab's own subpackages (lab.pptp, lab.kinds)
+        pkg = ".".join(init.parent.relative_to(REPO).parts)
+        assert pkg in listed, f"{pkg} is not in pyproject.toml's packages"
 
 
 KEYS = ("import json, os; from lab import images, paths, vm, version; "

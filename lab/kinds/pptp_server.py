@@ -1,0 +1,78 @@
+"""pptp-server: pptpd answering PPTP calls, its users in chap-secrets. It may also dial
+out as a calling router
+(SPEC S17): then it has a pptp_client block too and its own tunnel is ppp100."""
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Optional
+
+from pydantic import Field, field_validator
+
+from .. import render
+from ..model import PppName, PppSecret, Strict
+from . import Kind
+from .pptp_client import BLOCK as CLIENT_BLOCK
+
+POOL = re.compile(r"(\d+\.\d+\.\d+\.)(\d+)-(\d+)")  # A.B.C.X-Y, pptpd's remoteip form
+
+
+class User(Strict):
+    name: PppName
+    secret: PppSecret
+
+
+class PptpServer(Strict):
+    local_ip: str
+    remote_ip: str = Field(description="pool, e.g. 172.16.0.10-50")
+    users: list[User] = Field(min_length=1)
+    name: PppName = "pptpd"
+    mppe: bool = True
+
+    @field_validator("local_ip")
+    @classmethod
+    def _local(cls, v: str) -> str:
+        return str(ipaddress.IPv4Address(v))
+
+    @field_validator("remote_ip")
+    @classmethod
+    def _pool(cls, v: str) -> str:
+        m = POOL.fullmatch(v)
+        if not m or not int(m.group(2)) <= int(m.group(3)) <= 254:
+            raise ValueError(f"{v!r}: give a pool as A.B.C.X-Y with X <= Y <= 254")
+        ipaddress.IPv4Address(m.group(1) + m.group(2))
+        return v
+
+    @property
+    def pool(self) -> list[str]:
+        prefix, lo, hi = POOL.fullmatch(self.remote_ip).groups()
+        return [f"{prefix}{i}" for i in range(int(lo), int(hi) + 1)]
+
+
+class PptpServerKind(Kind):
+    name = "pptp-server"
+    blocks = {"pptp_server": (Optional[PptpServer], None), "pptp_client": CLIENT_BLOCK}
+    required = ("pptp_server",)
+    packages = ("ppp", "pptpd")
+
+    def files(self, topo, name, node, ctx):
+        s = node.pptp_server
+        ctx["users"] += [{"name": u.name, "secret": u.secret, "server": s.name} for u in s.users]
+        return render.server_files(s.local_ip, s.remote_ip, s.name, s.mppe)
+
+    def tunnel_if(self, node):
+        """ppp100: its own outgoing call (S17) never clashes with the calls it answers."""
+        return "ppp100"
+
+    def start(self, run):
+        run("pgrep -x pptpd >/dev/null || pptpd")
+
+    def status(self, run, st, call_ids):
+        # The calls it answers; its own outgoing call (a calling router, S17) is not one.
+        own = self.tunnel_if(st)
+        out = run("ip -o link show").out
+        n = len([x for x in re.findall(r"^\d+: (ppp\d+)[:@]", out, re.M) if x != own])
+        st.tunnel = f"{n} call(s)"
+
+
+KIND = PptpServerKind()
