@@ -63,10 +63,10 @@ def tunnel_if(node) -> str:
 
 
 def server_files(local_ip: str, remote_range: str, server_name: str = "pptpd",
-                 mppe: bool = True) -> dict[str, tuple[str, int]]:
-    """path -> (text, mode) of a pptpd node."""
+                 mppe: bool = True, option_files: list[str] = ()) -> dict[str, tuple[str, int]]:
+    """path -> (text, mode) of a pptpd node; pptpd-options includes the `option_files`."""
     v = dict(local_ip=local_ip, remote_range=remote_range, server_name=server_name, mppe=mppe,
-             mtu=MTU, connections=64)
+             mtu=MTU, connections=64, option_files=list(option_files))
     return {"/etc/pptpd.conf": (render("pptpd.conf.j2", **v), 0o644),
             "/etc/ppp/pptpd-options": (render("pptpd-options.j2", **v), 0o644)}
 
@@ -88,17 +88,32 @@ def client_files(server: str, user: str, server_name: str = "pptpd", mppe: bool 
 
 def node_files(topo: Topology, name: str) -> dict[str, tuple[str, int]]:
     """Every file node `name` is configured with, its configure script included: each of
-    its kinds (lab.kinds.of) renders its own files and part of the script."""
+    its kinds (lab.kinds.of) renders its own files and part of the script, and every node
+    that gives it something (Kind.contribute) adds its contribution."""
     node = topo.nodes[name]
+    given = kinds.contributions(topo, name)
+    pppd_options: dict[str, list[tuple[str, ...]]] = {}
+    for kind, _, c in given:
+        if c.pppd_options:
+            pppd_options.setdefault(kind.name, []).extend(tuple(line) for line in c.pppd_options)
     # The script's context; each kind fills its part. users: chap-secrets lines (the
     # server's users and the client's own credentials).
-    ctx: dict = {"routes": [{"to": r.to, "via": r.via} for r in node.routes], "users": [], "scripts": []}
+    ctx: dict = {"routes": [{"to": r.to, "via": r.via} for r in node.routes], "users": [], "scripts": [],
+                 "pppd_options": pppd_options}
     files: dict[str, tuple[str, int]] = {}
     for kind in kinds.of(node):
         files |= kind.files(topo, name, node, ctx)
         if kind.script:
             ctx["scripts"].append(kind.script)
+    if ctx.pop("pppd_options", None):  # a kind that takes them (pptp-server) pops them
+        raise LabError(f"nodes.{name}: given pppd options by {', '.join(pppd_options)}, but it runs no pptpd")
     if ctx["users"]:
         files |= chap_secrets(ctx["users"])
+    for kind, giver, c in given:
+        for path, (text, mode) in c.files.items():
+            if path in files or path == SCRIPT:
+                raise LabError(f"nodes.{giver} (kind {kind.name}) gives {name} the file {path}, "
+                               f"which {name} has already")
+            files[path] = (text, mode)
     files[SCRIPT] = (render("configure.sh.j2", **ctx), 0o700)
     return files

@@ -13,6 +13,8 @@ with the `pppd` or `sh` filter), never as template text, shell code or a config 
 Kinds never import lab.topology at module level (it imports this package)."""
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Protocol
 
 from pydantic.fields import FieldInfo
@@ -30,6 +32,21 @@ class Result(Protocol):
 
 
 Run = Callable[[str], Result]  # runs a shell command in the node
+
+
+@dataclass(frozen=True)
+class Contribution:
+    """What a node of one kind gives another node (a kind that serves others, e.g. an
+    authentication server for a pptp-server)."""
+    files: Mapping[str, tuple[str, int]] = field(default_factory=dict)  # extra files for that node
+    # pppd option lines for that node's pptpd-options: (option, value, ...). The option is a
+    # word of the kind's own; the values are quoted for pppd. They land in
+    # /etc/ppp/pptp-lab.d/<kind>.options, which pptpd-options includes with `file`.
+    pppd_options: tuple[tuple[str, ...], ...] = ()
+    authenticates: bool = False  # that node's (a pptp-server's) users live here, not in its chap-secrets
+
+
+OPTION = re.compile(r"^[a-z][a-z0-9-]*$")  # a pppd option name a kind may contribute
 
 
 class Kind:
@@ -53,6 +70,10 @@ class Kind:
     def files(self, topo: Topology, name: str, node, ctx: dict) -> Files:
         """Files of the node (path -> (text, mode)); fill the kind's part of `ctx`, the
         configure script's context (`users` collects chap-secrets lines)."""
+        return {}
+
+    def contribute(self, topo: Topology, name: str, node) -> dict[str, Contribution]:
+        """What node `name` (of this kind) gives other nodes, by their names."""
         return {}
 
     def tunnel_if(self, node) -> str:
@@ -150,6 +171,21 @@ def of(node) -> list[Kind]:
     own = get(node.kind)
     return [own] + [k for k in KINDS.values()
                     if k is not own and k.required and all(is_set(node, b) for b in k.required)]
+
+
+def contributions(topo: Topology, name: str) -> list[tuple[Kind, str, Contribution]]:
+    """(kind, giving node, contribution) of every node that gives node `name` something."""
+    out = []
+    for other, node in topo.nodes.items():
+        for kind in of(node):
+            c = kind.contribute(topo, other, node).get(name)
+            if c is not None:
+                out.append((kind, other, c))
+    return out
+
+
+def authenticated_elsewhere(topo: Topology, name: str) -> bool:
+    return any(c.authenticates for _, _, c in contributions(topo, name))
 
 
 # The shipped kinds, in this order (the order of the schema's enum of kinds).

@@ -1,5 +1,5 @@
-"""pptp-server: pptpd answering PPTP calls, its users in chap-secrets. It may also dial
-out as a calling router
+"""pptp-server: pptpd answering PPTP calls, its users in chap-secrets (or authenticated by
+another node: see Contribution.authenticates). It may also dial out as a calling router
 (SPEC S17): then it has a pptp_client block too and its own tunnel is ppp100."""
 from __future__ import annotations
 
@@ -10,11 +10,13 @@ from typing import Optional
 from pydantic import Field, field_validator
 
 from .. import render
+from ..errors import LabError
 from ..model import PppName, PppSecret, Strict
-from . import Kind
+from . import OPTION, Kind, authenticated_elsewhere
 from .pptp_client import BLOCK as CLIENT_BLOCK
 
 POOL = re.compile(r"(\d+\.\d+\.\d+\.)(\d+)-(\d+)")  # A.B.C.X-Y, pptpd's remoteip form
+OPTIONS_DIR = "/etc/ppp/pptp-lab.d"  # option files other nodes contribute (Contribution.pppd_options)
 
 
 class User(Strict):
@@ -25,7 +27,8 @@ class User(Strict):
 class PptpServer(Strict):
     local_ip: str
     remote_ip: str = Field(description="pool, e.g. 172.16.0.10-50")
-    users: list[User] = Field(min_length=1)
+    users: list[User] = Field(default_factory=list, description="at least one, unless another node "
+                              "authenticates this server's users")
     name: PppName = "pptpd"
     mppe: bool = True
 
@@ -55,10 +58,25 @@ class PptpServerKind(Kind):
     required = ("pptp_server",)
     packages = ("ppp", "pptpd")
 
+    def check(self, topo, name, node):
+        if not node.pptp_server.users and not authenticated_elsewhere(topo, name):
+            return [f"nodes.{name}.pptp_server.users: empty, and no node authenticates {name}'s "
+                    "users: give at least one user"]
+        return []
+
     def files(self, topo, name, node, ctx):
         s = node.pptp_server
+        files = {}
+        option_files = []
+        for kind, lines in ctx.pop("pppd_options", {}).items():  # contributed by other nodes
+            bad = next((line[0] for line in lines if not OPTION.fullmatch(line[0])), None)
+            if bad is not None:
+                raise LabError(f"kind {kind}: {bad!r} is no pppd option name")
+            path = f"{OPTIONS_DIR}/{kind}.options"
+            files[path] = (render.render("pppd-extra.options.j2", kind=kind, lines=lines), 0o644)
+            option_files.append(path)
         ctx["users"] += [{"name": u.name, "secret": u.secret, "server": s.name} for u in s.users]
-        return render.server_files(s.local_ip, s.remote_ip, s.name, s.mppe)
+        return render.server_files(s.local_ip, s.remote_ip, s.name, s.mppe, option_files) | files
 
     def tunnel_if(self, node):
         """ppp100: its own outgoing call (S17) never clashes with the calls it answers."""
