@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -375,14 +376,25 @@ def test_(topologies: list[str] = typer.Argument(..., metavar="TOPOLOGY...",
                                                help="topology files, or shipped topologies' names"),
           engine: Optional[str] = EngineOpt, wide: bool = WideOpt,
           name: Optional[str] = typer.Option(None, "--name", help="lab name for a single topology "
-                                             "(default: the file's name:)")) -> None:
+                                             "(default: the file's name:)"),
+          engines: Optional[str] = typer.Option(None, "--engines", metavar="A,B,...",
+                                                help="run labs side by side, one per engine at a time "
+                                                "(e.g. vm,vm:2 or vm,tcp://127.0.0.1:2375)"),
+          jobs: int = typer.Option(1, "-j", "--jobs", metavar="N",
+                                   help="N engines of --engine's kind side by side (VMs: vm, vm:2, ...)")) -> None:
     """Bring each topology up, check its `expect:` block on real tunnels and captures, and
-    write JUnit XML and an HTML report (runs/<lab>/<run-id>/)."""
+    write JUnit XML and an HTML report (runs/<lab>/<run-id>/). With several engines
+    (--engines, -j N) labs run side by side and runs/parallel/<stamp>/ gets the merged
+    junit.xml and an index.html over every lab's report."""
     from . import runfiles, testrun, topology
 
     if name and len(topologies) > 1:
         raise LabError("--name renames one topology's lab: give a single TOPOLOGY with it")
-    topos = [topology.load(topology_file(p), name) for p in topologies]  # all validated before anything runs
+    paths = [topology_file(p) for p in topologies]
+    topos = [topology.load(p, name) for p in paths]  # all validated before anything runs
+    listed = [x.strip() for x in (engines or "").split(",") if x.strip()]
+    if listed or jobs != 1:
+        _test_side_by_side(list(zip(paths, topos)), engine or engine_mod.wanted(), jobs, listed)
     eng = engine_mod.select(engine)
     testrun.refuse_running(eng, topos)
     failed = 0
@@ -393,6 +405,22 @@ def test_(topologies: list[str] = typer.Argument(..., metavar="TOPOLOGY...",
                                    wide))
         console.print(f"JUnit: {junit}\nreport: {page}", soft_wrap=True)  # paths whole, never wrapped
         failed += not res.passed
+    raise typer.Exit(1 if failed else 0)
+
+
+def _test_side_by_side(items, base: str, jobs: int, listed: list[str]) -> None:
+    from . import parallel
+
+    pool = parallel.engine_pool(base, jobs, listed)
+    console.print(f"{len(items)} lab(s) on {len(pool)} engine slot(s): {', '.join(pool)}")
+    start = time.monotonic()
+    done, out_dir = parallel.run_all(items, pool)
+    junit, page = parallel.write_merged(done, out_dir, time.monotonic() - start)
+    failed = [j for j in done if not j.passed]
+    for j in failed:
+        console.print(f"[red]{j.topo.name}: {j.state}[/] on {j.engine} (log: {j.log})", soft_wrap=True)
+    console.print(f"{len(done) - len(failed)} of {len(done)} labs passed in {time.monotonic() - start:.0f}s\n"
+                  f"JUnit (merged): {junit}\nreport: {page}", soft_wrap=True)
     raise typer.Exit(1 if failed else 0)
 
 

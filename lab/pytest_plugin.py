@@ -143,7 +143,7 @@ class Lab:
         """Packet counters of a firewall's rules, by filter ID (S12a...) or drop comment."""
         from . import queries
 
-        rows = queries.filter_counters(self.node(firewall))
+        rows = queries.filter_counters(self.eng, self.node(firewall))
         return {r["comment"].split(" ")[0] if r["comment"][:1] == "S" else r["comment"]: r["packets"]
                 for r in rows}
 

@@ -51,7 +51,7 @@ def instance() -> int:
 
 
 def vm_dir() -> Path:
-    return private_dir(state_dir() / ("vm" if _instance == 1 else f"vm{_instance}"))
+    return private_dir(VmEngine.state_dir_of(_instance))
 
 
 @dataclass
@@ -419,6 +419,10 @@ class VmEngine(DockerEngine):
         use(number)
         self.number = number
         super().__init__("vm" if number == 1 else f"vm:{number}", "", why)
+
+    @staticmethod
+    def state_dir_of(number: int) -> Path:
+        return state_dir() / ("vm" if number == 1 else f"vm{number}")
 
     def start(self) -> "VmEngine":
         use(self.number)

@@ -13,8 +13,8 @@ def test_a_segment_that_is_not_captured_is_an_error_naming_it(lab_engine, monkey
     eng, image = lab_engine
     eng.remove_lab(LAB)
     eng.create_network(LAB, "seg", "10.88.0.0/24")
-    real = capture.bridge
-    monkeypatch.setattr(capture, "bridge", lambda net: "nosuchbr0" if net.name.endswith("-seg") else real(net))
+    real = eng.bridge
+    monkeypatch.setattr(eng, "bridge", lambda net: "nosuchbr0" if net.name.endswith("-seg") else real(net))
     monkeypatch.setattr(capture, "WAIT", 5.0)
     try:
         with pytest.raises(LabError, match=r"lab t-capture: no capture on segment\(s\) seg after 5s \(seg: .*nosuchbr0"):
