@@ -73,7 +73,8 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="pptp-lab-bench-"))
     os.environ["PPTP_LAB_STATE"] = str(work / "state")
-    from lab import engine, images, vm  # after the env is set
+    from lab import engines, images  # after the env is set
+    from lab.engines import vm
 
     rows: list[tuple[str, str, str]] = []
     dockerd = None
@@ -97,7 +98,7 @@ def main() -> None:
         rows.append(("node image load into the VM", f"{t:.1f} s", "import + Dockerfile; target <= 20 s"))
         vm_start, vm_exec = container_figures(client, tag, args.n)
 
-        local = engine.local_client()
+        local = engines.choose.local().client if engines.choose.local().reachable() else None
         if local is None and shutil.which("dockerd"):
             dockerd, local = private_dockerd(work / "dockerd")
         if local is not None:

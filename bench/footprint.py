@@ -19,7 +19,8 @@ import yaml  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from lab import deploy, engine, lifecycle, topology, vm  # noqa: E402
+from lab import engines as engine, lifecycle, topology  # noqa: E402
+from lab.engines import vm  # noqa: E402
 
 def _bench_lab():
     """bench/lab.py (its name is the package's, so it is loaded by path): the same generated
@@ -53,8 +54,8 @@ def cpu_pct(c) -> float:
     return 100.0 * d_cpu / d_sys * s["cpu_stats"].get("online_cpus", 1) if d_sys > 0 else 0.0
 
 
-def rss_kb(c, programs: str) -> list[int]:
-    out = deploy.run(c, f"ps -o rss= -C {programs}", check=False).out
+def rss_kb(eng, c, programs: str) -> list[int]:
+    out = eng.exec(c, f"ps -o rss= -C {programs}", check=False).out
     return [int(x) for x in out.split()]
 
 
@@ -66,23 +67,23 @@ def main() -> None:
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as fh:
         yaml.safe_dump(nat_clients(n), fh)
     topo = topology.load(fh.name)
-    lifecycle.down(eng.client, topo.name)
+    lifecycle.down(eng, topo.name)
     lifecycle.up(eng, topo)
     try:
-        nodes = lifecycle.existing(eng.client, topo.name)
+        nodes = lifecycle.existing(eng, topo.name)
         time.sleep(3)
         idle = {name: mem_mb(c) for name, c in nodes.items()}
         used = guest_used_mb()
-        client_rss = [sum(rss_kb(nodes[f"c{i}"], "pppd,pptp")) for i in range(n)]
-        server_rss = rss_kb(nodes["vpn"], "pppd")
+        client_rss = [sum(rss_kb(eng, nodes[f"c{i}"], "pppd,pptp")) for i in range(n)]
+        server_rss = rss_kb(eng, nodes["vpn"], "pppd")
         # A ping stream through every tunnel (5/s each), then the busiest node's CPU.
         for i in range(n):
-            deploy.run(nodes[f"c{i}"], "ping -q -i 0.2 -c 50 172.31.0.1 >/dev/null 2>&1 &", check=False)
+            eng.exec(nodes[f"c{i}"], "ping -q -i 0.2 -c 50 172.31.0.1 >/dev/null 2>&1 &", check=False)
         time.sleep(4)
         busy = {name: cpu_pct(c) for name, c in nodes.items()}
         used_busy = guest_used_mb()
     finally:
-        lifecycle.down(eng.client, topo.name)
+        lifecycle.down(eng, topo.name)
     table = Table(title=f"footprint: {n} clients behind one NAT, {eng.name} engine")
     table.add_column("figure")
     table.add_column("value", justify="right")

@@ -19,7 +19,7 @@ import yaml  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from lab import engine, images, lifecycle, topology  # noqa: E402
+from lab import engines as engine, lifecycle, topology  # noqa: E402
 from lab.paths import shipped_topology  # noqa: E402
 
 
@@ -40,13 +40,13 @@ def nat_clients(n: int) -> dict:
 
 
 def measure(eng, topo) -> tuple[float, float]:
-    lifecycle.down(eng.client, topo.name)
+    lifecycle.down(eng, topo.name)
     start = time.monotonic()
     rows = lifecycle.up(eng, topo)
     t_up = time.monotonic() - start
     assert all(r.tunnel == "up" for r in rows if r.kind == "pptp-client"), "a tunnel did not come up"
     start = time.monotonic()
-    lifecycle.down(eng.client, topo.name)
+    lifecycle.down(eng, topo.name)
     return t_up, time.monotonic() - start
 
 
@@ -55,7 +55,7 @@ def main() -> None:
     ap.add_argument("--sizes", default="1,5,10", help="clients behind the NAT (default 1,5,10)")
     args = ap.parse_args()
     eng = engine.select()
-    images.ensure_node_image(eng.client)
+    eng.ensure_image()
     rows = []
     t_up, t_down = measure(eng, topology.load(shipped_topology("default"), name="bench-default"))
     rows.append(("default.yaml (6 nodes, 2 tunnels)", t_up, t_down))

@@ -11,10 +11,10 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-import docker
 import docker.errors
 
-from . import deploy, names
+from . import names
+from .engines import Engine
 from .errors import LabError
 from .paths import private_dir, runs_dir
 
@@ -24,37 +24,30 @@ WAIT = 30.0  # seconds for tcpdump to listen on every segment
 MANIFEST = "manifest.json"
 
 
-def bridge(network) -> str:
-    return network.attrs.get("Options", {}).get("com.docker.network.bridge.name") or f"br-{network.id[:12]}"
-
-
-def container(client: docker.DockerClient, lab: str):
-    found = deploy.lab_containers(client, lab, role=ROLE)
+def container(eng: Engine, lab: str):
+    found = eng.containers(lab, role=ROLE)
     return found[0] if found else None
 
 
-def start(client: docker.DockerClient, lab: str, image: str):
+def start(eng: Engine, lab: str, image: str):
     """Start capturing on every network of the lab (idempotent: one capture per lab)."""
-    existing = container(client, lab)
+    existing = container(eng, lab)
     if existing is not None and existing.status == "running":
         return existing
     if existing is not None:
         existing.remove(force=True)
-    segments = {n.attrs["Labels"][names.NETWORK]: bridge(n) for n in deploy.lab_networks(client, lab)}
+    segments = {n.attrs["Labels"][names.NETWORK]: eng.bridge(n) for n in eng.networks(lab)}
     script = [f"mkdir -p {DIR}", f"date +%s.%N > {DIR}/started"]
     for seg, br in segments.items():
         script.append(f"tcpdump -i {br} -U -n -s 0 -w {DIR}/{seg}.pcap 2>{DIR}/{seg}.log &")
     script.append("trap 'kill -INT $(jobs -p) 2>/dev/null; wait; exit 0' TERM INT; wait")
-    box = client.containers.run(
-        image, entrypoint=["sh", "-c", "\n".join(script)], name=deploy.obj_name(lab, ROLE),
-        network_mode="host", cap_add=["NET_ADMIN", "NET_RAW"], detach=True,
-        labels={deploy.LABEL: lab, names.ROLE: ROLE, names.SEGMENTS: json.dumps(segments)})
+    box = eng.run_helper(lab, ROLE, image, "\n".join(script), {names.SEGMENTS: json.dumps(segments)})
     # tcpdump needs a moment to open its interfaces; nothing of the lab's traffic may precede it.
     deadline = time.monotonic() + WAIT
     probe = " ".join(f"grep -q 'listening on' {DIR}/{seg}.log 2>/dev/null || echo {seg};" for seg in segments)
     while True:
         try:
-            res = deploy.run(box, probe, check=False)  # one exec per poll: execs are slow
+            res = eng.exec(box, probe, check=False)  # one exec per poll: execs are slow
             missing = [seg for seg in res.out.split() if seg in segments] if res.ok else list(segments)
         except docker.errors.APIError:  # the container ended: every tcpdump in it failed
             missing = list(segments)
@@ -62,7 +55,7 @@ def start(client: docker.DockerClient, lab: str, image: str):
             return box
         box.reload()
         if time.monotonic() > deadline or box.status != "running":
-            logs = _logs(box, missing)
+            logs = _logs(eng, box, missing)
             detail = "; ".join(f"{seg}: {' '.join(logs[seg].split())[:160]}" if logs.get(seg)
                                else f"{seg}: no output" for seg in missing)
             raise LabError(f"lab {lab}: no capture on segment(s) {', '.join(missing)} after "
@@ -70,21 +63,19 @@ def start(client: docker.DockerClient, lab: str, image: str):
         time.sleep(0.3)
 
 
-def _logs(box, segments: list[str]) -> dict[str, str]:
+def _logs(eng: Engine, box, segments: list[str]) -> dict[str, str]:
     """tcpdump's own words per segment, read through the archive API (works on a stopped
     container too)."""
     try:
-        stream, _ = box.get_archive(DIR)
-        with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+        with tarfile.open(fileobj=io.BytesIO(eng.get_archive(box, DIR))) as tar:
             return {seg: tar.extractfile(m).read().decode(errors="replace").strip()
                     for seg in segments for m in tar.getmembers() if m.isfile() and m.name.endswith(f"/{seg}.log")}
     except (docker.errors.APIError, tarfile.TarError):
         return {}
 
 
-def _extract(box, dest: Path) -> list[Path]:
-    stream, _ = box.get_archive(DIR)
-    data = io.BytesIO(b"".join(stream))
+def _extract(eng: Engine, box, dest: Path) -> list[Path]:
+    data = io.BytesIO(eng.get_archive(box, DIR))
     private_dir(dest)
     out = []
     with tarfile.open(fileobj=data) as tar:
@@ -98,26 +89,26 @@ def _extract(box, dest: Path) -> list[Path]:
     return out
 
 
-def snapshot(client: docker.DockerClient, lab: str, dest: Path) -> list[Path]:
+def snapshot(eng: Engine, lab: str, dest: Path) -> list[Path]:
     """Copy the pcaps as they are now, capture still running (for status and checks)."""
-    box = container(client, lab)
-    return _extract(box, dest) if box is not None else []
+    box = container(eng, lab)
+    return _extract(eng, box, dest) if box is not None else []
 
 
-def stop(client: docker.DockerClient, lab: str) -> Path | None:
+def stop(eng: Engine, lab: str) -> Path | None:
     """Stop capturing, collect the pcaps into runs/<lab>/<run-id>/ with manifest.json."""
-    box = container(client, lab)
+    box = container(eng, lab)
     if box is None:
         return None
     segments = json.loads(box.labels.get(names.SEGMENTS, "{}"))
     started = ""
     if box.status == "running":
-        started = deploy.run(box, f"cat {DIR}/started", check=False).out.strip()
-        deploy.run(box, "pkill -INT tcpdump; sleep 0.5", check=False)  # flush the pcaps
+        started = eng.exec(box, f"cat {DIR}/started", check=False).out.strip()
+        eng.exec(box, "pkill -INT tcpdump; sleep 0.5", check=False)  # flush the pcaps
     stopped = time.time()
     run_id = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     dest = private_dir(runs_dir() / lab) / run_id
-    files = _extract(box, dest)
+    files = _extract(eng, box, dest)
     write_manifest(dest, lab, run_id, files, segments, float(started) if started else None, stopped)
     box.remove(force=True)
     return dest

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -14,8 +15,9 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
-from . import engine as engine_mod
-from . import images, vm
+from . import engines as engine_mod
+from . import images
+from .engines import vm
 from .errors import LabError
 from .host import console
 from .paths import RUNS_ENV, topology_file
@@ -27,7 +29,7 @@ image_app = typer.Typer(no_args_is_help=True, help="The lab's node image.")
 app.add_typer(vm_app, name="vm")
 app.add_typer(image_app, name="image")
 
-EngineOpt = typer.Option(None, "--engine", help="local | vm | auto (default: $PPTP_LAB_ENGINE or auto)")
+EngineOpt = typer.Option(None, "--engine", help=f"{engine_mod.HELP} (default: $PPTP_LAB_ENGINE or auto)")
 
 
 def _print(data, as_json: bool) -> None:
@@ -211,7 +213,7 @@ def down(lab: str = typer.Argument("default", help="lab name or topology file"),
     if eng is None:
         console.print(f"no engine running: lab {lab} has nothing left to remove")
         return
-    gone, run = lifecycle.down(eng.client, lab)
+    gone, run = lifecycle.down(eng, lab)
     console.print(f"lab {lab}: removed {gone} objects" + (f"; captures in {run}" if run else ""), soft_wrap=True)
 
 
@@ -229,7 +231,7 @@ def status(lab: str = typer.Argument("default"), engine: Optional[str] = EngineO
     from . import lifecycle
 
     lab = _lab_name(lab)
-    rows = lifecycle.status(_running_engine(engine).client, lab)
+    rows = lifecycle.status(_running_engine(engine), lab)
     if as_json:
         print(lifecycle.to_json(rows))
     else:
@@ -240,11 +242,10 @@ def status(lab: str = typer.Argument("default"), engine: Optional[str] = EngineO
 def exec_(ctx: typer.Context, lab: str = typer.Argument(...), node: str = typer.Argument(...),
           engine: Optional[str] = EngineOpt) -> None:
     """Run a command in a lab node, e.g. `pptp-lab exec default client ip addr`."""
-    from . import deploy, lifecycle
-
     if not ctx.args:
         raise LabError("exec: give a command after the node name")
-    res = deploy.run(lifecycle.node(_running_engine(engine).client, _lab_name(lab), node), ctx.args, check=False)
+    eng = _running_engine(engine)
+    res = eng.exec(eng.node(_lab_name(lab), node), ctx.args, check=False)
     sys.stdout.write(res.out)
     raise typer.Exit(res.rc)
 
@@ -254,7 +255,8 @@ def logs(lab: str, node: str, engine: Optional[str] = EngineOpt) -> None:
     """pppd's log of a node (and pptpd's calls on a server)."""
     from . import lifecycle, queries
 
-    sys.stdout.write(queries.ppp_log(lifecycle.node(_running_engine(engine).client, _lab_name(lab), node)))
+    eng = _running_engine(engine)
+    sys.stdout.write(queries.ppp_log(eng, eng.node(_lab_name(lab), node)))
 
 
 @capture_app.command("live")
@@ -268,7 +270,7 @@ def capture_live(lab: str, segment: str, engine: Optional[str] = EngineOpt,
     if out.isatty():
         raise LabError("capture live writes pcap bytes: pipe it into wireshark -k -i - or tshark -r -")
     try:
-        with live.stream(_running_engine(engine).client, _lab_name(lab), segment, bpf) as chunks:
+        with live.stream(_running_engine(engine), _lab_name(lab), segment, bpf) as chunks:
             for chunk in chunks:
                 out.write(chunk)
                 out.flush()
@@ -286,7 +288,7 @@ def capture_watch(lab: str = typer.Argument("default"), engine: Optional[str] = 
         print(line, flush=True)
 
     try:
-        live.watch(_running_engine(engine).client, _lab_name(lab), write)
+        live.watch(_running_engine(engine), _lab_name(lab), write)
     except (BrokenPipeError, KeyboardInterrupt):
         pass
 
@@ -296,7 +298,7 @@ def capture_stop(lab: str = typer.Argument("default"), engine: Optional[str] = E
     """Stop capturing and collect the pcaps into runs/<lab>/<run-id>/."""
     from . import capture
 
-    run = capture.stop(_running_engine(engine).client, _lab_name(lab))
+    run = capture.stop(_running_engine(engine), _lab_name(lab))
     console.print(f"captures in {run}" if run else f"lab {lab} has no capture running", soft_wrap=True)
 
 
@@ -312,7 +314,8 @@ def policy_show(lab: str, node: str, engine: Optional[str] = EngineOpt,
     """The firewall node's rules with their packet counters."""
     from . import lifecycle, names, queries
 
-    rows = queries.filter_counters(lifecycle.node(_running_engine(engine).client, _lab_name(lab), node))
+    eng = _running_engine(engine)
+    rows = queries.filter_counters(eng, eng.node(_lab_name(lab), node))
     if as_json:
         print(json.dumps(rows, indent=1))
         return
@@ -330,7 +333,8 @@ def nat_show(lab: str, node: str, engine: Optional[str] = EngineOpt,
     """Conntrack entries for TCP 1723 and GRE on a NAT node, with the call IDs seen."""
     from . import lifecycle, queries
 
-    rows = queries.nat_entries(lifecycle.node(_running_engine(engine).client, _lab_name(lab), node))
+    eng = _running_engine(engine)
+    rows = queries.nat_entries(eng, eng.node(_lab_name(lab), node))
     if as_json:
         print(json.dumps(rows, indent=1))
         return
@@ -372,14 +376,25 @@ def test_(topologies: list[str] = typer.Argument(..., metavar="TOPOLOGY...",
                                                help="topology files, or shipped topologies' names"),
           engine: Optional[str] = EngineOpt, wide: bool = WideOpt,
           name: Optional[str] = typer.Option(None, "--name", help="lab name for a single topology "
-                                             "(default: the file's name:)")) -> None:
+                                             "(default: the file's name:)"),
+          engines: Optional[str] = typer.Option(None, "--engines", metavar="A,B,...",
+                                                help="run labs side by side, one per engine at a time "
+                                                "(e.g. vm,vm:2 or vm,tcp://127.0.0.1:2375)"),
+          jobs: int = typer.Option(1, "-j", "--jobs", metavar="N",
+                                   help="N engines of --engine's kind side by side (VMs: vm, vm:2, ...)")) -> None:
     """Bring each topology up, check its `expect:` block on real tunnels and captures, and
-    write JUnit XML and an HTML report (runs/<lab>/<run-id>/)."""
+    write JUnit XML and an HTML report (runs/<lab>/<run-id>/). With several engines
+    (--engines, -j N) labs run side by side and runs/parallel/<stamp>/ gets the merged
+    junit.xml and an index.html over every lab's report."""
     from . import runfiles, testrun, topology
 
     if name and len(topologies) > 1:
         raise LabError("--name renames one topology's lab: give a single TOPOLOGY with it")
-    topos = [topology.load(topology_file(p), name) for p in topologies]  # all validated before anything runs
+    paths = [topology_file(p) for p in topologies]
+    topos = [topology.load(p, name) for p in paths]  # all validated before anything runs
+    listed = [x.strip() for x in (engines or "").split(",") if x.strip()]
+    if listed or jobs != 1:
+        _test_side_by_side(list(zip(paths, topos)), engine or engine_mod.wanted(), jobs, listed)
     eng = engine_mod.select(engine)
     testrun.refuse_running(eng, topos)
     failed = 0
@@ -390,6 +405,22 @@ def test_(topologies: list[str] = typer.Argument(..., metavar="TOPOLOGY...",
                                    wide))
         console.print(f"JUnit: {junit}\nreport: {page}", soft_wrap=True)  # paths whole, never wrapped
         failed += not res.passed
+    raise typer.Exit(1 if failed else 0)
+
+
+def _test_side_by_side(items, base: str, jobs: int, listed: list[str]) -> None:
+    from . import parallel
+
+    pool = parallel.engine_pool(base, jobs, listed)
+    console.print(f"{len(items)} lab(s) on {len(pool)} engine slot(s): {', '.join(pool)}")
+    start = time.monotonic()
+    done, out_dir = parallel.run_all(items, pool)
+    junit, page = parallel.write_merged(done, out_dir, time.monotonic() - start)
+    failed = [j for j in done if not j.passed]
+    for j in failed:
+        console.print(f"[red]{j.topo.name}: {j.state}[/] on {j.engine} (log: {j.log})", soft_wrap=True)
+    console.print(f"{len(done) - len(failed)} of {len(done)} labs passed in {time.monotonic() - start:.0f}s\n"
+                  f"JUnit (merged): {junit}\nreport: {page}", soft_wrap=True)
     raise typer.Exit(1 if failed else 0)
 
 
@@ -444,14 +475,14 @@ def graph(target: str = typer.Argument("default", metavar="TOPOLOGY|LAB",
 def _graph_source(target: str, engine: Optional[str]):
     """(topology, live state or None). A file is drawn as written, without asking any
     engine; a name is a running lab's when one of that name is up, else a shipped topology."""
-    from . import deploy, graph as graph_mod, lifecycle, topology
+    from . import graph as graph_mod, lifecycle, topology
 
     path = Path(target)
     if not (path.is_file() or path.suffix in (".yaml", ".yml") or len(path.parts) != 1):
         eng = engine_mod.running(engine)
-        if eng is not None and target in deploy.labs(eng.client):
-            return (lifecycle.recorded_topology(eng.client, target),
-                    graph_mod.state_from(lifecycle.status(eng.client, target)))
+        if eng is not None and target in eng.labs():
+            return (lifecycle.recorded_topology(eng, target),
+                    graph_mod.state_from(lifecycle.status(eng, target)))
     return topology.load(topology_file(target)), None
 
 
@@ -476,7 +507,7 @@ def validate(topologies: list[str] = typer.Argument(..., metavar="TOPOLOGY...",
             console.print(f"[green]✓[/] {where}: topology valid (no engine running: engine checks skipped)")
             continue
         try:
-            same = lifecycle.preflight(eng.client, topo)
+            same = lifecycle.preflight(eng, topo)
         except LabError as exc:
             errors.append(f"{where}: {exc}")
             continue
@@ -506,6 +537,13 @@ def schema() -> None:
     from . import topology
 
     sys.stdout.write(topology.json_schema())
+
+
+@vm_app.callback()
+def vm_options(instance: int = typer.Option(1, "--instance", "-n", min=1, max=16,
+                                            help="which VM: N is engine vm:N (labs side by side)")) -> None:
+    """The built-in VM engine (Debian kernel with PPP, dockerd inside)."""
+    vm.use(instance)
 
 
 @vm_app.command("build")
@@ -555,7 +593,7 @@ def image_build() -> None:
 def image_load(engine: Optional[str] = EngineOpt) -> None:
     """Load the node image into the selected engine."""
     eng = engine_mod.select(engine)
-    console.print(f"{images.ensure_node_image(eng.client)} on {eng.name} ({eng.why})")
+    console.print(f"{eng.ensure_image()} on {eng.name} ({eng.why})")
 
 
 def main() -> None:

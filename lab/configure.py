@@ -13,8 +13,8 @@ from pathlib import Path
 
 import yaml
 
-from . import deploy, render
-from .deploy import obj_name
+from . import render
+from .engines import obj_name, tar_of
 from .errors import LabError
 from .host import console
 from .paths import resource, state_dir
@@ -39,7 +39,7 @@ def host_vars(topo: Topology, name: str, docker_url: str) -> dict:
     return {
         "lab_node": Unsafe(name), "lab_kind": Unsafe(topo.nodes[name].kind),
         "lab_files": [Unsafe(p) for p in files],  # for people reading the inventory
-        "lab_bundle": Unsafe(base64.b64encode(deploy.tar_of(files)).decode()),  # one exec per node
+        "lab_bundle": Unsafe(base64.b64encode(tar_of(files)).decode()),  # one exec per node
         # Per host, not for `all`: the play's copy task runs on the controller (localhost).
         "ansible_connection": "community.docker.docker_api",
         "ansible_docker_docker_host": Unsafe(docker_url),

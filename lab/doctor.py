@@ -8,7 +8,8 @@ import importlib.util
 import os
 import shutil
 
-from . import images, vm
+from . import images
+from .engines import vm
 from .errors import LabError
 from .paths import cache_dir
 

@@ -15,11 +15,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import docker
 import requests
 
-from . import capture, configure, deploy, images, kinds, names, queries, render
-from .engine import Engine
+from . import capture, configure, kinds, names, queries, render
+from .engines import Engine
 from .errors import LabError
 from .host import console
 from .topology import Topology, public_data
@@ -56,8 +55,8 @@ def _parallel(fn, items, workers: int = 16):
         return list(pool.map(fn, items))
 
 
-def existing(client: docker.DockerClient, lab: str) -> dict[str, object]:
-    return {c.labels.get(names.NODE): c for c in deploy.lab_containers(client, lab)
+def existing(eng: Engine, lab: str) -> dict[str, object]:
+    return {c.labels.get(names.NODE): c for c in eng.containers(lab)
             if c.labels.get(names.NODE)}
 
 
@@ -71,20 +70,17 @@ def create(eng: Engine, topo: Topology, image: str) -> None:
         with console.status(f"creating {len(topo.networks)} networks") as st:
             for name, net in topo.networks.items():
                 st.update(f"creating network {name} ({net.subnet})")
-                deploy.create_network(eng.client, topo.name, name, net.subnet, net.bridge_address, net_labels)
+                eng.create_network(topo.name, name, net.subnet, net.bridge_address, net_labels)
 
         def make(item):
             name, node = item
             try:
-                return deploy.create_node(eng.client, topo.name, name, image, dict(node.interfaces),
-                                          node.kind, labels)
+                return eng.create_node(topo.name, name, image, dict(node.interfaces), node.kind, labels)
             except requests.ConnectionError:
                 # A busy engine behind QEMU's port forward now and then drops a connection:
                 # clear what the first try may have made and try once more.
-                for c in eng.client.containers.list(all=True, filters={"name": f"^{deploy.obj_name(topo.name, name)}$"}):
-                    c.remove(force=True)
-                return deploy.create_node(eng.client, topo.name, name, image, dict(node.interfaces),
-                                          node.kind, labels)
+                eng.forget_node(topo.name, name)
+                return eng.create_node(topo.name, name, image, dict(node.interfaces), node.kind, labels)
 
         start = time.monotonic()
         with console.status(f"starting {len(topo.nodes)} nodes"):
@@ -93,16 +89,16 @@ def create(eng: Engine, topo: Topology, image: str) -> None:
         console.print(f"[green]✓[/] {len(topo.networks)} networks, {len(topo.nodes)} nodes "
                       f"({time.monotonic() - start:.0f}s)")
     except BaseException:
-        deploy.remove_lab(eng.client, topo.name)
+        eng.remove_lab(topo.name)
         raise
 
 
-def check_free(client: docker.DockerClient, topo: Topology) -> None:
+def check_free(eng: Engine, topo: Topology) -> None:
     """Names and subnets the lab needs must not be taken on the engine (Docker refuses
     overlapping subnets): say so before creating anything."""
-    for n in client.networks.list():
+    for n in eng.networks():
         n.reload()
-        if n.name.startswith(f"{topo.name}-") and n.attrs["Labels"].get(deploy.LABEL) != topo.name:
+        if n.name.startswith(f"{topo.name}-") and n.attrs["Labels"].get(names.LAB) != topo.name:
             raise LabError(f"Docker network {n.name} exists and is not this lab's: pick another lab name")
         for cfg in (n.attrs.get("IPAM") or {}).get("Config") or []:
             if not cfg.get("Subnet") or ":" in cfg["Subnet"]:
@@ -110,69 +106,65 @@ def check_free(client: docker.DockerClient, topo: Topology) -> None:
             theirs = ipaddress.IPv4Network(cfg["Subnet"])
             for name, net in topo.networks.items():
                 if net.net.overlaps(theirs):
-                    owner = n.attrs["Labels"].get(deploy.LABEL)
+                    owner = n.attrs["Labels"].get(names.LAB)
                     raise LabError(f"networks.{name}: {net.subnet} overlaps Docker network {n.name} ({theirs}"
                                    + (f", lab {owner}" if owner else "") + "): labs side by side need "
                                    "distinct subnets")
 
 
-def preflight(client: docker.DockerClient, topo: Topology) -> dict[str, object]:
+def preflight(eng: Engine, topo: Topology) -> dict[str, object]:
     """Every check `up` makes on the engine before creating anything (after the topology's
     own validation). Returns the lab's containers when the same lab is already up (then
     `up` creates nothing), else {}."""
-    have = existing(client, topo.name)
+    have = existing(eng, topo.name)
     if have:
         hashes = {c.labels.get(HASH_LABEL) for c in have.values()}
         if hashes != {topo_hash(topo)} or set(have) != set(topo.nodes):
             raise LabError(f"lab {topo.name} is up with a different topology: "
                            f"`pptp-lab down {topo.name}` first, or give another --name")
         return have
-    check_free(client, topo)
+    check_free(eng, topo)
     return {}
 
 
 def up(eng: Engine, topo: Topology, with_capture: bool = True, dial: bool = True) -> list[NodeStatus]:
-    client = eng.client
-    have = preflight(client, topo)
+    have = preflight(eng, topo)
     if have:
         for c in have.values():
             if c.status != "running":
                 c.start()
         console.print(f"lab {topo.name} is already up; checking its tunnels")
     else:
-        image = images.ensure_node_image(client)
+        image = eng.ensure_image()
         create(eng, topo, image)
         try:
             if with_capture:
-                capture.start(client, topo.name, image)
+                capture.start(eng, topo.name, image)
             configure.apply(topo, eng.url)
         except BaseException:
-            capture.stop(client, topo.name)
-            deploy.remove_lab(client, topo.name)
+            capture.stop(eng, topo.name)
+            eng.remove_lab(topo.name)
             raise
     if dial:
-        start_servers(client, topo)
-        dial_clients(client, topo)
-    return status(client, topo)
+        start_servers(eng, topo)
+        dial_clients(eng, topo)
+    return status(eng, topo)
 
 
-def node(client: docker.DockerClient, lab: str, name: str):
-    try:
-        return client.containers.get(deploy.obj_name(lab, name))
-    except docker.errors.NotFound:
-        raise LabError(f"lab {lab} has no node {name}") from None
+def node(eng: Engine, lab: str, name: str):
+    return eng.node(lab, name)
 
 
-def start_servers(client: docker.DockerClient, topo: Topology) -> None:
+def start_servers(eng: Engine, topo: Topology) -> None:
     """Each node's kinds start what they run (Kind.start: pptpd on a pptp-server)."""
     for name, n in topo.nodes.items():
         def run(cmd: str, name=name):
-            return deploy.run(node(client, topo.name, name), cmd)
+            return eng.exec(eng.node(topo.name, name), cmd)
         for kind in kinds.of(n):
             kind.start(run)
 
 
-def dial_clients(client: docker.DockerClient, topo: Topology, timeout: float = TUNNEL_TIMEOUT) -> None:
+def dial_clients(eng: Engine, topo: Topology, timeout: float = TUNNEL_TIMEOUT) -> None:
     """Dial every client that has no tunnel and wait for each ppp0 to get an address."""
     names = list(topo.clients)
     if not names:
@@ -183,9 +175,9 @@ def dial_clients(client: docker.DockerClient, topo: Topology, timeout: float = T
     def dial_and_wait(name) -> bool:
         # One exec per client that dials and then blocks until its tunnel has an address:
         # polling from here would flood a slow engine with execs.
-        c = node(client, topo.name, name)
+        c = eng.node(topo.name, name)
         ifname = render.tunnel_if(topo.nodes[name])
-        return deploy.run(c, f"ip -4 addr show {ifname} 2>/dev/null | grep -q inet || "
+        return eng.exec(c, f"ip -4 addr show {ifname} 2>/dev/null | grep -q inet || "
                              f"pgrep -f '^pppd call {render.PEER}' >/dev/null || "  # ^: not this shell itself
                              f"pppd call {render.PEER} logfile {queries.PPP_LOG}; "
                              f"timeout {int(timeout)} sh -c 'until ip -4 addr show {ifname} 2>/dev/null | "
@@ -196,26 +188,26 @@ def dial_clients(client: docker.DockerClient, topo: Topology, timeout: float = T
     if pending:
         why = []
         for n in sorted(pending):
-            log = deploy.run(node(client, topo.name, n), f"tail -n 3 {queries.PPP_LOG} 2>/dev/null", check=False).out
+            log = eng.exec(eng.node(topo.name, n), f"tail -n 3 {queries.PPP_LOG} 2>/dev/null", check=False).out
             why.append(f"{n}: " + " / ".join(x.strip() for x in log.splitlines()) if log.strip() else f"{n}: no pppd log")
         raise LabError(f"no tunnel after {timeout:.0f}s for {', '.join(sorted(pending))} "
                        f"(`pptp-lab analyze` the capture for the phase): " + "; ".join(why))
     console.print(f"[green]✓[/] {len(names)} tunnel(s) up ({time.monotonic() - start:.0f}s)")
 
 
-def ppp_state(c, ifname: str = "ppp0") -> tuple[str, str, str]:
+def ppp_state(eng: Engine, c, ifname: str = "ppp0") -> tuple[str, str, str]:
     """("up"|"down", local address, peer address) of a node's tunnel interface."""
-    out = deploy.run(c, f"ip -4 -o addr show dev {ifname} 2>/dev/null", check=False).out
+    out = eng.exec(c, f"ip -4 -o addr show dev {ifname} 2>/dev/null", check=False).out
     m = re.search(r"inet (\S+) peer (\S+?)/", out)
     return ("up", m.group(1), m.group(2)) if m else ("down", "", "")
 
 
-def _call_ids(client, lab: str) -> dict[str, str]:
+def _call_ids(eng: Engine, lab: str) -> dict[str, str]:
     """Client address -> "client/server" call IDs, read from the live capture."""
     from . import pptp
 
     with tempfile.TemporaryDirectory() as tmp:
-        files = capture.snapshot(client, lab, Path(tmp))
+        files = capture.snapshot(eng, lab, Path(tmp))
         if not files:
             return {}
         report = pptp.analyze(files)
@@ -227,12 +219,12 @@ def _call_ids(client, lab: str) -> dict[str, str]:
     return out
 
 
-def status(client: docker.DockerClient, topo_or_lab) -> list[NodeStatus]:
+def status(eng: Engine, topo_or_lab) -> list[NodeStatus]:
     lab = topo_or_lab if isinstance(topo_or_lab, str) else topo_or_lab.name
-    have = existing(client, lab)
-    if not have and not deploy.lab_networks(client, lab):
-        raise LabError(f"no lab {lab} on this engine (labs here: {', '.join(sorted(deploy.labs(client))) or 'none'})")
-    ids = _call_ids(client, lab)
+    have = existing(eng, lab)
+    if not have and not eng.networks(lab):
+        raise LabError(f"no lab {lab} on the {eng.name} engine (labs there: {', '.join(sorted(eng.labs())) or 'none'})")
+    ids = _call_ids(eng, lab)
 
     def one(item):
         name, c = item
@@ -241,15 +233,15 @@ def status(client: docker.DockerClient, topo_or_lab) -> list[NodeStatus]:
                  c.attrs["NetworkSettings"]["Networks"].items()}
         st = NodeStatus(name, c.labels.get(names.ROLE, "?"), c.status, addrs)
         if c.status == "running" and st.kind in kinds.KINDS:  # its tunnel, by its kind (Kind.status)
-            kinds.KINDS[st.kind].status(lambda cmd: deploy.run(c, cmd, check=False), st, ids)
+            kinds.KINDS[st.kind].status(lambda cmd: eng.exec(c, cmd, check=False), st, ids)
         return st
 
     return sorted(_parallel(one, have.items()), key=lambda s: s.name)
 
 
-def recorded_topology(client: docker.DockerClient, lab: str) -> Topology:
+def recorded_topology(eng: Engine, lab: str) -> Topology:
     """The topology a running lab was brought up with, read from its networks' labels."""
-    for n in deploy.lab_networks(client, lab):
+    for n in eng.networks(lab):
         raw = (n.attrs.get("Labels") or {}).get(names.MODEL)
         if raw:
             try:
@@ -261,9 +253,9 @@ def recorded_topology(client: docker.DockerClient, lab: str) -> Topology:
                    f"give its topology file instead")
 
 
-def down(client: docker.DockerClient, lab: str) -> tuple[int, Path | None]:
-    run = capture.stop(client, lab)
-    return deploy.remove_lab(client, lab), run
+def down(eng: Engine, lab: str) -> tuple[int, Path | None]:
+    run = capture.stop(eng, lab)
+    return eng.remove_lab(lab), run
 
 
 def to_json(rows: list[NodeStatus]) -> str:

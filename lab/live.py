@@ -14,7 +14,7 @@ import time
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
-from . import capture, deploy, names, pptp
+from . import capture, names, pptp
 from .errors import LabError
 from .pptp.reader import packets
 from .pptp.session import Analyzer, judge
@@ -24,31 +24,31 @@ from .pptp.session import Analyzer, judge
 TCPDUMP = 'echo $$ > "$1"; shift; exec tcpdump -U -n -s 0 -w - -i "$@" 2>/dev/null'
 
 
-def _box(client, lab: str):
-    box = capture.container(client, lab)
+def _box(eng, lab: str):
+    box = capture.container(eng, lab)
     if box is None or box.status != "running":
         raise LabError(f"lab {lab} has no capture running (`pptp-lab up` captures unless --no-capture)")
     return box
 
 
-def segments(client, lab: str) -> dict[str, str]:
+def segments(eng, lab: str) -> dict[str, str]:
     """segment -> bridge of a lab's capture."""
-    return json.loads(_box(client, lab).labels.get(names.SEGMENTS, "{}"))
+    return json.loads(_box(eng, lab).labels.get(names.SEGMENTS, "{}"))
 
 
-def stop(client, lab: str, pidfiles: list[str]) -> None:
+def stop(eng, lab: str, pidfiles: list[str]) -> None:
     """End the tcpdumps started for live streams (their pid files name them)."""
     if pidfiles:
-        deploy.run(_box(client, lab), ["sh", "-c", 'for f; do kill "$(cat "$f")" 2>/dev/null; rm -f "$f"; done',
+        eng.exec(_box(eng, lab), ["sh", "-c", 'for f; do kill "$(cat "$f")" 2>/dev/null; rm -f "$f"; done',
                                        "sh", *pidfiles], check=False)
 
 
 @contextmanager
-def stream(client, lab: str, segment: str, bpf: str = "",
+def stream(eng, lab: str, segment: str, bpf: str = "",
            pidfiles: list[str] | None = None) -> Iterator[Iterator[bytes]]:
     """The pcap bytes of one segment, live, until the caller stops reading. A filter tcpdump
     refuses ends the stream at once and raises LabError."""
-    box = _box(client, lab)
+    box = _box(eng, lab)
     bridges = json.loads(box.labels.get(names.SEGMENTS, "{}"))
     if segment not in bridges:
         raise LabError(f"lab {lab} has no segment {segment!r} (segments: {', '.join(sorted(bridges))})")
@@ -56,16 +56,16 @@ def stream(client, lab: str, segment: str, bpf: str = "",
     if pidfiles is not None:
         pidfiles.append(pidfile)
     argv = ["sh", "-c", TCPDUMP, "sh", pidfile, bridges[segment]] + ([bpf] if bpf else [])
-    exec_id = client.api.exec_create(box.id, argv, stdout=True, stderr=False)["Id"]
     stopped = False
-    try:
-        yield client.api.exec_start(exec_id, stream=True)
-    except BaseException:
-        stopped = True
-        raise
-    finally:
-        stop(client, lab, [pidfile])
-    code = client.api.exec_inspect(exec_id).get("ExitCode")
+    with eng.exec_stream(box, argv) as (chunks, exit_code):
+        try:
+            yield chunks
+        except BaseException:
+            stopped = True
+            raise
+        finally:
+            stop(eng, lab, [pidfile])
+        code = exit_code()
     if not stopped and code not in (None, 0, 143):  # 143: ended by our kill (SIGTERM)
         raise LabError(f"tcpdump on segment {segment} of lab {lab} ended with exit {code}"
                        + (f": is --filter {bpf!r} a valid BPF expression?" if bpf else ""))
@@ -124,7 +124,7 @@ def _clock(ts: float) -> str:
     return time.strftime("%H:%M:%S", time.localtime(ts)) + f".{int(ts * 1000) % 1000:03d}"
 
 
-def watch(client, lab: str, write: Callable[[str], None], done: threading.Event | None = None) -> None:
+def watch(eng, lab: str, write: Callable[[str], None], done: threading.Event | None = None) -> None:
     """Print the events of every segment of a lab, live, until `done` is set or Ctrl-C."""
     done = done or threading.Event()
     errors: list[BaseException] = []
@@ -132,7 +132,7 @@ def watch(client, lab: str, write: Callable[[str], None], done: threading.Event 
 
     def follow(segment: str) -> None:
         try:
-            with stream(client, lab, segment, "tcp port 1723 or ip proto 47", pidfiles) as chunks:
+            with stream(eng, lab, segment, "tcp port 1723 or ip proto 47", pidfiles) as chunks:
                 for line in events(chunks, segment):
                     write(line)
                     if done.is_set():
@@ -140,7 +140,7 @@ def watch(client, lab: str, write: Callable[[str], None], done: threading.Event 
         except BaseException as exc:  # noqa: BLE001  (reported by the main thread)
             errors.append(exc)
 
-    threads = [threading.Thread(target=follow, args=(seg,), daemon=True) for seg in segments(client, lab)]
+    threads = [threading.Thread(target=follow, args=(seg,), daemon=True) for seg in segments(eng, lab)]
     for t in threads:
         t.start()
     try:
@@ -148,6 +148,6 @@ def watch(client, lab: str, write: Callable[[str], None], done: threading.Event 
             pass
     finally:
         done.set()
-        stop(client, lab, pidfiles)  # the reader threads may be blocked on their streams
+        stop(eng, lab, pidfiles)  # the reader threads may be blocked on their streams
     if errors and not isinstance(errors[0], (KeyboardInterrupt, BrokenPipeError)):
         raise errors[0]

@@ -27,7 +27,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from . import capture, deploy, engine, images, lifecycle, pptp, topology, vm
+from . import capture, engines, lifecycle, pptp, topology
+from .engines import ExecResult, obj_name
 from .errors import LabError
 from .paths import RUNS_ENV, shipped_topology, topology_file
 
@@ -48,16 +49,40 @@ def pytest_unconfigure(config):
         os.environ.pop(RUNS_ENV, None)
 
 
+ENGINES_ENV = "PPTP_LAB_ENGINES"  # under pytest-xdist: engines the workers take in turn
+
+
+def worker_engine() -> str:
+    """The engine this test process uses. Under pytest-xdist each worker gets its own: the
+    Nth entry of $PPTP_LAB_ENGINES (comma-separated, taken in turn), else VM instance N+1
+    when the VM is the engine; a single local or URL engine is shared by the workers (their
+    labs must then not overlap)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    spec = engines.wanted()
+    if not worker.startswith("gw"):
+        return spec
+    n = int(worker[2:])
+    listed = [x.strip() for x in os.environ.get(ENGINES_ENV, "").split(",") if x.strip()]
+    if listed:
+        return engines.check_spec(listed[n % len(listed)])
+    if spec == "vm" or (spec == "auto" and not engines.probe_local().fits):
+        return "vm" if n == 0 else f"vm:{n + 1}"
+    return spec
+
+
 @pytest.fixture(scope="session")
 def lab_engine():
     """(Engine, node image tag). A VM started here is stopped at the end of the session; one
     that was already running (a user's lab) is left alone."""
-    was_running = vm.status()["state"] == "running"
-    eng = engine.select()
-    image = images.ensure_node_image(eng.client)
+    from .engines.vm import VmEngine
+
+    spec = worker_engine()
+    was_running = isinstance(engines.running(spec), VmEngine)
+    eng = engines.select(spec)
+    image = eng.ensure_image()
     yield eng, image
-    if eng.name == "vm" and not was_running:
-        vm.down()
+    if isinstance(eng, VmEngine) and not was_running:
+        eng.stop()
 
 
 def marker_topology(arg, test_file: Path) -> Path:
@@ -88,16 +113,16 @@ class Lab:
         self.eng, self.topo, self.name = eng, topo, topo.name
 
     def node(self, name: str):
-        return lifecycle.node(self.eng.client, self.name, name)
+        return self.eng.node(self.name, name)
 
-    def run(self, name: str, cmd: str, check: bool = True) -> deploy.ExecResult:
-        return deploy.run(self.node(name), cmd, check=check)
+    def run(self, name: str, cmd: str, check: bool = True) -> ExecResult:
+        return self.eng.exec(self.node(name), cmd, check=check)
 
     def address(self, name: str, network: str | None = None) -> str:
         ifs = self.topo.nodes[name].interfaces
         return ifs[network] if network else next(iter(ifs.values()))
 
-    def ping(self, client: str, target: str, count: int = 3, interval: float = 0.3) -> deploy.ExecResult:
+    def ping(self, client: str, target: str, count: int = 3, interval: float = 0.3) -> ExecResult:
         res = self.run(client, f"ping -q -c {count} -i {interval} -W 3 {target}", check=False)
         assert res.ok, f"{client} cannot ping {target}: {res.out}"
         return res
@@ -105,20 +130,20 @@ class Lab:
     def tunnel(self, client: str) -> tuple[str, str, str]:
         from .render import tunnel_if
 
-        return lifecycle.ppp_state(self.node(client), tunnel_if(self.topo.nodes[client]))
+        return lifecycle.ppp_state(self.eng, self.node(client), tunnel_if(self.topo.nodes[client]))
 
     def dial(self, *clients: str, timeout: float = lifecycle.TUNNEL_TIMEOUT) -> None:
         """Dial the clients (all when none given); LabError when a tunnel does not come up."""
         sub = self.topo.model_copy(update={"nodes": {k: v for k, v in self.topo.nodes.items()
                                                      if not clients or k in clients or v.pptp_client is None}})
-        lifecycle.start_servers(self.eng.client, sub)
-        lifecycle.dial_clients(self.eng.client, sub, timeout=timeout)
+        lifecycle.start_servers(self.eng, sub)
+        lifecycle.dial_clients(self.eng, sub, timeout=timeout)
 
     def counters(self, firewall: str) -> dict[str, int]:
         """Packet counters of a firewall's rules, by filter ID (S12a...) or drop comment."""
         from . import queries
 
-        rows = queries.filter_counters(self.node(firewall))
+        rows = queries.filter_counters(self.eng, self.node(firewall))
         return {r["comment"].split(" ")[0] if r["comment"][:1] == "S" else r["comment"]: r["packets"]
                 for r in rows}
 
@@ -165,7 +190,7 @@ class Lab:
     def sessions(self, client: str | None = None, segment: str | None = None) -> list:
         """Analysed sessions of the live capture, optionally of one client address / segment."""
         with tempfile.TemporaryDirectory() as tmp:
-            files = capture.snapshot(self.eng.client, self.name, Path(tmp))
+            files = capture.snapshot(self.eng, self.name, Path(tmp))
             if segment:
                 files = [f for f in files if f.stem == segment]
             report = pptp.analyze(files)
@@ -175,7 +200,7 @@ class Lab:
         import testinfra
 
         os.environ["DOCKER_HOST"] = self.eng.url
-        return testinfra.get_host(f"docker://{deploy.obj_name(self.name, name)}")
+        return testinfra.get_host(f"docker://{obj_name(self.name, name)}")
 
 
 @pytest.fixture(scope="module")
@@ -196,11 +221,11 @@ def lab(request, lab_engine):
         yaml.safe_dump(data, fh)
     topo = topology.load(fh.name)
     os.unlink(fh.name)
-    lifecycle.down(eng.client, topo.name)
+    lifecycle.down(eng, topo.name)
     lifecycle.up(eng, topo)
     failed_before = request.session.testsfailed
     yield Lab(eng, topo)
-    _, run = lifecycle.down(eng.client, topo.name)
+    _, run = lifecycle.down(eng, topo.name)
     if run and request.session.testsfailed == failed_before:
         shutil.rmtree(run, ignore_errors=True)  # keep captures only when something failed
 

@@ -2,28 +2,28 @@
 the pytest plugin: the commands live here, not in the front ends."""
 from __future__ import annotations
 
-from . import deploy, names, policy
+from . import names, policy
 from .errors import LabError
 
 PPP_LOG = "/var/log/ppp.log"  # where `pptp-lab up` has pppd log (`pppd call lab logfile ...`)
 
 
-def filter_counters(node) -> list[dict]:
+def filter_counters(eng, node) -> list[dict]:
     """The firewall's rules with packet counters (lab.policy.parse_counters rows)."""
-    res = deploy.run(node, f"nft -j list table {names.FILTER_TABLE}", check=False)
+    res = eng.exec(node, f"nft -j list table {names.FILTER_TABLE}", check=False)
     if not res.ok:
         raise LabError(f"{node.name} has no lab filter table (policy open, or not a firewall node)")
     return policy.parse_counters(res.out)
 
 
-def nat_entries(node) -> list[dict]:
+def nat_entries(eng, node) -> list[dict]:
     """Conntrack entries for TCP 1723 and GRE (lab.policy.parse_conntrack rows)."""
-    out = deploy.run(node, "conntrack -L -p tcp --dport 1723 2>/dev/null; conntrack -L -p gre 2>/dev/null",
+    out = eng.exec(node, "conntrack -L -p tcp --dport 1723 2>/dev/null; conntrack -L -p gre 2>/dev/null",
                      check=False).out
     return policy.parse_conntrack(out)
 
 
-def ppp_log(node) -> str:
+def ppp_log(eng, node) -> str:
     """pppd's log and the PPTP processes running on a node."""
-    return deploy.run(node, f"cat {PPP_LOG} 2>/dev/null; ps -o pid,args -C pptpd,pppd,pptp 2>/dev/null",
+    return eng.exec(node, f"cat {PPP_LOG} 2>/dev/null; ps -o pid,args -C pptpd,pppd,pptp 2>/dev/null",
                       check=False).out

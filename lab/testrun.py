@@ -6,9 +6,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import capture, checks, deploy, lifecycle, pptp, render
+from . import capture, checks, lifecycle, pptp, render
 from .checks import Check
-from .engine import Engine
+from .engines import Engine
 from .errors import LabError
 from .host import console
 from .runfiles import Result
@@ -30,7 +30,7 @@ def _client_session(analysed: pptp.Report, topo: Topology, name: str):
 
 def refuse_running(eng: Engine, topos: list[Topology]) -> None:
     """`test` brings each lab up and down again: it must not take over a lab the user runs."""
-    running = deploy.labs(eng.client)
+    running = eng.labs()
     for topo in topos:
         if topo.name in running:
             raise LabError(f"lab {topo.name} is running on the {eng.name} engine and `pptp-lab test` would "
@@ -50,7 +50,7 @@ def run(eng: Engine, topo: Topology) -> Result:
             except LabError as exc:  # after a good `up`: not an `up` failure, but no pass either
                 res.checks.append(Check("checks ran", "", False, str(exc)))
     finally:
-        _, res.run_dir = lifecycle.down(eng.client, topo.name)
+        _, res.run_dir = lifecycle.down(eng, topo.name)
     files = sorted(res.run_dir.glob("*.pcap")) if res.run_dir else []
     res.report = pptp.analyze(files) if files else None
     return res
@@ -63,20 +63,20 @@ def _lab_up(eng: Engine, topo: Topology) -> Check:
         lifecycle.up(eng, topo, dial=False)
     except LabError as exc:
         return Check("lab up", "", False, str(exc), time.monotonic() - start)
-    states = {n: c.status for n, c in lifecycle.existing(eng.client, topo.name).items()}
+    states = {n: c.status for n, c in lifecycle.existing(eng, topo.name).items()}
     missing = sorted(n for n in topo.nodes if states.get(n) != "running")
     return Check("lab up", "", not missing, f"{topo.name} on the {eng.name} engine: {len(topo.nodes)} nodes running"
                  if not missing else f"nodes not running: {', '.join(missing)}", time.monotonic() - start)
 
 
 def _checks(eng: Engine, topo: Topology, res: Result) -> None:
-    lifecycle.start_servers(eng.client, topo)
+    lifecycle.start_servers(eng, topo)
     try:
-        lifecycle.dial_clients(eng.client, topo, timeout=DIAL_TIMEOUT)
+        lifecycle.dial_clients(eng, topo, timeout=DIAL_TIMEOUT)
     except LabError as exc:
         console.print(f"[yellow]{exc}[/]")  # judged per client below, against `expect`
     with tempfile.TemporaryDirectory() as tmp:
-        analysed = pptp.analyze(capture.snapshot(eng.client, topo.name, Path(tmp)))
+        analysed = pptp.analyze(capture.snapshot(eng, topo.name, Path(tmp)))
     res.checks += _client_checks(eng, topo, analysed)
     res.checks += _nat_checks(topo, analysed)
 
@@ -86,15 +86,15 @@ def _client_checks(eng: Engine, topo: Topology, analysed: pptp.Report) -> list[C
     expect = topo.expect.clients if topo.expect else {}
     for name in topo.clients:
         want = expect.get(name)
-        c = lifecycle.node(eng.client, topo.name, name)
+        c = eng.node(topo.name, name)
         ifname = render.tunnel_if(topo.nodes[name])
-        facts = checks.ClientFacts(name, ifname, lifecycle.ppp_state(c, ifname)[0],
+        facts = checks.ClientFacts(name, ifname, lifecycle.ppp_state(eng, c, ifname)[0],
                                    _client_session(analysed, topo, name))
         for addr in (want.reach if want else []):
-            r = deploy.run(c, f"ping -q -c 3 -i 0.3 -W 2 {addr}", check=False)
+            r = eng.exec(c, f"ping -q -c 3 -i 0.3 -W 2 {addr}", check=False)
             facts.pings[addr] = (r.ok, r.out.strip().splitlines()[-1] if r.out.strip() else "")
         for addr in (want.unreachable if want else []):
-            r = deploy.run(c, f"ping -q -c 2 -W 1 {addr}", check=False)
+            r = eng.exec(c, f"ping -q -c 2 -W 1 {addr}", check=False)
             facts.pings[addr] = (r.ok, "")
         out += checks.client_checks(facts, want)
     return out

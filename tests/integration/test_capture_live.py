@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lab import capture, deploy
+from lab import capture
 
 TOPO = Path(__file__).parent / "topologies" / "pair.yaml"
 CLI = [sys.executable, "-c", "from lab.cli import main; main()"]
@@ -18,8 +18,8 @@ pytestmark = pytest.mark.topology(str(TOPO), name="t-live")
 
 
 def live_tcpdumps(lab) -> int:
-    box = capture.container(lab.eng.client, lab.name)
-    return int(deploy.run(box, "pgrep -c -f '[t]cpdump -U -n -s 0 -w - ' || true", check=False).out.strip() or 0)
+    box = capture.container(lab.eng, lab.name)
+    return int(lab.eng.exec(box, "pgrep -c -f '[t]cpdump -U -n -s 0 -w - ' || true", check=False).out.strip() or 0)
 
 
 def wait_for(pred, timeout=30):

@@ -3,7 +3,7 @@ the wait, `capture.start` raises naming the segment (and `up` removes what it ma
 of returning as if every segment were captured."""
 import pytest
 
-from lab import capture, deploy
+from lab import capture
 from lab.errors import LabError
 
 LAB = "t-capture"
@@ -11,14 +11,14 @@ LAB = "t-capture"
 
 def test_a_segment_that_is_not_captured_is_an_error_naming_it(lab_engine, monkeypatch):
     eng, image = lab_engine
-    deploy.remove_lab(eng.client, LAB)
-    deploy.create_network(eng.client, LAB, "seg", "10.88.0.0/24")
-    real = capture.bridge
-    monkeypatch.setattr(capture, "bridge", lambda net: "nosuchbr0" if net.name.endswith("-seg") else real(net))
+    eng.remove_lab(LAB)
+    eng.create_network(LAB, "seg", "10.88.0.0/24")
+    real = eng.bridge
+    monkeypatch.setattr(eng, "bridge", lambda net: "nosuchbr0" if net.name.endswith("-seg") else real(net))
     monkeypatch.setattr(capture, "WAIT", 5.0)
     try:
         with pytest.raises(LabError, match=r"lab t-capture: no capture on segment\(s\) seg after 5s \(seg: .*nosuchbr0"):
-            capture.start(eng.client, LAB, image)
+            capture.start(eng, LAB, image)
     finally:
-        deploy.remove_lab(eng.client, LAB)
-    assert not deploy.lab_containers(eng.client, LAB) and not deploy.lab_networks(eng.client, LAB)
+        eng.remove_lab(LAB)
+    assert not eng.containers(LAB) and not eng.networks(LAB)

@@ -7,7 +7,8 @@ import pytest
 import testinfra
 import yaml
 
-from lab import capture, deploy, lifecycle, pptp, topology
+from lab import capture, lifecycle, pptp, topology
+from lab.engines import obj_name
 from lab.errors import LabError
 from tests import REPO
 
@@ -18,15 +19,15 @@ LAB = "t-default"
 def default_lab(lab_engine):
     eng, _ = lab_engine
     topo = topology.load(REPO / "topologies" / "default.yaml", name=LAB)
-    lifecycle.down(eng.client, LAB)
+    lifecycle.down(eng, LAB)
     rows = lifecycle.up(eng, topo)
     os.environ["DOCKER_HOST"] = eng.url  # testinfra's docker backend uses the docker CLI
     yield eng, topo, {r.name: r for r in rows}
-    lifecycle.down(eng.client, LAB)
+    lifecycle.down(eng, LAB)
 
 
 def host(name):
-    return testinfra.get_host(f"docker://{deploy.obj_name(LAB, name)}")
+    return testinfra.get_host(f"docker://{obj_name(LAB, name)}")
 
 
 def test_every_client_has_a_tunnel_with_a_pool_address(default_lab):
@@ -56,16 +57,16 @@ def test_each_client_pings_the_intranet_host_through_its_tunnel(default_lab):
     eng, topo, _ = default_lab
     target = topo.nodes["intranet-host"].interfaces["intranet"]
     for name in topo.clients:
-        c = lifecycle.node(eng.client, LAB, name)
-        route = deploy.run(c, f"ip route get {target}").out
+        c = eng.node(LAB, name)
+        route = eng.exec(c, f"ip route get {target}").out
         assert "dev ppp0" in route, route
-        res = deploy.run(c, f"ping -c 3 -i 0.3 -W 3 {target}", check=False)
+        res = eng.exec(c, f"ping -c 3 -i 0.3 -W 3 {target}", check=False)
         assert res.ok and " 0% packet loss" in res.out, f"{name}: {res.out}"
 
 
 def test_traffic_really_crosses_the_nat_and_firewall(default_lab, tmp_path):
     eng, _, _ = default_lab
-    files = capture.snapshot(eng.client, LAB, tmp_path)
+    files = capture.snapshot(eng, LAB, tmp_path)
     report = pptp.analyze(files)
     by_segment = {}
     for s in report.sessions:
@@ -82,9 +83,9 @@ def test_traffic_really_crosses_the_nat_and_firewall(default_lab, tmp_path):
 
 def test_up_twice_changes_nothing(default_lab):
     eng, topo, _ = default_lab
-    before = {c.name: c.id for c in deploy.lab_containers(eng.client, LAB)}
+    before = {c.name: c.id for c in eng.containers(LAB)}
     rows = lifecycle.up(eng, topo)
-    after = {c.name: c.id for c in deploy.lab_containers(eng.client, LAB)}
+    after = {c.name: c.id for c in eng.containers(LAB)}
     assert before == after
     assert all(r.tunnel == "up" for r in rows if r.kind == "pptp-client")
 
@@ -121,10 +122,10 @@ def test_a_second_lab_runs_beside_and_down_removes_only_its_own(default_lab, tmp
         rows = lifecycle.up(eng, second, with_capture=False)
         assert [r.tunnel for r in rows if r.kind == "pptp-client"] == ["up"]
     finally:
-        gone, _ = lifecycle.down(eng.client, "t-second")
+        gone, _ = lifecycle.down(eng, "t-second")
     assert gone == 3  # two nodes and one network
-    assert not deploy.lab_containers(eng.client, "t-second") and not deploy.lab_networks(eng.client, "t-second")
-    assert all(r.tunnel == "up" for r in lifecycle.status(eng.client, LAB) if r.kind == "pptp-client")
+    assert not eng.containers("t-second") and not eng.networks("t-second")
+    assert all(r.tunnel == "up" for r in lifecycle.status(eng, LAB) if r.kind == "pptp-client")
 
 
 def test_overlapping_subnets_are_refused_before_anything_is_created(default_lab, tmp_path):
@@ -136,17 +137,17 @@ def test_overlapping_subnets_are_refused_before_anything_is_created(default_lab,
     path.write_text(yaml.safe_dump(data))
     with pytest.raises(LabError, match="overlaps Docker network t-default-internet"):
         lifecycle.up(eng, topology.load(path))
-    assert not deploy.lab_containers(eng.client, "t-clash") and not deploy.lab_networks(eng.client, "t-clash")
+    assert not eng.containers("t-clash") and not eng.networks("t-clash")
 
 
 def test_down_leaves_nothing_and_keeps_the_captures(lab_engine):
     eng, _ = lab_engine
     topo = topology.load(REPO / "topologies" / "default.yaml", name=LAB)
-    if not deploy.lab_containers(eng.client, LAB):
+    if not eng.containers(LAB):
         lifecycle.up(eng, topo)
-    gone, run = lifecycle.down(eng.client, LAB)
+    gone, run = lifecycle.down(eng, LAB)
     assert gone >= len(topo.nodes) + len(topo.networks)
-    assert not deploy.lab_containers(eng.client, LAB) and not deploy.lab_networks(eng.client, LAB)
+    assert not eng.containers(LAB) and not eng.networks(LAB)
     assert {p.name for p in run.iterdir()} >= {f"{n}.pcap" for n in topo.networks} | {"manifest.json"}
     # A second down is harmless.
-    assert lifecycle.down(eng.client, LAB) == (0, None)
+    assert lifecycle.down(eng, LAB) == (0, None)

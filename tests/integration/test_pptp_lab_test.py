@@ -8,7 +8,6 @@ from pathlib import Path
 import docker
 import yaml
 
-from lab import deploy
 from tests import REPO
 
 
@@ -110,11 +109,11 @@ def test_test_refuses_a_lab_name_that_is_running(lab_engine, tmp_path):
     data["name"] = "t-mine"
     path = tmp_path / "t-mine.yaml"
     path.write_text(yaml.safe_dump(data))
-    mine = deploy.create_network(eng.client, "t-mine", "lan", "10.79.0.0/24")  # "the user's own lab"
+    mine = eng.create_network("t-mine", "lan", "10.79.0.0/24")  # "the user's own lab"
     try:
         res = _run(lab_engine, path)
         assert res.returncode == 2 and "lab t-mine is running" in res.stderr, res.stderr
-        assert [n.name for n in deploy.lab_networks(eng.client, "t-mine")] == ["t-mine-lan"]
-        assert not deploy.lab_containers(eng.client, "t-mine")
+        assert [n.name for n in eng.networks("t-mine")] == ["t-mine-lan"]
+        assert not eng.containers("t-mine")
     finally:
         mine.remove()

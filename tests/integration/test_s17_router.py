@@ -21,7 +21,7 @@ def test_S17_calling_router_works_with_the_c_filters(lab):
     # The remote-access client still works beside it (the (a)/(b) filters).
     assert lab.tunnel("client")[0] == "up"
     # Status counts the calls a server answers, not its own outgoing ppp100.
-    rows = {r.name: r for r in lifecycle.status(lab.eng.client, lab.topo)}
+    rows = {r.name: r for r in lifecycle.status(lab.eng, lab.topo)}
     assert rows["vpn"].tunnel == "1 call(s)" and rows["remote"].tunnel == "1 call(s)", rows
 
 

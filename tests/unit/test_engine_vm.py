@@ -5,7 +5,9 @@ import sys
 
 import pytest
 
-from lab import artifacts, engine, host, vm
+from lab import artifacts, host
+from lab import engines as engine
+from lab.engines import vm
 from lab.errors import LabError
 
 
@@ -98,7 +100,7 @@ def test_bad_engine_choice(monkeypatch):
     monkeypatch.setenv("PPTP_LAB_ENGINE", "podman")
     with pytest.raises(LabError, match="PPTP_LAB_ENGINE=podman"):
         engine.wanted()
-    with pytest.raises(LabError, match="--engine"):
+    with pytest.raises(LabError, match="engine 'podman'"):
         engine.select("podman")
 
 
@@ -126,7 +128,7 @@ def test_down_clears_a_corrupt_state_file():
 
 
 def test_one_decision_for_up_and_doctor():
-    from lab.engine import Probe, decide
+    from lab.engines import Probe, decide
 
     fits = Probe(engine="local", reachable=True, ppp=True, helper=True)
     lacks = Probe(engine="local", reachable=True, detail=["no /dev/ppp"])

@@ -7,8 +7,8 @@ from types import SimpleNamespace
 import pytest
 from typer.testing import CliRunner
 
-from lab import cli, deploy, graph, lifecycle, names, topology
-from lab import engine as engine_mod
+from lab import cli, graph, lifecycle, names, topology
+from lab import engines as engine_mod
 from lab.errors import LabError
 from lab.lifecycle import NodeStatus
 from tests import REPO
@@ -156,9 +156,7 @@ def test_a_topology_file_is_drawn_without_asking_any_engine(tmp_path, monkeypatc
 def test_a_running_labs_name_draws_its_recorded_topology_with_its_status(tmp_path, monkeypatch):
     """The wiring only: engine, labs, recorded topology and status stand in for a real lab."""
     topo = load("default")
-    client = object()
-    monkeypatch.setattr(engine_mod, "running", lambda choice=None: SimpleNamespace(client=client))
-    monkeypatch.setattr(deploy, "labs", lambda c: {"mylab"} if c is client else set())
+    monkeypatch.setattr(engine_mod, "running", lambda choice=None: SimpleNamespace(labs=lambda: {"mylab"}))
     monkeypatch.setattr(lifecycle, "recorded_topology", lambda c, lab: topo)
     monkeypatch.setattr(lifecycle, "status", lambda c, lab: [
         NodeStatus("client", "pptp-client", "running", {}, "up", "172.16.0.10", "172.16.0.1", "7/8")])
@@ -172,25 +170,24 @@ def test_a_running_labs_name_draws_its_recorded_topology_with_its_status(tmp_pat
 def test_up_records_the_topology_on_its_networks_without_secrets(monkeypatch):
     topo = load("default")
     made = {}
-    monkeypatch.setattr(deploy, "create_network", lambda client, lab, name, *a: made.setdefault(name, a[-1]))
-    monkeypatch.setattr(deploy, "create_node", lambda *a, **k: None)
-    lifecycle.create(SimpleNamespace(client=None), topo, "image")
+    eng = SimpleNamespace(create_network=lambda lab, name, *a: made.setdefault(name, a[-1]),
+                          create_node=lambda *a, **k: None)
+    lifecycle.create(eng, topo, "image")
     labels = made["internet"]
     assert labels[names.TOPOLOGY] == lifecycle.topo_hash(topo)
     assert "secret" not in labels[names.MODEL].replace('"secret":"(removed)"', "")  # every secret replaced
     assert "alice-secret" not in labels[names.MODEL] and "bob-secret" not in labels[names.MODEL]
 
     network = SimpleNamespace(attrs={"Labels": labels})
-    monkeypatch.setattr(deploy, "lab_networks", lambda client, lab: [network])
-    back = lifecycle.recorded_topology(None, "default")
+    back = lifecycle.recorded_topology(SimpleNamespace(networks=lambda lab: [network]), "default")
     assert back == topology.Topology.model_validate(topology.public_data(topo))
     assert graph.topology_svg(back) == graph.topology_svg(topo)  # secrets are not drawn
 
 
 def test_a_lab_without_a_recorded_topology_is_a_clear_error(monkeypatch):
-    monkeypatch.setattr(deploy, "lab_networks", lambda client, lab: [SimpleNamespace(attrs={"Labels": {}})])
+    eng = SimpleNamespace(networks=lambda lab: [SimpleNamespace(attrs={"Labels": {}})])
     with pytest.raises(LabError, match="lab old has no recorded topology"):
-        lifecycle.recorded_topology(None, "old")
+        lifecycle.recorded_topology(eng, "old")
 
 
 def test_the_hash_on_the_labels_did_not_change():

@@ -10,7 +10,8 @@ import tarfile
 import pytest
 import yaml
 
-from lab import configure, deploy, render, topology
+from lab import configure, render, topology
+from lab.engines import tar_of
 from lab.errors import LabError
 from tests import REPO
 
@@ -155,7 +156,7 @@ def test_secret_files_are_owner_only(tmp_path):
     for name in ("srv", "cli"):
         files = render.node_files(topo, name)
         assert files["/etc/ppp/chap-secrets"][1] == 0o600
-        with tarfile.open(fileobj=io.BytesIO(deploy.tar_of(files))) as tar:
+        with tarfile.open(fileobj=io.BytesIO(tar_of(files))) as tar:
             assert tar.getmember("etc/ppp/chap-secrets").mode == 0o600
 
 

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from lab import images, paths, vm
+from lab import images, paths
+from lab.engines import vm
 from tests import REPO
 from tests import wheel as wheel_build
 
@@ -79,7 +80,7 @@ def test_every_shipped_folder_is_a_listed_package():
         assert pkg in listed, f"{pkg} is not in pyproject.toml's packages"
 
 
-KEYS = ("import json, os; from lab import images, paths, vm, version; "
+KEYS = ("import json, os; from lab import images, paths, version; from lab.engines import vm; "
         "print(json.dumps({'base': images.base_key(), 'node': images.node_key(), 'vm': vm.vm_key(), "
         "'share': {n: str(paths.resource(n)) for n in paths.SHARED}, 'lab': paths.__file__, "
         "'runs': str(paths.runs_dir()), 'version': version()}))")

@@ -19,10 +19,11 @@ from pathlib import Path
 import docker
 import docker.errors
 
-from . import artifacts, names
-from .errors import LabError
-from .host import console, debian_mirror, require_binary, require_root, run_logged
-from .paths import cache_dir, private_dir, resource, state_dir
+from .. import artifacts, names
+from ..errors import LabError
+from ..host import console, debian_mirror, require_binary, require_root, run_logged
+from ..paths import cache_dir, private_dir, resource, state_dir
+from .docker import DockerEngine, connect
 
 QEMU = "qemu-system-x86_64"
 MEMORY_MB = 2048
@@ -32,9 +33,25 @@ BOOT_TIMEOUT = 240  # seconds to Docker-ready; TCG on a busy 2-core host needs h
 GUEST_DOCKER_PORT = 2375
 
 
+# Several VMs may run side by side (`pptp-lab test -j N`): instance 1 lives in state/vm,
+# instance N in state/vmN, each with its own overlay, port and control socket. A process
+# drives one instance at a time (`use`).
+_instance = 1
+
+
+def use(instance: int) -> None:
+    global _instance
+    if not 1 <= instance <= 16:
+        raise LabError(f"VM instance {instance}: use 1 to 16")
+    _instance = instance
+
+
+def instance() -> int:
+    return _instance
+
+
 def vm_dir() -> Path:
-    path = private_dir(state_dir() / "vm")
-    return path
+    return private_dir(VmEngine.state_dir_of(_instance))
 
 
 @dataclass
@@ -119,11 +136,12 @@ def alive(pid: int) -> bool:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
-    return b"qemu-system" in cmdline and str(vm_dir()).encode() in cmdline
+    # The directory with its slash: state/vm must not match state/vm2's QEMU.
+    return b"qemu-system" in cmdline and (str(vm_dir()) + "/").encode() in cmdline
 
 
 def client_for(st: VmState, timeout: int = 600) -> docker.DockerClient:
-    return docker.DockerClient(base_url=st.url, timeout=timeout)
+    return connect(st.url, timeout=timeout)
 
 
 def docker_ready(st: VmState) -> bool:
@@ -182,7 +200,7 @@ def choose_accel(kernel: Path) -> tuple[str, str]:
 # ---------------------------------------------------------------- lifecycle
 
 def _pick_port() -> int:
-    wanted = os.environ.get("PPTP_LAB_VM_PORT")
+    wanted = os.environ.get("PPTP_LAB_VM_PORT") if _instance == 1 else None
     with socket.socket() as s:
         try:
             s.bind(("127.0.0.1", int(wanted or 0)))
@@ -200,7 +218,7 @@ def _qemu_cmd(art: Path, overlay: Path, accel: str, port: int) -> list[str]:
                   else ["-accel", "tcg,thread=multi", "-cpu", "max"])
     return [
         QEMU, *accel_args, "-smp", str(CPUS), "-m", str(MEMORY_MB),
-        "-name", "pptp-lab-vm", "-nodefaults", "-display", "none", "-no-reboot",
+        "-name", "pptp-lab-vm" if _instance == 1 else f"pptp-lab-vm{_instance}", "-nodefaults", "-display", "none", "-no-reboot",
         "-kernel", str(art / "vmlinuz"), "-initrd", str(art / "initrd.img"),
         "-append", "console=ttyS0 root=LABEL=pptp-lab rw init=/sbin/lab-init panic=-1 quiet",
         "-drive", f"file={overlay},if=virtio,format=qcow2,cache=unsafe",
@@ -373,7 +391,7 @@ def status() -> dict:
 
 def exec_in_guest(cmd: list[str]) -> tuple[int, str]:
     """Run a command in the guest's namespaces (through a throwaway container)."""
-    from .images import ensure_node_image
+    from ..images import ensure_node_image
 
     st = read_state()
     if not st or not alive(st.pid):
@@ -382,10 +400,45 @@ def exec_in_guest(cmd: list[str]) -> tuple[int, str]:
     tag = ensure_node_image(client)
     container = client.containers.run(
         tag, entrypoint=["nsenter", "-t", "1", "-m", "-u", "-n", "-i", "-p", "--", *cmd],
-        privileged=True, pid_mode="host", network_mode="host", detach=True,
+        # Not --privileged: entering pid 1's namespaces needs setns (SYS_ADMIN) on another
+        # process's /proc/1/ns (SYS_PTRACE), nothing more.
+        cap_add=["SYS_ADMIN", "SYS_PTRACE"], pid_mode="host", network_mode="host", detach=True,
         labels={names.ROLE: "vm-exec"})
     try:
         rc = container.wait()["StatusCode"]
         return rc, container.logs().decode(errors="replace")
     finally:
         container.remove(force=True)
+
+
+class VmEngine(DockerEngine):
+    """The built-in VM: a Docker engine whose endpoint is the guest's forwarded API. `start`
+    boots it when needed; instance N is `vm:N` (its own disk overlay, port and state)."""
+
+    def __init__(self, number: int = 1, why: str = ""):
+        use(number)
+        self.number = number
+        super().__init__("vm" if number == 1 else f"vm:{number}", "", why)
+
+    @staticmethod
+    def state_dir_of(number: int) -> Path:
+        return state_dir() / ("vm" if number == 1 else f"vm{number}")
+
+    def start(self) -> "VmEngine":
+        use(self.number)
+        st = up()
+        self.url, self._client = st.url, client_for(st)
+        return self
+
+    def attach(self) -> "VmEngine | None":
+        """This engine if its VM is already running and answering, else None (starts nothing)."""
+        use(self.number)
+        st = read_state()
+        if st and alive(st.pid) and docker_ready(st):
+            self.url, self._client = st.url, client_for(st)
+            return self
+        return None
+
+    def stop(self) -> str:
+        use(self.number)
+        return down()

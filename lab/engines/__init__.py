@@ -1,0 +1,13 @@
+"""Engines: where a lab's networks and nodes run.
+
+- base.py: the Engine interface (networks, nodes, exec, files, a capture point, the node
+  image, health) and the shared small types.
+- docker.py: a Docker endpoint (local socket, tcp://, ssh://).
+- vm.py: the built-in VM (Debian's kernel with PPP under QEMU), a Docker engine on the
+  guest's forwarded API; several instances side by side.
+- choose.py: the one place an engine is chosen, from a name (auto, local, vm, vm:N, URL)."""
+from .base import Engine, ExecResult, Probe, obj_name, tar_of
+from .choose import HELP, check_spec, decide, probe_local, running, select, wanted
+
+__all__ = ["Engine", "ExecResult", "Probe", "obj_name", "tar_of", "HELP", "check_spec", "decide",
+           "probe_local", "running", "select", "wanted"]
