@@ -114,10 +114,9 @@ def test_start_servers_runs_the_start_hook_of_each_node_in_it():
     """lifecycle.start_servers with a fake engine: pptpd starts on the servers only."""
     topo = topology.load(REPO / "topologies" / "router-to-router.yaml")
     ran = []
-    container = lambda name: SimpleNamespace(  # noqa: E731
-        name=name, exec_run=lambda argv, demux=False: (ran.append((name, argv[-1])), (0, b""))[1])
-    client = SimpleNamespace(containers=SimpleNamespace(get=container))
-    lifecycle.start_servers(client, topo)
+    eng = SimpleNamespace(node=lambda lab, name: f"{lab}-{name}",
+                          exec=lambda node, cmd, check=True: ran.append((node, cmd)))
+    lifecycle.start_servers(eng, topo)
     assert sorted(ran) == sorted((f"{topo.name}-{n}", "pgrep -x pptpd >/dev/null || pptpd") for n in topo.servers)
 
 
