@@ -47,8 +47,13 @@ def _env() -> jinja2.Environment:
                              autoescape=False, finalize=_finalize)
     env.filters["pppd"] = pppd_word
     env.filters["sh"] = lambda v: shlex.quote(str(v))
+    for kind in kinds.KINDS.values():  # a kind's own quoting filters (Kind.filters)
+        env.filters.update(kind.filters)
     env.globals.update(filter_table=names.FILTER_TABLE, nat_table=names.NAT_TABLE)
     return env
+
+
+kinds.on_change(_env.cache_clear)  # a kind registered later brings its filters
 
 
 def render(template: str, **values) -> str:

@@ -59,6 +59,9 @@ class Kind:
     required: ClassVar[tuple[str, ...]] = ()    # blocks a node of the kind must have
     packages: ClassVar[tuple[str, ...]] = ()    # Debian packages (images/node/packages.txt)
     script: ClassVar[str | None] = None         # its part of configure.sh (a template name)
+    # Jinja filters its templates quote values with (name -> function), for files whose
+    # quoting rules are the kind's own (e.g. FreeRADIUS's); they refuse what they cannot carry.
+    filters: ClassVar[dict[str, Callable[[Any], str]]] = {}
 
     def validate(self, node) -> None:
         """Checks of the node alone (raise ValueError; reported at nodes.NAME)."""
