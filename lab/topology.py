@@ -163,10 +163,7 @@ def public_data(topo: Topology, placeholder: str = REMOVED) -> dict:
     put on an engine's labels or into runs/ (which CI keeps as an artefact)."""
     data = topo.model_dump(mode="json")
     for node in data["nodes"].values():
-        for user in (node.get("pptp_server") or {}).get("users", []):
-            user["secret"] = placeholder
-        if node.get("pptp_client"):
-            node["pptp_client"]["secret"] = placeholder
+        kinds.hide_secrets(node, placeholder)
     return data
 
 

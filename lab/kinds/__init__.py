@@ -59,6 +59,10 @@ class Kind:
     required: ClassVar[tuple[str, ...]] = ()    # blocks a node of the kind must have
     packages: ClassVar[tuple[str, ...]] = ()    # Debian packages (images/node/packages.txt)
     script: ClassVar[str | None] = None         # its part of configure.sh (a template name)
+    # Where its blocks hold secrets, as paths into a node's JSON data ("block.key", "[]" for
+    # every item of a list): lab.topology.public_data replaces them before anything is
+    # written where others may read it (engine labels, runs/).
+    secrets: ClassVar[tuple[str, ...]] = ()
     # Jinja filters its templates quote values with (name -> function), for files whose
     # quoting rules are the kind's own (e.g. FreeRADIUS's); they refuse what they cannot carry.
     filters: ClassVar[dict[str, Callable[[Any], str]]] = {}
@@ -185,6 +189,25 @@ def contributions(topo: Topology, name: str) -> list[tuple[Kind, str, Contributi
             if c is not None:
                 out.append((kind, other, c))
     return out
+
+
+def hide_secrets(node: dict, placeholder: str) -> None:
+    """Replace, in one node's JSON data, every secret any kind declares (Kind.secrets)."""
+    def walk(value, parts):
+        if not isinstance(value, dict) or not parts:
+            return
+        head, rest = parts[0], parts[1:]
+        if head.endswith("[]"):
+            for item in value.get(head[:-2]) or []:
+                walk(item, rest)
+        elif rest:
+            walk(value.get(head), rest)
+        elif value.get(head) is not None:
+            value[head] = placeholder
+
+    for kind in KINDS.values():
+        for path in kind.secrets:
+            walk(node, path.split("."))
 
 
 def authenticated_elsewhere(topo: Topology, name: str) -> bool:

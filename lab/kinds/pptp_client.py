@@ -80,6 +80,7 @@ class PptpClientKind(Kind):
     name = "pptp-client"
     blocks = {"pptp_client": BLOCK}
     required = ("pptp_client",)
+    secrets = ("pptp_client.secret",)
     packages = ("ppp", "pptp-linux")
     script = "client.sh.j2"
 

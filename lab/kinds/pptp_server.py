@@ -56,6 +56,7 @@ class PptpServerKind(Kind):
     name = "pptp-server"
     blocks = {"pptp_server": (Optional[PptpServer], None), "pptp_client": CLIENT_BLOCK}
     required = ("pptp_server",)
+    secrets = ("pptp_server.users[].secret", "pptp_client.secret")
     packages = ("ppp", "pptpd")
 
     def check(self, topo, name, node):
