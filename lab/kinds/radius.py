@@ -39,7 +39,7 @@ from .. import render
 from ..model import PppName, PppSecret, Strict
 from . import Contribution, Kind
 
-CONFDIR = "/etc/pptp-lab/radius"          # the radius node's FreeRADIUS configuration
+CONFDIR = "/etc/freeradius/pptp-lab"  # FreeRADIUS reads it as user freerad: not under /etc/pptp-lab (0700)
 CLIENTDIR = "/etc/pptp-lab/radiusclient"  # pppd's radius plugin files on a served server
 START = "/etc/pptp-lab/radius-start.sh"
 LOG = "/var/log/pptp-lab-radius.log"

@@ -110,13 +110,13 @@ def variant(tmp_path, change):
 def test_the_radius_topology_loads_and_each_side_gets_its_files():
     topo = topology.load(TOPO)
     aaa = render.node_files(topo, "aaa")
-    users = aaa["/etc/pptp-lab/radius/users"]
+    users = aaa["/etc/freeradius/pptp-lab/users"]
     assert users[1] == 0o600
     assert "'alice'\tCleartext-Password := 'alice \\'pw\\' %{exec:/bin/touch /tmp/pwned} \\\\'" in users[0]
     assert read_back_value(users[0].split(":= ")[1].splitlines()[0]) == "alice 'pw' %{exec:/bin/touch /tmp/pwned} \\"
-    clients = aaa["/etc/pptp-lab/radius/clients.conf"][0]
+    clients = aaa["/etc/freeradius/pptp-lab/clients.conf"][0]
     assert "ipaddr = 10.74.0.10" in clients and "secret = 'lab-shared:s3cret%{exec:/bin/id}'" in clients
-    assert "ipaddr = 10.74.0.30" in aaa["/etc/pptp-lab/radius/radiusd.conf"][0]
+    assert "ipaddr = 10.74.0.30" in aaa["/etc/freeradius/pptp-lab/radiusd.conf"][0]
     vpn = render.node_files(topo, "vpn")
     servers, mode = vpn["/etc/pptp-lab/radiusclient/servers"]
     assert servers.endswith("\n10.74.0.30\tlab-shared:s3cret%{exec:/bin/id}\n") and mode == 0o600
