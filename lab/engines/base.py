@@ -96,6 +96,11 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def run_helper(self, lab: str, role: str, image: str, script: str, labels: dict | None = None): ...
 
+    @abc.abstractmethod
+    def scratch_run(self, image: str, files: dict[str, tuple[str, int]], argv: list[str]) -> ExecResult:
+        """Run argv in a throwaway node container (no network, NET_ADMIN in its own
+        namespace) holding `files`, and remove it: checks before a lab exists."""
+
     # -- the node image and health
     @abc.abstractmethod
     def ensure_image(self) -> str: ...

@@ -173,6 +173,18 @@ class DockerEngine(Engine):
         stream, _ = node.get_archive(path)
         return b"".join(stream)
 
+    def scratch_run(self, image, files, argv):
+        box = self.client.containers.create(image, entrypoint=argv, network_mode="none", cap_add=["NET_ADMIN"],
+                                            labels={names.ROLE: "check"})
+        try:
+            if files and not box.put_archive("/", tar_of(files)):
+                raise LabError(f"writing {', '.join(files)} into a check container failed")
+            box.start()
+            rc = box.wait(timeout=120).get("StatusCode", 1)
+            return ExecResult(rc, box.logs().decode(errors="replace"))
+        finally:
+            box.remove(force=True)
+
     # -- capture point
     def run_helper(self, lab, role, image, script, labels=None):
         """A lab-labelled helper container in the engine's own network namespace (where the
