@@ -65,7 +65,8 @@ def create(eng: Engine, topo: Topology, image: str) -> None:
     labels = {HASH_LABEL: topo_hash(topo)}
     # The topology itself rides on the networks, so `pptp-lab graph LAB` can draw a running
     # lab without its file (the secrets are not in it: anyone with the engine reads labels).
-    net_labels = {**labels, names.MODEL: json.dumps(public_data(topo), separators=(",", ":"))}
+    # A ruleset longer than lab.rulesets.LABEL_MAX is not copied there (a comment says so).
+    net_labels = {**labels, names.MODEL: json.dumps(public_data(topo, label=True), separators=(",", ":"))}
     try:
         with console.status(f"creating {len(topo.networks)} networks") as st:
             for name, net in topo.networks.items():

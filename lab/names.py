@@ -16,3 +16,20 @@ FILTER_TABLE = "inet pptp_lab_filter"
 NAT_TABLE = "ip pptp_lab_nat"
 
 PEER = "lab"  # the pppd peer every client dials: `pppd call lab`
+
+
+# A node's interfaces are named after their networks (configure.sh.j2), unless the name
+# is longer than IFNAMSIZ allows or is one the kernel or pppd may already use in a node.
+IFNAMSIZ = 15
+RESERVED_IFNAMES = frozenset({"lo", "all", "default", "gre0", "gretap0", "erspan0", "tunl0", "sit0",
+                              "ip6tnl0", "ip6gre0"})
+
+
+def interface(network: str) -> str | None:
+    """The interface name a node's interface on `network` gets, or None when it keeps the
+    engine's (ethN)."""
+    import re
+
+    if len(network.encode()) > IFNAMSIZ or network in RESERVED_IFNAMES or re.fullmatch(r"ppp\d+", network):
+        return None
+    return network

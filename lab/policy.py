@@ -19,7 +19,7 @@ VPN = "VPN"  # placeholder for the VPN server's perimeter address
 @dataclass(frozen=True)
 class Filter:
     id: str
-    interface: str  # internet | perimeter
+    interface: str  # internet | perimeter (a role), or the name of a network the firewall is on
     direction: str  # in | out
     protocol: str   # tcp | gre
     src: str = ""   # address, VPN, or "" for any
@@ -82,25 +82,42 @@ def _match(f: Filter, vpn: str) -> str:
     return " ".join(out)
 
 
+ROLES = ("internet", "perimeter")
+
+
+def _iface(iface: str) -> tuple[str, str]:
+    """(nft expression of the interface's name, chain suffix): a role is the nft define the
+    node's configure script writes ($internet, $perimeter); a network's name is the name of
+    the firewall's interface on it (configure.sh.j2 names interfaces after their networks)."""
+    if iface in ROLES:
+        return f"${iface}", iface
+    return f'"{iface}"', "n_" + iface.replace("-", "_")  # a network name: [a-z0-9-] only
+
+
 def nft_ruleset(rules: list[Filter], vpn: str) -> str:
     """The lab's filter table. $internet and $perimeter are nft defines of the interface
-    names, written on the node by its configure script. Default: drop, counted per interface/direction/protocol."""
+    names, written on the node by its configure script; filters on other networks name the
+    interface literally. Default: drop, counted per interface/direction/protocol."""
+    ifaces = list(ROLES) + list(dict.fromkeys(f.interface for f in rules if f.interface not in ROLES))
     lines = [f"table {names.FILTER_TABLE} {{",
              "    chain forward {",
-             "        type filter hook forward priority filter; policy drop;",
-             '        iifname $internet counter jump in_internet comment "from internet"',
-             '        iifname $perimeter counter jump in_perimeter comment "from perimeter"',
-             '        counter drop comment "forward: neither lab interface"',
-             "    }",
-             "    chain out_check {",
-             '        oifname $internet jump out_internet',
-             '        oifname $perimeter jump out_perimeter',
-             '        counter drop comment "forward: leaves by neither lab interface"',
-             "    }"]
-    for iface in ("internet", "perimeter"):
+             "        type filter hook forward priority filter; policy drop;"]
+    for iface in ifaces:
+        expr, suffix = _iface(iface)
+        lines.append(f'        iifname {expr} counter jump in_{suffix} comment "from {iface}"')
+    lines += ['        counter drop comment "forward: neither lab interface"',
+              "    }",
+              "    chain out_check {"]
+    for iface in ifaces:
+        expr, suffix = _iface(iface)
+        lines.append(f"        oifname {expr} jump out_{suffix}")
+    lines += ['        counter drop comment "forward: leaves by neither lab interface"',
+              "    }"]
+    for iface in ifaces:
+        suffix = _iface(iface)[1]
         for direction in ("in", "out"):
             verdict = "goto out_check" if direction == "in" else "accept"
-            lines.append(f"    chain {direction}_{iface} {{")
+            lines.append(f"    chain {direction}_{suffix} {{")
             for f in rules:
                 if (f.interface, f.direction) == (iface, direction):
                     lines.append(f'        {_match(f, vpn)} counter {verdict} comment "{f.id} {f.describe()}"')

@@ -103,8 +103,12 @@ def node_files(topo: Topology, name: str) -> dict[str, tuple[str, int]]:
             pppd_options.setdefault(kind.name, []).extend(tuple(line) for line in c.pppd_options)
     # The script's context; each kind fills its part. users: chap-secrets lines (the
     # server's users and the client's own credentials).
+    # renames: each interface is named after its network (names.interface), found by its
+    # address; ruleset: the flavour of the node's own ruleset (lab.rulesets.files).
     ctx: dict = {"routes": [{"to": r.to, "via": r.via} for r in node.routes], "users": [], "scripts": [],
-                 "pppd_options": pppd_options}
+                 "pppd_options": pppd_options, "ruleset": None,
+                 "renames": [{"address": addr, "name": names.interface(net)} for net, addr in node.interfaces.items()
+                             if net in topo.networks and names.interface(net)]}
     files: dict[str, tuple[str, int]] = {}
     for kind in kinds.of(node):
         files |= kind.files(topo, name, node, ctx)

@@ -13,7 +13,7 @@ from typing import Literal, Optional
 import yaml
 from pydantic import Field, ValidationError, create_model, field_validator, model_validator
 
-from . import kinds
+from . import kinds, names, rulesets
 from .errors import LabError
 from .kinds.firewall import interface as _firewall_interface, vpn_address as _vpn_address
 from .model import NAME, ROLES, Network, PppName, PppSecret, Route, Strict  # noqa: F401 (re-exported)
@@ -131,6 +131,18 @@ class Topology(Strict):
             for name in self.expect.nat:
                 if name not in self.nodes or self.nodes[name].kind != "nat":
                     errors.append(f"expect.nat.{name}: no nat node {name!r}")
+                elif self.nodes[name].nat is None:
+                    errors.append(f"expect.nat.{name}: {name}'s NAT is its ruleset: the lab knows no "
+                                  "outside network to check")
+        for name, node in self.nodes.items():
+            if getattr(node, "ruleset", None) is None:
+                continue
+            for net in node.interfaces:  # a ruleset may name the node's interfaces (= its networks)
+                if net in self.networks and names.interface(net) is None:
+                    why = (f"name longer than {names.IFNAMSIZ} characters" if len(net.encode()) > names.IFNAMSIZ
+                           else "a name the kernel or pppd use for interfaces of their own")
+                    errors.append(f"networks.{net}: {why} cannot name {name}'s interface, which its "
+                                  "ruleset may refer to")
         for name, node in self.nodes.items():
             for kind in kinds.of(node):
                 errors += kind.check(self, name, node)
@@ -158,12 +170,16 @@ class Topology(Strict):
 REMOVED = "(removed)"  # a secret's place in a topology written out
 
 
-def public_data(topo: Topology, placeholder: str = REMOVED) -> dict:
+def public_data(topo: Topology, placeholder: str = REMOVED, label: bool = False) -> dict:
     """The topology as JSON data with every secret replaced by `placeholder`: what may be
-    put on an engine's labels or into runs/ (which CI keeps as an artefact)."""
+    put on an engine's labels or into runs/ (which CI keeps as an artefact). Rulesets are
+    no secrets and keep their text; with `label`, a long one is replaced by a comment saying
+    so (lab.rulesets.for_label): labels ride on every call that lists the lab's networks."""
     data = topo.model_dump(mode="json")
     for node in data["nodes"].values():
         kinds.hide_secrets(node, placeholder)
+        if label and node.get("ruleset"):
+            node["ruleset"]["text"] = rulesets.for_label(node["ruleset"]["text"])
     return data
 
 
@@ -266,6 +282,7 @@ def load(path: str | Path, name: str | None = None) -> Topology:
     data = {"name": name or data.get("name") or path.stem, **{k: v for k, v in data.items() if k != "name"}}
     if name:
         data["name"] = name
+    _read_rulesets(path, data)
     try:
         return Topology.model_validate(data)
     except ValidationError as exc:
@@ -277,6 +294,34 @@ def load(path: str | Path, name: str | None = None) -> Topology:
                 text = "unknown key"
             msgs.append(f"{key}: {text}" if key else text)
         raise LabError(f"{path}: " + "; ".join(msgs)) from None
+
+
+def _read_rulesets(path: Path, data: dict) -> None:
+    """Put the text of every node's ruleset file into its `ruleset` block (a topology file
+    never gives the text itself); LabError naming file and key when one may not be read."""
+    nodes = data.get("nodes")
+    if not isinstance(nodes, dict):
+        return  # the model reports it
+    errors = []
+    for name, node in nodes.items():
+        block = node.get("ruleset") if isinstance(node, dict) else None
+        if not isinstance(block, dict):
+            continue
+        key = f"nodes.{name}.ruleset"
+        if "text" in block:
+            errors.append(f"{key}.text: unknown key (a ruleset is read from its file: nft: FILE or iptables: FILE)")
+            continue
+        given = [f for f in rulesets.FLAVOURS if f in block]
+        if len(given) != 1 or not isinstance(block[given[0]], str):
+            continue  # the model reports it
+        try:
+            text = rulesets.read(path.parent, block[given[0]], f"{key}.{given[0]}", given[0])
+        except rulesets.RulesetError as exc:
+            errors.append(str(exc))
+            continue
+        node["ruleset"] = {**block, "text": text}
+    if errors:
+        raise LabError(f"{path}: " + "; ".join(errors))
 
 
 def _rebuild() -> None:

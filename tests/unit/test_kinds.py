@@ -46,9 +46,11 @@ def test_every_package_a_kind_needs_is_in_the_node_image():
 def test_blocks_and_their_owners():
     assert kinds.owners() == {"pptp_server": ["pptp-server"], "pptp_client": ["pptp-client", "pptp-server"],
                               "nat": ["nat"], "policy": ["firewall"], "policy_without": ["firewall"],
-                              "filters": ["firewall"], "vpn": ["firewall"], "radius": ["radius"]}
+                              "filters": ["firewall"], "vpn": ["firewall"], "radius": ["radius"],
+                              "ruleset": ["nat", "firewall", "router"]}
     assert list(topology.Node.model_fields) == ["kind", "interfaces", "routes", "pptp_server", "pptp_client",
-                                                "nat", "policy", "policy_without", "filters", "vpn", "radius"]
+                                                "nat", "ruleset", "policy", "policy_without", "filters", "vpn",
+                                                "radius"]
 
 
 @pytest.mark.parametrize("node,block,expect", [

@@ -90,7 +90,7 @@ def test_firewall_files_render_the_policy_for_the_vpn_address(tmp_path):
     ({"policy": "pptp-documented", "policy_without": ["S99z"]}, "nodes.fw.policy_without[0]: no filter 'S99z'"),
     ({"policy": "pptp-documented", "vpn": "10.77.0.1"}, "nodes.fw.vpn: 10.77.0.1 is on none of fw's networks"),
     ({"policy": "custom", "filters": [{"id": "x", "interface": "dmz", "direction": "in", "protocol": "tcp"}]},
-     "nodes.fw.filters[0].interface: Input should be 'internet' or 'perimeter'"),
+     "nodes.fw.filters[0].interface: 'dmz' is neither internet, perimeter nor a network fw is on"),
     ({"policy": "custom", "filters": [{"id": "x", "interface": "internet", "direction": "in", "protocol": "tcp",
                                        "dst": "10.77.0.1"}]}, "nodes.fw.filters[0].dst: 10.77.0.1 is on none"),
     ({"filters": [{"id": "x", "interface": "internet", "direction": "in", "protocol": "gre"}]},
