@@ -508,6 +508,7 @@ def validate(topologies: list[str] = typer.Argument(..., metavar="TOPOLOGY...",
             continue
         try:
             same = lifecycle.preflight(eng, topo)
+            lifecycle.check_rulesets(eng, topo, eng.ensure_image())
         except LabError as exc:
             errors.append(f"{where}: {exc}")
             continue

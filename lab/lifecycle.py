@@ -113,6 +113,32 @@ def check_free(eng: Engine, topo: Topology) -> None:
                                    "distinct subnets")
 
 
+# The throwaway check container first makes a dummy interface per network name (the node's
+# interfaces are named after its networks: a ruleset may refer to them), then runs the check.
+CHECK_SCRIPT = ('n=$1; shift; while [ "$n" -gt 0 ]; do ip link add "$1" type dummy 2>/dev/null; '
+                'shift; n=$((n - 1)); done; exec "$@"')
+
+
+def check_rulesets(eng: Engine, topo: Topology, image: str) -> None:
+    """Every node's own ruleset checked in a throwaway container (nft -c, iptables-restore
+    in a namespace of its own) before anything of the lab exists; LabError naming the key,
+    the user's file and the line."""
+    from . import rulesets
+
+    todo = [(name, node) for name, node in topo.nodes.items() if getattr(node, "ruleset", None)]
+    if not todo:
+        return
+    with console.status(f"checking {len(todo)} ruleset(s)"):
+        for name, node in todo:
+            r = node.ruleset
+            nets = list(node.interfaces)
+            argv = ["sh", "-c", CHECK_SCRIPT, "sh", str(len(nets)), *nets, *rulesets.check_argv(r.flavour)]
+            res = eng.scratch_run(image, {r.node_path: (r.text, 0o600)}, argv)
+            if not res.ok:
+                raise LabError(rulesets.explain(r.flavour, res.out, f"nodes.{name}.ruleset.{r.flavour}", r.path))
+    console.print(f"[green]✓[/] {len(todo)} ruleset(s) checked")
+
+
 def preflight(eng: Engine, topo: Topology) -> dict[str, object]:
     """Every check `up` makes on the engine before creating anything (after the topology's
     own validation). Returns the lab's containers when the same lab is already up (then
@@ -137,6 +163,7 @@ def up(eng: Engine, topo: Topology, with_capture: bool = True, dial: bool = True
         console.print(f"lab {topo.name} is already up; checking its tunnels")
     else:
         image = eng.ensure_image()
+        check_rulesets(eng, topo, image)
         create(eng, topo, image)
         try:
             if with_capture:

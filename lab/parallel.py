@@ -222,6 +222,7 @@ def _run_all(items: list[tuple[Path, Topology]], pool: list[str]) -> tuple[list[
             time.sleep(1)
             live.update(_table(jobs))
         live.update(_table(jobs))
+    console.print()
     return jobs, out_dir
 
 
