@@ -238,6 +238,36 @@ def status(lab: str = typer.Argument("default"), engine: Optional[str] = EngineO
         _status_table(rows, f"lab {lab}", wide)
 
 
+@app.command("apply")
+def apply_(lab: str = typer.Argument(..., help="a running lab"), node: str = typer.Argument(..., help="its firewall, nat or router node"),
+           ruleset: Optional[Path] = typer.Option(None, "--ruleset", metavar="FILE",
+                                                  help="the node's own ruleset: nftables (.nft) or iptables-save"),
+           policy: Optional[str] = typer.Option(None, "--policy", metavar="NAME", help="a firewall policy (pptp-lab policy list)"),
+           without: Optional[str] = typer.Option(None, "--without", metavar="S12b,...", help="filters left out of --policy"),
+           nat_editor: Optional[str] = typer.Option(None, "--nat-editor", metavar="on|off", help="the PPTP NAT editor"),
+           redial: bool = typer.Option(False, "--redial", help="hang up every tunnel and dial again afterwards"),
+           engine: Optional[str] = EngineOpt) -> None:
+    """Replace a running node's rules without redeploying, and show what changed."""
+    from . import apply as apply_mod
+
+    if nat_editor not in (None, "on", "off"):
+        raise LabError(f"--nat-editor {nat_editor}: give on or off")
+    if without and policy is None:
+        raise LabError("--without goes with --policy")
+    eng = _running_engine(engine)
+    lab = _lab_name(lab)
+    topo = apply_mod.current(eng, lab)
+    new = apply_mod.changed(topo, node, ruleset=ruleset, policy=policy,
+                            without=[x.strip() for x in without.split(",") if x.strip()] if without else None,
+                            nat_editor=None if nat_editor is None else nat_editor == "on")
+    change = apply_mod.apply(eng, topo, new, node, redial=redial)
+    console.print(f"[green]✓[/] applied to {lab} {node} in {change.seconds:.1f}s (the rules were replaced: "
+                  "their counters start at zero)")
+    sys.stdout.write(change.diff() or "rules unchanged\n")
+    if redial:
+        console.print(f"redialled: {', '.join(change.redialled) or 'no clients'}")
+
+
 @app.command("exec", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def exec_(ctx: typer.Context, lab: str = typer.Argument(...), node: str = typer.Argument(...),
           engine: Optional[str] = EngineOpt) -> None:

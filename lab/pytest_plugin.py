@@ -155,6 +155,18 @@ class Lab:
         self.topo = topo
         configure.apply(topo, self.eng.url, nodes=list(nodes) or None)
 
+    def apply(self, node: str, *, ruleset: str | Path | None = None, policy: str | None = None,
+              without: list[str] | None = None, nat_editor: bool | None = None, redial: bool = False):
+        """`pptp-lab apply`: replace a firewall/nat/router node's rules in place (one of
+        ruleset, policy or nat_editor); returns lab.apply.Change (rules before/after, time)."""
+        from . import apply as apply_mod
+
+        new = apply_mod.changed(self.topo, node, ruleset=Path(ruleset) if ruleset else None, policy=policy,
+                                without=without, nat_editor=nat_editor)
+        change = apply_mod.apply(self.eng, self.topo, new, node, redial=redial)
+        self.topo = new
+        return change
+
     def variant(self, **overrides) -> topology.Topology:
         """This lab's topology with dotted-key overrides (nodes.fw.policy_without=[...])."""
         data = _apply_overrides(json.loads(self.topo.model_dump_json()), overrides)
@@ -219,7 +231,7 @@ def lab(request, lab_engine):
     data["name"] = kwargs.get("name") or f"t-{Path(request.fspath).stem.replace('_', '-')[:20]}".rstrip("-")
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as fh:
         yaml.safe_dump(data, fh)
-    topo = topology.load(fh.name)
+    topo = topology.load(fh.name, folder=path.parent)  # its rulesets are next to the original
     os.unlink(fh.name)
     lifecycle.down(eng, topo.name)
     lifecycle.up(eng, topo)

@@ -273,8 +273,9 @@ def _parse(path: Path):
                        else f"{path}{where}: not valid YAML ({problem})") from None
 
 
-def load(path: str | Path, name: str | None = None) -> Topology:
-    """Read and validate a topology file; raise LabError naming file and key on any fault."""
+def load(path: str | Path, name: str | None = None, folder: Path | None = None) -> Topology:
+    """Read and validate a topology file; raise LabError naming file and key on any fault.
+    Ruleset files are relative to `folder` (default: the topology file's own)."""
     path = Path(path)
     data = _parse(path)
     if not isinstance(data, dict):
@@ -282,21 +283,26 @@ def load(path: str | Path, name: str | None = None) -> Topology:
     data = {"name": name or data.get("name") or path.stem, **{k: v for k, v in data.items() if k != "name"}}
     if name:
         data["name"] = name
-    _read_rulesets(path, data)
+    _read_rulesets(path, data, folder or path.parent)
     try:
         return Topology.model_validate(data)
     except ValidationError as exc:
-        msgs = []
-        for err in exc.errors():
-            key = _key_path(err["loc"])
-            text = err["msg"].removeprefix("Value error, ")
-            if err["type"] == "extra_forbidden":
-                text = "unknown key"
-            msgs.append(f"{key}: {text}" if key else text)
-        raise LabError(f"{path}: " + "; ".join(msgs)) from None
+        raise LabError(f"{path}: {validation_message(exc)}") from None
 
 
-def _read_rulesets(path: Path, data: dict) -> None:
+def validation_message(exc: ValidationError) -> str:
+    """One line: every fault with its key path (`nodes.fw.policy: ...; ...`)."""
+    msgs = []
+    for err in exc.errors():
+        key = _key_path(err["loc"])
+        text = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            text = "unknown key"
+        msgs.append(f"{key}: {text}" if key else text)
+    return "; ".join(msgs)
+
+
+def _read_rulesets(path: Path, data: dict, folder: Path) -> None:
     """Put the text of every node's ruleset file into its `ruleset` block (a topology file
     never gives the text itself); LabError naming file and key when one may not be read."""
     nodes = data.get("nodes")
@@ -315,7 +321,7 @@ def _read_rulesets(path: Path, data: dict) -> None:
         if len(given) != 1 or not isinstance(block[given[0]], str):
             continue  # the model reports it
         try:
-            text = rulesets.read(path.parent, block[given[0]], f"{key}.{given[0]}", given[0])
+            text = rulesets.read(folder, block[given[0]], f"{key}.{given[0]}", given[0])
         except rulesets.RulesetError as exc:
             errors.append(str(exc))
             continue
