@@ -30,6 +30,10 @@ class ClientFacts:
     state: str                 # "up" | "down"
     session: object = None     # its latest analysed session (lab.pptp.Session) or None
     pings: dict[str, tuple[bool, str]] = field(default_factory=dict)  # address -> (answered, summary)
+    # What dropped its packets, when the tunnel failed and was traced (lab.why.Drop: node,
+    # family, table, chain, rule, handle, policy), and the sentence that says so.
+    drop: object = None
+    why: str = ""
 
 
 CLIENT: dict[str, Callable[[ClientFacts, ClientExpect], list[Check]]] = {}
@@ -92,6 +96,19 @@ def unreachable(f: ClientFacts, want: ClientExpect) -> list[Check]:
         out.append(Check(f"{f.name}: does not reach {addr}", "", not answered,
                          "answered" if answered else "no answer"))
     return out
+
+
+@_register(CLIENT, "dropped_by", "rule")
+def dropped_by(f: ClientFacts, want: ClientExpect) -> list[Check]:
+    """dropped_by: NODE [rule: SUBSTRING]: kernel tracing found NODE's ruleset dropping the
+    client's packets (by a rule containing SUBSTRING, when given)."""
+    if want.dropped_by is None:
+        return []
+    d = f.drop
+    ok = d is not None and d.node == want.dropped_by and (want.rule is None or want.rule in (d.rule or ""))
+    name = f"{f.name}: dropped by {want.dropped_by}" + (f" (rule with `{want.rule}`)" if want.rule else "")
+    detail = f.why or ("no traced drop" if d is None else f"dropped by {d.node}, {d.where()}")
+    return [Check(name, "S22", ok, detail, where=evidence(f.session))]
 
 
 @_register(NAT, "unique_outside_call_ids")

@@ -14,6 +14,7 @@ IMAGE = "pptp-lab.image"        # on images pptp-lab built
 # nftables tables written into nodes (playbooks/templates, lab.policy).
 FILTER_TABLE = "inet pptp_lab_filter"
 NAT_TABLE = "ip pptp_lab_nat"
+TRACE_TABLE = "inet pptp_lab_trace"  # only while a failing tunnel is traced (lab.why)
 
 PEER = "lab"  # the pppd peer every client dials: `pppd call lab`
 

@@ -63,6 +63,9 @@ def _node_model() -> type[NodeBase]:
 Node = _node_model()
 
 
+FILTERING_KINDS = ("firewall", "nat", "router")  # the nodes whose rulesets can drop a tunnel
+
+
 class ClientExpect(Strict):
     """What a user expects of one client (checked by `pptp-lab test TOPOLOGY`)."""
     tunnel: Literal["up", "fails"] = "up"
@@ -70,11 +73,25 @@ class ClientExpect(Strict):
         None, description="with tunnel: fails, the phase the analyser must find the session stopped in")
     reach: list[str] = Field(default_factory=list, description="addresses pinged through the tunnel")
     unreachable: list[str] = Field(default_factory=list, description="addresses that must not answer")
+    dropped_by: Optional[str] = Field(
+        None, description="with tunnel: fails, the firewall, nat or router node whose ruleset must "
+        "be found dropping the client's packets (kernel tracing, lab.why)")
+    rule: Optional[str] = Field(
+        None, min_length=1, description="with dropped_by, a part of the text of the rule that drops "
+        "them (as `nft list ruleset` prints it)")
 
     @field_validator("reach", "unreachable")
     @classmethod
     def _addrs(cls, v: list[str]) -> list[str]:
         return [str(ipaddress.IPv4Address(a)) for a in v]
+
+    @model_validator(mode="after")
+    def _drop(self):
+        if self.dropped_by is not None and self.tunnel != "fails":
+            raise ValueError("dropped_by is only for tunnel: fails")
+        if self.rule is not None and self.dropped_by is None:
+            raise ValueError("rule needs dropped_by (the node whose rule it is)")
+        return self
 
 
 class NatExpect(Strict):
@@ -128,6 +145,10 @@ class Topology(Strict):
             for name in self.expect.clients:
                 if name not in self.nodes or self.nodes[name].kind != "pptp-client":
                     errors.append(f"expect.clients.{name}: no pptp-client node {name!r}")
+                by = self.expect.clients[name].dropped_by
+                if by is not None and (by not in self.nodes or self.nodes[by].kind not in FILTERING_KINDS):
+                    errors.append(f"expect.clients.{name}.dropped_by: no {', '.join(FILTERING_KINDS[:-1])} "
+                                  f"or {FILTERING_KINDS[-1]} node {by!r}")
             for name in self.expect.nat:
                 if name not in self.nodes or self.nodes[name].kind != "nat":
                     errors.append(f"expect.nat.{name}: no nat node {name!r}")
