@@ -63,7 +63,8 @@ def evidence(session, event=None) -> dict:
 
 def _why(f: ClientFacts) -> str:
     s = f.session
-    return f"analyser: phase {s.phase}: {s.verdict}" if s else "analyser: no session in the capture"
+    said = f"analyser: phase {s.phase}: {s.verdict}" if s else "analyser: no session in the capture"
+    return said + (f"; {f.why}" if f.why else "")
 
 
 @_register(CLIENT, "tunnel", "phase")

@@ -268,6 +268,34 @@ def apply_(lab: str = typer.Argument(..., help="a running lab"), node: str = typ
         console.print(f"redialled: {', '.join(change.redialled) or 'no clients'}")
 
 
+@app.command("why")
+def why_(lab: str = typer.Argument(..., help="a running lab"), client: str = typer.Argument(..., help="a client node"),
+         timeout: float = typer.Option(30, "--timeout", help="seconds to wait for the redialled tunnel"),
+         engine: Optional[str] = EngineOpt) -> None:
+    """Why a client's tunnel fails: redial it with kernel tracing on in the lab's firewall,
+    nat and router nodes, and name the node, chain and rule that dropped its packets,
+    checked against where the captures saw them."""
+    import tempfile
+
+    from . import apply as apply_mod, capture, lifecycle, pptp, render, trace, why as why_mod
+
+    eng = _running_engine(engine)
+    lab = _lab_name(lab)
+    topo = apply_mod.current(eng, lab)
+    if client not in topo.clients:
+        raise LabError(f"lab {lab} has no client {client} (clients: {', '.join(topo.clients) or 'none'})")
+    since, traces = trace.redial(eng, topo, [client], timeout)
+    state = lifecycle.ppp_state(eng, eng.node(lab, client), render.tunnel_if(topo.nodes[client]))[0]
+    if state == "up":
+        console.print(f"[green]{client}'s tunnel came up[/]: nothing dropped it this time")
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        analysed = pptp.analyze(capture.snapshot(eng, lab, Path(tmp)))
+    sentence, _ = why_mod.why(topo, client, analysed, traces, since)
+    print(f"{client}: {sentence}")
+    raise typer.Exit(1)
+
+
 @app.command("exec", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def exec_(ctx: typer.Context, lab: str = typer.Argument(...), node: str = typer.Argument(...),
           engine: Optional[str] = EngineOpt) -> None:

@@ -6,7 +6,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import capture, checks, lifecycle, pptp, render
+from . import capture, checks, lifecycle, pptp, render, trace, why
 from .checks import Check
 from .engines import Engine
 from .errors import LabError
@@ -71,17 +71,22 @@ def _lab_up(eng: Engine, topo: Topology) -> Check:
 
 def _checks(eng: Engine, topo: Topology, res: Result) -> None:
     lifecycle.start_servers(eng, topo)
-    try:
-        lifecycle.dial_clients(eng, topo, timeout=DIAL_TIMEOUT)
-    except LabError as exc:
-        console.print(f"[yellow]{exc}[/]")  # judged per client below, against `expect`
+    since = time.time()
+    # The dial is traced in the filtering nodes, so a tunnel that fails is traced to the rule
+    # that dropped it without dialling twice (lab.trace, lab.why).
+    with trace.tracing(eng, topo, trace.filtering_nodes(topo)) as traces:
+        try:
+            lifecycle.dial_clients(eng, topo, timeout=DIAL_TIMEOUT)
+        except LabError as exc:
+            console.print(f"[yellow]{exc}[/]")  # judged per client below, against `expect`
     with tempfile.TemporaryDirectory() as tmp:
         analysed = pptp.analyze(capture.snapshot(eng, topo.name, Path(tmp)))
-    res.checks += _client_checks(eng, topo, analysed)
+    res.checks += _client_checks(eng, topo, analysed, traces, since)
     res.checks += _nat_checks(topo, analysed)
 
 
-def _client_checks(eng: Engine, topo: Topology, analysed: pptp.Report) -> list[Check]:
+def _client_checks(eng: Engine, topo: Topology, analysed: pptp.Report, traces: dict[str, str] | None = None,
+                   since: float | None = None) -> list[Check]:
     out = []
     expect = topo.expect.clients if topo.expect else {}
     for name in topo.clients:
@@ -90,6 +95,8 @@ def _client_checks(eng: Engine, topo: Topology, analysed: pptp.Report) -> list[C
         ifname = render.tunnel_if(topo.nodes[name])
         facts = checks.ClientFacts(name, ifname, lifecycle.ppp_state(eng, c, ifname)[0],
                                    _client_session(analysed, topo, name))
+        if facts.state != "up" and traces:
+            facts.why, facts.drop = why.why(topo, name, analysed, traces, since)
         for addr in (want.reach if want else []):
             r = eng.exec(c, f"ping -q -c 3 -i 0.3 -W 2 {addr}", check=False)
             facts.pings[addr] = (r.ok, r.out.strip().splitlines()[-1] if r.out.strip() else "")
