@@ -33,6 +33,7 @@ bench: setup
 	$(VENV)/bin/python bench/analyze.py
 	$(VENV)/bin/python bench/lab.py
 	$(VENV)/bin/python bench/parallel.py
+	$(VENV)/bin/python bench/apply.py
 
 # The whole scenario suite's wall time and its shares (about 25 minutes here).
 bench-suite: setup

@@ -1,5 +1,5 @@
-"""`pptp-lab apply` / `lab.apply` (issue #10): a running lab's firewall rules replaced in place,
-without down/up. A ruleset that drops GRE turns a working tunnel into one that stops in LCP
+"""`pptp-lab apply` / `lab.apply` and `pptp-lab why` (issue #10, SPEC S22) on one running lab:
+its firewall rules replaced in place, without down/up. A ruleset that drops GRE turns a working tunnel into one that stops in LCP
 on redial; applying the original file turns it back, through the CLI; the change is shown
 as a diff of the node's rules."""
 import subprocess
@@ -10,6 +10,8 @@ import pytest
 
 from tests import REPO
 
+NFT_DROP = 'iifname "dmz" oifname "internet" ip protocol gre drop'
+EXAMPLES = REPO / "topologies" / "examples"
 EXAMPLE = REPO / "topologies" / "examples" / "edge-firewall.nft"
 pytestmark = pytest.mark.topology(str(REPO / "topologies" / "examples" / "edge-firewall.yaml"), name="t-apply")
 
@@ -52,3 +54,24 @@ def test_apply_refuses_what_does_not_fit_and_changes_nothing(lab, tmp_path):
     with pytest.raises(LabError, match=r"nodes.edge.ruleset.nft: bad.nft:3:"):
         lab.apply("edge", ruleset=bad)
     assert lab.run("edge", "nft list ruleset").out == before
+
+
+def cli(*args, timeout=900):
+    return subprocess.run([sys.executable, "-c", "from lab.cli import main; main()", *args],
+                          capture_output=True, text=True, cwd=REPO, timeout=timeout)
+
+
+def test_S22_why_names_the_rule_on_a_running_lab(lab, tmp_path):
+    assert lab.tunnel("client")[0] == "up"
+    drop = tmp_path / "drop-back.nft"
+    drop.write_text((EXAMPLES / "edge-firewall.nft").read_text().replace(
+        "        ct state established,related accept\n", f"        {NFT_DROP}\n        ct state established,related accept\n"))
+    lab.apply("edge", ruleset=drop)
+    res = cli("why", "t-apply", "client", "--timeout", "20", timeout=300)
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert res.stdout.startswith("client: GRE to the client seen on dmz, never on internet: dropped by edge, "
+                                 f"table inet edge, chain forward, rule `{NFT_DROP}"), res.stdout + res.stderr
+    lab.apply("edge", ruleset=EXAMPLES / "edge-firewall.nft")
+    res = cli("why", "t-apply", "client", timeout=300)
+    assert res.returncode == 0 and "tunnel came up" in res.stdout + res.stderr, res.stdout + res.stderr
+    assert "pptp_lab_trace" not in lab.run("edge", "nft list tables").out  # tracing is off again
