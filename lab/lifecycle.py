@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import docker.errors
 import requests
 
 from . import capture, configure, kinds, names, queries, render
@@ -98,7 +99,10 @@ def check_free(eng: Engine, topo: Topology) -> None:
     """Names and subnets the lab needs must not be taken on the engine (Docker refuses
     overlapping subnets): say so before creating anything."""
     for n in eng.networks():
-        n.reload()
+        try:
+            n.reload()
+        except docker.errors.NotFound:
+            continue  # another lab's, removed meanwhile (labs side by side come and go)
         if n.name.startswith(f"{topo.name}-") and n.attrs["Labels"].get(names.LAB) != topo.name:
             raise LabError(f"Docker network {n.name} exists and is not this lab's: pick another lab name")
         for cfg in (n.attrs.get("IPAM") or {}).get("Config") or []:

@@ -125,8 +125,16 @@ class DockerEngine(Engine):
             raise LabError(f"lab {lab} has no node {name}") from None
 
     def containers(self, lab, role=None):
+        # Listed, then inspected one by one, skipping any removed in between: labs side by
+        # side come and go on one engine (the SDK's list() fails on such a container).
         filters = [f"{LABEL}={lab}"] + ([f"{names.ROLE}={role}"] if role else [])
-        return self.client.containers.list(all=True, filters={"label": filters})
+        out = []
+        for row in self.client.api.containers(all=True, filters={"label": filters}):
+            try:
+                out.append(self.client.containers.get(row["Id"]))
+            except docker.errors.NotFound:
+                pass
+        return out
 
     def networks(self, lab=None):
         """A lab's networks; with no lab, every network on the engine (for overlap checks)."""
@@ -136,9 +144,9 @@ class DockerEngine(Engine):
 
     def labs(self):
         """Names of the labs that have anything on this engine."""
-        c = self.client
-        found = {x.labels.get(LABEL) for x in c.containers.list(all=True, filters={"label": LABEL})}
-        found |= {n.attrs["Labels"].get(LABEL) for n in c.networks.list(filters={"label": LABEL})}
+        api = self.client.api  # plain lists: nothing inspected, so nothing can vanish in between
+        found = {(x.get("Labels") or {}).get(LABEL) for x in api.containers(all=True, filters={"label": LABEL})}
+        found |= {(n.get("Labels") or {}).get(LABEL) for n in api.networks(filters={"label": LABEL})}
         return {x for x in found if x}
 
     def remove_lab(self, lab):
