@@ -20,6 +20,9 @@ class Check:
     # The packet that shows why: {"capture": file name, "frame": number, "event": what}; the
     # report links it to that row of the session's ladder.
     where: dict = field(default_factory=dict)
+    # Where a failing client's packet went and died (lab.why.path_data); the report draws it
+    # on the topology picture. {}: nothing to draw.
+    path: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -34,6 +37,7 @@ class ClientFacts:
     # family, table, chain, rule, handle, policy), and the sentence that says so.
     drop: object = None
     why: str = ""
+    path: dict = field(default_factory=dict)  # the packet's way (lab.why.path_data)
 
 
 CLIENT: dict[str, Callable[[ClientFacts, ClientExpect], list[Check]]] = {}
@@ -73,11 +77,13 @@ def tunnel(f: ClientFacts, want: ClientExpect) -> list[Check]:
     the session stopped in]."""
     where = evidence(f.session)
     if want.tunnel == "up":
-        return [Check(f"{f.name}: tunnel up", "S16", f.state == "up",
-                      f"{f.ifname} up" if f.state == "up" else f"no tunnel on {f.ifname}; {_why(f)}", where=where)]
+        up = f.state == "up"
+        return [Check(f"{f.name}: tunnel up", "S16", up,
+                      f"{f.ifname} up" if up else f"no tunnel on {f.ifname}; {_why(f)}", where=where,
+                      path={} if up else f.path)]
     ok = f.state != "up" and (want.phase is None or (f.session is not None and f.session.phase == want.phase))
     return [Check(f"{f.name}: tunnel fails" + (f" at {want.phase}" if want.phase else ""), "S16", ok,
-                  f"{f.ifname} {f.state}; {_why(f)}", where=where)]
+                  f"{f.ifname} {f.state}; {_why(f)}", where=where, path={} if ok else f.path)]
 
 
 @_register(CLIENT, "reach")
@@ -109,7 +115,7 @@ def dropped_by(f: ClientFacts, want: ClientExpect) -> list[Check]:
     ok = d is not None and d.node == want.dropped_by and (want.rule is None or want.rule in (d.rule or ""))
     name = f"{f.name}: dropped by {want.dropped_by}" + (f" (rule with `{want.rule}`)" if want.rule else "")
     detail = f.why or ("no traced drop" if d is None else f"dropped by {d.node}, {d.where()}")
-    return [Check(name, "S22", ok, detail, where=evidence(f.session))]
+    return [Check(name, "S22", ok, detail, where=evidence(f.session), path=f.path)]
 
 
 @_register(NAT, "unique_outside_call_ids")

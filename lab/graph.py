@@ -187,8 +187,9 @@ def _fit(occupied: list[list[tuple[float, float]]], bands: range, x0: float, w: 
     return x
 
 
-def layout(topo, state: dict | None = None) -> tuple[list[str], list[Box], dict]:
-    """Networks in order, placed boxes, and the picture's geometry."""
+def layout(topo, state: dict | None = None, extra: dict | None = None) -> tuple[list[str], list[Box], dict]:
+    """Networks in order, placed boxes, and the picture's geometry. `extra`: node name ->
+    more (text, css class) lines for its box."""
     order = network_order(topo)
     pos = {n: i for i, n in enumerate(order)}
     labels = {n: (n, net.subnet + (f" · {net.role}" if net.role != "other" else ""))
@@ -196,7 +197,7 @@ def layout(topo, state: dict | None = None) -> tuple[list[str], list[Box], dict]
     left = MARGIN + max(text_width(t) for pair in labels.values() for t in pair) + 2 * GAP
     boxes = []
     for name, node in topo.nodes.items():
-        lines = _lines(topo, name, node, state)
+        lines = _lines(topo, name, node, state) + (extra or {}).get(name, [])
         buses = [pos[n] for n in node.interfaces]
         width = max(max(text_width(t) for t, _ in lines) + 2 * PAD, 16.0 * (len(buses) + 1))
         boxes.append(Box(name, lines, buses, w=width, h=2 * PAD + LINE * len(lines)))
@@ -260,12 +261,30 @@ def _tunnel_path(src: Box, dst: Box, geo: dict) -> str:
             f"H{xd:.1f} V{dst.y:.1f}")
 
 
-def topology_svg(topo, state: dict | None = None) -> str:
+def wires(b: Box, bus_y: list[float]):
+    """(bus index, x, y of the box's edge, buses the wire only crosses) for each wire of a box."""
+    ups = sorted((k for k in b.buses if k < b.band), reverse=True)  # the nearest bus first
+    downs = sorted(k for k in b.buses if k >= b.band)
+    for edge, ks in ((b.y, ups), (b.y + b.h, downs)):
+        for j, k in enumerate(ks):
+            x = b.x + b.w * (j + 1) / (len(ks) + 1)
+            crossed = range(k + 1, b.band) if k < b.band else range(b.band, k)
+            yield k, x, edge, [c for c in crossed if c not in b.buses]
+
+
+def topology_svg(topo, state: dict | None = None, paths: list | None = None) -> str:
     """The topology as an SVG document (see the module's doc). `state`: node name ->
-    {state, tunnel, ppp_address, peer_address, call_ids} (lab.lifecycle.NodeStatus fields)."""
+    {state, tunnel, ppp_address, peer_address, call_ids} (lab.lifecycle.NodeStatus fields).
+    `paths`: failing clients' packets to draw on it (lab.why.path_data; lab.packetpath)."""
     e = html.escape
-    order, boxes, geo = layout(topo, state)
+    marked = None
+    if paths:
+        from . import packetpath
+        marked = packetpath.Marked(topo, paths)
+    order, boxes, geo = layout(topo, state, marked.lines if marked else None)
     bus_y, width, height = geo["bus_y"], geo["width"], geo["height"]
+    if marked:
+        width, height = marked.size(geo, bool(_tunnels(topo)))
     by_name = {b.name: b for b in boxes}
     width, height = math.ceil(width), math.ceil(height)
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="topology" width="{width}" height="{height}" '
@@ -283,18 +302,14 @@ def topology_svg(topo, state: dict | None = None) -> str:
                    f'<text x="{MARGIN}" y="{y - 6}" font-weight="bold">{e(name)}</text>'
                    f'<text x="{MARGIN}" y="{y + FONT + 4}" fill="#555">{e(sub)}</text></g>')
     for b in boxes:
-        ups = sorted((k for k in b.buses if k < b.band), reverse=True)  # the nearest bus first
-        downs = sorted(k for k in b.buses if k >= b.band)
-        for edge, ks in ((b.y, ups), (b.y + b.h, downs)):
-            for j, k in enumerate(ks):
-                x = b.x + b.w * (j + 1) / (len(ks) + 1)
-                crossed = range(k + 1, b.band) if k < b.band else range(b.band, k)
-                for c in crossed:
-                    if c not in b.buses:
-                        # A gap in a bus the wire only crosses, so it reads as a hop, not a joint.
-                        out.append(f'<rect x="{x - 4:.1f}" y="{bus_y[c] - 4}" width="8" height="8" fill="#fff"/>')
-                out.append(f'<line x1="{x:.1f}" y1="{edge:.1f}" x2="{x:.1f}" y2="{bus_y[k]}" stroke="#666" '
-                           f'stroke-width="1.5"/><circle cx="{x:.1f}" cy="{bus_y[k]}" r="3.5" fill="#4a7"/>')
+        for k, x, edge, crossed in wires(b, bus_y):
+            for c in crossed:
+                # A gap in a bus the wire only crosses, so it reads as a hop, not a joint.
+                out.append(f'<rect x="{x - 4:.1f}" y="{bus_y[c] - 4}" width="8" height="8" fill="#fff"/>')
+            out.append(f'<line x1="{x:.1f}" y1="{edge:.1f}" x2="{x:.1f}" y2="{bus_y[k]}" stroke="#666" '
+                       f'stroke-width="1.5"/><circle cx="{x:.1f}" cy="{bus_y[k]}" r="3.5" fill="#4a7"/>')
+    if marked:
+        out += marked.overlay(order, boxes, geo)
     tunnels = _tunnels(topo)
     for name, target in tunnels:
         tunnel = ((state or {}).get(name) or {}).get("tunnel")
@@ -305,9 +320,11 @@ def topology_svg(topo, state: dict | None = None) -> str:
                    f'<title>{e(name)} dials {e(topo.nodes[name].pptp_client.server)} ({e(target)})'
                    + (f": tunnel {e(tunnel)}" if tunnel else "") + '</title></path>')
     for b in boxes:
+        mark = marked.boxes.get(b.name) if marked else None
         out.append(f'<g class="node" data-name="{e(b.name)}">'
+                   + (f'<title>{e(mark[1])}</title>' if mark else "") +
                    f'<rect class="box" x="{b.x:.1f}" y="{b.y:.1f}" width="{b.w:.1f}" height="{b.h:.1f}" rx="5" '
-                   'fill="#eef" stroke="#336"/>')
+                   + (f'fill="#fee" stroke="{mark[0]}" stroke-width="3"/>' if mark else 'fill="#eef" stroke="#336"/>'))
         for i, (text, cls) in enumerate(b.lines):
             out.append(f'<text class="{cls}" x="{b.x + PAD:.1f}" y="{b.y + PAD + LINE * i + FONT:.1f}">'
                        f'{e(text)}</text>')
@@ -315,6 +332,8 @@ def topology_svg(topo, state: dict | None = None) -> str:
     if tunnels:
         out.append(f'<text class="legend" x="{MARGIN}" y="{geo["legend_y"]:.1f}" fill="{COLOURS[""]}">'
                    "- - -&gt; the tunnel each client dials</text>")
+    if marked:
+        out += marked.legend(geo["legend_y"] + (LINE if tunnels else 0))
     out.append("</svg>")
     return "\n".join(out)
 

@@ -234,6 +234,19 @@ def _teardown_table(s: Session) -> str:
             "<th>step</th><th>direction</th><th>frame</th></tr>" + "".join(rows) + "</table>") if rows else ""
 
 
+def packet_paths(checks) -> list[dict]:
+    """The packet paths to draw on the topology (lab.why.path_data), one per client: a
+    failing check's first; a passing one's (an expected drop, dropped_by) when no failing
+    check has the client's."""
+    ordered = [c for c in checks if not c.passed] + [c for c in checks if c.passed]
+    out: dict[str, dict] = {}
+    for c in ordered:
+        p = getattr(c, "path", None)
+        if isinstance(p, dict) and p:
+            out.setdefault(str(p.get("client")), p)
+    return list(out.values())
+
+
 def test_html(res) -> str:
     """The `pptp-lab test` report: checks, conformance, topology, ladders, captures."""
     from . import conformance, graph
@@ -259,7 +272,8 @@ def test_html(res) -> str:
         cls = "pass" if verdict == "as documented" else "differs"
         parts.append(f"<tr><td>{spec}</td><td class='text'>{e(doc)}</td><td class='text'>{e(obs)}</td>"
                      f"<td class='{cls}'>{verdict}</td></tr>")
-    parts.append("</table><h2>Topology</h2><div class='scroll'>" + graph.topology_svg(res.topo) + "</div>")
+    parts.append("</table><h2>Topology</h2><div class='scroll'>"
+                 + graph.topology_svg(res.topo, paths=packet_paths(res.checks)) + "</div>")
     if res.run_dir:
         parts.append("<h2>Captures</h2><ul>" + "".join(
             f"<li><a href='{e(p.name)}'>{e(p.name)}</a> ({p.stat().st_size} bytes)</li>"

@@ -96,7 +96,8 @@ def _client_checks(eng: Engine, topo: Topology, analysed: pptp.Report, traces: d
         facts = checks.ClientFacts(name, ifname, lifecycle.ppp_state(eng, c, ifname)[0],
                                    _client_session(analysed, topo, name))
         if facts.state != "up" and traces:
-            facts.why, facts.drop = why.why(topo, name, analysed, traces, since)
+            found = why.find(topo, name, analysed, traces, since)
+            facts.why, facts.drop, facts.path = found.sentence, found.drop, found.path
         for addr in (want.reach if want else []):
             r = eng.exec(c, f"ping -q -c 3 -i 0.3 -W 2 {addr}", check=False)
             facts.pings[addr] = (r.ok, r.out.strip().splitlines()[-1] if r.out.strip() else "")

@@ -11,8 +11,9 @@ ever becomes nft command text. The caller, for a client whose tunnel failed:
      print its rules; rules it does not know show as `unknown rule handle N`);
   2. one redial; note its start time;
   3. stop the monitors, `nft -f -` < trace_off_script() in each node;
-  4. why(topo, client, pptp.analyze(captures), {node: monitor text}, since=start) gives the
-     sentence and the Drop (node set), for ClientFacts.why and ClientFacts.drop."""
+  4. find(topo, client, pptp.analyze(captures), {node: monitor text}, since=start) gives the
+     sentence, the Drop (node set) and the packet's way (path_data), for ClientFacts.why,
+     .drop and .path (why() gives the first two)."""
 from __future__ import annotations
 
 import re
@@ -450,18 +451,56 @@ def blame(drops_: list[Drop], evidence: Vanished | None) -> Drop | None:
     return next((d for d in drops_ if d.node == evidence.node and _fits(d, evidence)), None)
 
 
+def _judge(route: TunnelPath, traces: dict[str, str], seen: dict[str, Seen]) -> tuple[Vanished | None, Drop | None]:
+    ev = vanished(route, seen)
+    return ev, blame(drops_by_node(traces), ev)
+
+
 def verdict(route: TunnelPath, traces: dict[str, str], seen: dict[str, Seen]) -> tuple[str, Drop | None]:
     """The final sentence and the drop it names (None if none): `traces` is node name ->
     `nft monitor trace` text, `seen` segment name -> what its capture showed (presence)."""
-    ds = drops_by_node(traces)
-    ev = vanished(route, seen)
-    d = blame(ds, ev)
+    ev, d = _judge(route, traces, seen)
     return explain(d, ev), d
 
 
-def why(topo, client: str, report, traces: dict[str, str], since: float | None = None) -> tuple[str, Drop | None]:
-    """verdict() for one client of a topology, from the analysed captures (lab.pptp.Report)."""
-    route = path(topo, client)
+def path_data(client: str, server: str | None, route: TunnelPath, seen: dict[str, Seen],
+              evidence: Vanished | None, drop: Drop | None) -> dict:
+    """The packet's way for the topology picture (lab.graph), JSON as checks.json keeps it:
+    {client, server, segments, nodes, packet: what went missing, seen: {segment: its capture
+    showed that packet} (empty when the captures found nothing missing), at: the node that
+    dropped it (or between the last segment that saw it and the next), rule: the drop's
+    table/chain/rule ("" when no rule traced it), action: dropped | rejected | ""}. {} when
+    there is nothing to draw."""
+    if evidence is None and drop is None:
+        return {}
+    what = evidence.what if evidence else None
+    return {"client": client, "server": server or "", "segments": list(route.segments), "nodes": list(route.nodes),
+            "packet": MEANING[what] if what else packet_summary(drop.packet),
+            "seen": {s: bool(getattr(seen.get(s, Seen()), what)) for s in route.segments} if what else {},
+            "at": (drop.node if drop else evidence.node) or "", "rule": drop.where() if drop else "",
+            "action": drop.action if drop else ""}
+
+
+@dataclass
+class Finding:
+    sentence: str
+    drop: Drop | None = None
+    path: dict = field(default_factory=dict)  # path_data
+
+
+def find(topo, client: str, report, traces: dict[str, str], since: float | None = None) -> Finding:
+    """verdict() for one client of a topology, from the analysed captures (lab.pptp.Report),
+    with the packet's way for the picture."""
+    server = server_node(topo, client)
+    route = path(topo, client, server)
     if route is None:
-        return f"{client}: no path from its network to its server's in the topology", None
-    return verdict(route, traces, presence(report, route, flows(topo, client, route), since))
+        return Finding(f"{client}: no path from its network to its server's in the topology")
+    seen = presence(report, route, flows(topo, client, route), since)
+    ev, d = _judge(route, traces, seen)
+    return Finding(explain(d, ev), d, path_data(client, server, route, seen, ev, d))
+
+
+def why(topo, client: str, report, traces: dict[str, str], since: float | None = None) -> tuple[str, Drop | None]:
+    """The sentence and the drop of find()."""
+    f = find(topo, client, report, traces, since)
+    return f.sentence, f.drop

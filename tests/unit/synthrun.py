@@ -1,6 +1,7 @@
 """A `pptp-lab test` run of the default topology made without a lab: captures built with
 scapy (pptpgen), the manifest `capture stop` writes, and checks judged by lab.checks on the
-analysed sessions, as testrun does."""
+analysed sessions, as testrun does; the home client's failure traced to the firewall's
+rule (lab.why) as testrun's tracing would find it."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,7 +9,7 @@ from pathlib import Path
 from scapy.layers.ppp import PPP_LCP_Terminate
 from scapy.utils import wrpcap
 
-from lab import capture, checks, pptp, topology
+from lab import capture, checks, pptp, topology, why
 from lab.checks import Check
 from lab.runfiles import Result
 from tests import REPO
@@ -16,6 +17,11 @@ from tests import REPO
 from . import pptpgen as g
 
 SERVER = "192.0.2.10"
+# fw drops the server's GRE on its way back to the home client (through the NAT's outside).
+FW_TRACE = ('trace id 0c1d2e3f inet fw forward packet: iif "perimeter" oif "internet" ip saddr 192.0.2.10 '
+            "ip daddr 198.51.100.2 ip dscp cs0 ip ecn not-ect ip ttl 63 ip id 0 ip protocol gre ip length 84\n"
+            'trace id 0c1d2e3f inet fw forward rule iifname "perimeter" ip protocol gre drop # handle 7 '
+            "(verdict drop)\n")
 LONG = "nodes not running: " + "/".join(f"node-{i:02d}" for i in range(30))  # no space to wrap at
 
 
@@ -42,6 +48,17 @@ def _refused(client: str) -> g.Capture:
     c.gre("server", g.ppp(PPP_LCP_Terminate(code=5, id=3)))
     c.gre("client", g.ppp(PPP_LCP_Terminate(code=6, id=3)))
     return c
+
+
+def traced(topo, client: str, trace: str, node: str = "fw") -> dict:
+    """ClientFacts' drop, why and path for a client whose captures showed every packet up to
+    the server's GRE, seen on the server's side of `node` and not past it."""
+    route = why.path(topo, client)
+    before = route.segments[:route.nodes.index(node) + 1]
+    seen = {s: why.Seen(1, True, True, True, s not in before) for s in route.segments}
+    sentence, drop = why.verdict(route, {node: trace}, seen)
+    return {"drop": drop, "why": sentence, "path": why.path_data(
+        client, why.server_node(topo, client), route, seen, why.vanished(route, seen), drop)}
 
 
 def captures(run: Path) -> list[Path]:
@@ -75,6 +92,6 @@ def result(base: Path) -> Result:
         {"10.10.0.20": (True, "rtt min/avg/max/mdev = 0.1/0.2/0.3/0.1 ms")}), expect["client"])
     found += checks.client_checks(checks.ClientFacts(
         "home-client", "ppp0", "down", session("home.pcap", "192.168.1.10"),
-        {"10.10.0.20": (False, "")}), expect["home-client"])
+        {"10.10.0.20": (False, "")}, **traced(topo, "home-client", FW_TRACE)), expect["home-client"])
     found.append(Check("a check with a long detail", "", False, LONG))
     return Result(topo, found, run, analysed)

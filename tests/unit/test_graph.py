@@ -218,3 +218,79 @@ def test_many_networks_are_ordered_along_their_routers():
     topo = topology.Topology.model_validate({
         "name": "chain", "networks": {f"n{i}": {"subnet": f"10.{i}.0.0/24"} for i in range(10)}, "nodes": nodes})
     assert graph.network_order(topo) == [f"n{i}" for i in chain]
+
+
+# ------------------------------------------------------------------ a failing client's packet
+def traced_path(rule: str = 'iifname "perimeter" ip protocol gre drop', client: str = "home-client") -> dict:
+    from . import synthrun
+
+    return synthrun.traced(load("default"), client, synthrun.FW_TRACE.replace(
+        'iifname "perimeter" ip protocol gre drop', rule))["path"]
+
+
+def test_without_a_path_the_picture_is_unchanged():
+    topo = load("default")
+    plain = graph.topology_svg(topo)
+    assert graph.topology_svg(topo, paths=[]) == plain and graph.topology_svg(topo, None, None) == plain
+    # Not paths (a hand-edited checks.json): nothing drawn, nothing broken.
+    junk = [5, "x", {}, {"segments": "home"}, {"segments": [], "nodes": []}, {"segments": [1], "nodes": []}]
+    assert graph.topology_svg(topo, paths=junk) == plain
+
+
+def test_a_dropped_packet_is_drawn_on_its_way():
+    p = traced_path()
+    assert p == {"client": "home-client", "server": "vpn", "segments": ["home", "internet", "perimeter"],
+                 "nodes": ["nat", "fw"], "packet": "GRE to the client",
+                 "seen": {"home": False, "internet": False, "perimeter": True}, "at": "fw",
+                 "rule": 'table inet fw, chain forward, rule `iifname "perimeter" ip protocol gre drop` (handle 7)',
+                 "action": "dropped"}
+    svg = graph.topology_svg(load("default"), paths=[p])
+    root = ET.fromstring(svg)
+    lines = [ln for ln in root.iter(f"{NS}line") if ln.get("class", "").startswith("path-")]
+    on_buses = {ln.get("data-segment"): ln.get("class") for ln in lines if ln.find(f"{NS}title") is not None}
+    assert on_buses == {"home": "path-unseen", "internet": "path-unseen", "perimeter": "path-seen"}
+    assert all(ln.get("stroke-dasharray") for ln in lines if ln.get("class") == "path-unseen")
+    assert not any(ln.get("stroke-dasharray") for ln in lines if ln.get("class") == "path-seen")
+    # The wires of the way: the client's, the NAT's two, the firewall's two, the server's.
+    assert len(lines) - len(on_buses) == 6
+    (fw,) = [g for g in root.iter(f"{NS}g") if g.get("data-name") == "fw"]
+    assert fw.find(f"{NS}title").text == f"home-client: GRE to the client dropped by fw, {p['rule']}"
+    assert fw.find(f"{NS}rect").get("stroke") == "#b00"
+    assert "✕ dropped here: GRE to the client" in [t.text for t in fw.iter(f"{NS}text")]
+    (legend,) = [t for t in root.iter(f"{NS}text") if t.get("class") == "legend path-legend"]
+    assert "".join(legend.itertext()) == ("home-client: GRE to the client  ━ seen on perimeter  "
+                                          "✕ dropped by fw (its box: the rule)  ┅ not seen on home, internet")
+    # Only the marked box changed; the rest of the picture is where it was.
+    assert int(root.get("height")) == int(ET.fromstring(graph.topology_svg(load("default"))).get("height")) + 16 + 16
+
+
+def test_the_rule_and_names_from_a_file_are_escaped():
+    hostile = '</title><script>alert(1)</script>&"'
+    p = traced_path(rule=f'iifname "perimeter" ip protocol gre drop comment "{hostile}"')
+    p["packet"] = p["client"] = hostile
+    svg = graph.topology_svg(load("default"), paths=[p])
+    assert "<script" not in svg and "&lt;/title&gt;&lt;script&gt;" in svg
+    root = ET.fromstring(svg)  # well-formed
+    (fw,) = [g for g in root.iter(f"{NS}g") if g.get("data-name") == "fw"]
+    assert hostile in fw.find(f"{NS}title").text and fw.find(f"{NS}title").text.startswith(hostile)
+    assert {ln.get("data-client") for ln in root.iter(f"{NS}line") if ln.get("data-client")} == {hostile}
+    # A path naming what the topology does not have draws only what it has.
+    p = dict(traced_path(), at="nowhere", segments=["home", "nowhere", "perimeter"])
+    root = ET.fromstring(graph.topology_svg(load("default"), paths=[p]))
+    assert {ln.get("data-segment") for ln in root.iter(f"{NS}line") if ln.get("data-segment")} == {"home", "perimeter"}
+    assert all(g.find(f"{NS}title") is None for g in root.iter(f"{NS}g") if g.get("class") == "node")
+
+
+def test_a_packet_lost_with_no_rule_traced_and_two_clients():
+    untraced = dict(traced_path(), rule="", action="")
+    other = dict(traced_path(), client="client", segments=["internet", "perimeter"], nodes=["fw"])
+    root = ET.fromstring(graph.topology_svg(load("default"), paths=[untraced, other]))
+    (fw,) = [g for g in root.iter(f"{NS}g") if g.get("data-name") == "fw"]
+    assert fw.find(f"{NS}title").text.splitlines() == [
+        "home-client: GRE to the client went missing at fw: no rule traced a drop (routing? rp_filter? "
+        "a conntrack INVALID drop outside nft?)",
+        f"client: GRE to the client dropped by fw, {other['rule']}"]
+    assert fw.find(f"{NS}rect").get("stroke") == "#b00"  # one of them was traced
+    words = [t.text for t in fw.iter(f"{NS}text")]
+    assert "? GRE to the client lost here" in words and "✕ dropped here: GRE to the client" in words
+    assert len([t for t in root.iter(f"{NS}text") if t.get("class") == "legend path-legend"]) == 2

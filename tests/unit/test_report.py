@@ -99,3 +99,23 @@ def test_a_failing_check_links_to_the_ladder_row_of_its_packet(tmp_path):
     s = next(s for s in res.report.sessions if s.source.endswith("home.pcap"))
     s.events = s.events[:1] * report.LADDER_EVENTS + s.events
     assert f"<a href='#session-{s.id}'>ladder of session {s.id}</a>: home.pcap frame 4 (SCCRP)" in report.test_html(res)
+
+
+def test_the_topology_shows_the_path_of_each_failing_client_once():
+    a = {"client": "a", "segments": ["internet"], "nodes": [], "at": "fw"}
+    b = {"client": "b", "segments": ["internet"], "nodes": [], "at": "fw"}
+    found = [Check("b: dropped by fw", "S22", True, "", path=b), Check("a: tunnel up", "S16", False, "", path=a),
+             Check("a: dropped by fw", "S22", False, "", path=dict(a, at="nat")), Check("ok", "", True, "")]
+    assert report.packet_paths(found) == [a, b]  # a failing check's first, then an expected drop
+    assert report.packet_paths([Check("ok", "", True, "")]) == []
+
+
+def test_a_hostile_rule_text_stays_text_in_the_page(tmp_path):
+    from . import synthrun
+
+    res = synthrun.result(tmp_path)
+    (failed,) = [c for c in res.checks if c.path]
+    failed.path["rule"] = "</title><script>alert(1)</script>"
+    page = report.test_html(res)
+    assert "<script>" not in page
+    assert "dropped by fw, &lt;/title&gt;&lt;script&gt;alert(1)&lt;/script&gt;</title>" in page

@@ -6,7 +6,7 @@ import sys
 
 from typer.testing import CliRunner
 
-from lab import capture, report, runfiles, topology
+from lab import capture, graph, report, runfiles, topology
 from lab.cli import app
 from lab.errors import LabError
 
@@ -34,6 +34,8 @@ def test_a_run_keeps_checks_and_topology_and_no_secret(tmp_path):
     checks = json.loads((run / "checks.json").read_text())
     assert [c["name"] for c in checks] == [c.name for c in res.checks]
     assert checks[3]["where"] == {"capture": "home.pcap", "frame": 9, "event": "LCP Configure-Request"}
+    assert checks[3]["path"]["at"] == "fw" and checks[3]["path"]["seen"] == {
+        "home": False, "internet": False, "perimeter": True}
 
 
 def test_report_rebuilds_the_same_page_and_json_from_the_run_directory(tmp_path):
@@ -46,6 +48,10 @@ def test_report_rebuilds_the_same_page_and_json_from_the_run_directory(tmp_path)
     assert out.exit_code == 0, out.output
     assert "default: FAIL (3 of 6 checks failed)" in out.output and f"report: {run / 'report.html'}" in out.output
     assert (run / "report.html").read_text() == page
+    # The failing client's packet redrawn on the topology from checks.json alone.
+    assert 'class="path-seen" stroke="#070" data-client="home-client" data-segment="perimeter"' in page
+    assert ("<title>home-client: GRE to the client dropped by fw, table inet fw, chain forward, rule "
+            "`iifname &quot;perimeter&quot; ip protocol gre drop` (handle 7)</title>") in page
     assert (run / "report.json").read_text() == data
     js = json.loads(data)
     assert js["passed"] is False and len(js["checks"]) == 6
@@ -102,3 +108,17 @@ def test_load_gives_back_the_result(tmp_path):
     back = runfiles.load(run)
     assert back.checks == res.checks and back.topo.name == "default" and back.run_dir == run
     assert [s.verdict for s in back.report.sessions] == [s.verdict for s in res.report.sessions]
+
+
+def test_a_checks_json_from_before_paths_still_loads(tmp_path):
+    res, run = written(tmp_path)
+    old = json.loads((run / "checks.json").read_text())
+    for c in old:
+        del c["path"]
+    (run / "checks.json").write_text(json.dumps(old))
+    back = runfiles.load(run)
+    assert all(c.path == {} for c in back.checks)
+    assert [c.name for c in back.checks] == [c.name for c in res.checks]
+    page = report.test_html(back)
+    assert "path-seen" not in page and "path-legend" not in page
+    assert graph.topology_svg(res.topo) in page

@@ -250,6 +250,11 @@ def test_gre_dropped_by_the_firewall_end_to_end(tmp_path):
                         'forward, rule `iifname "dmz" ip protocol gre counter packets 3 bytes 252 drop` '
                         "(handle 7) [GRE 10.50.0.10 -> 198.18.30.20]")
     assert "\n" not in sentence
+    found = why.find(topo, "client", report, {"fw": SYN + FW_DROPS_GRE})
+    assert (found.sentence, found.drop.handle) == (sentence, 7)
+    assert found.path == {"client": "client", "server": "vpn", "segments": ["internet", "dmz"], "nodes": ["fw"],
+                          "packet": "GRE to the client", "seen": {"internet": False, "dmz": True}, "at": "fw",
+                          "rule": drop.where(), "action": "dropped"}
     # A later window sees none of it.
     later = why.presence(report, route, why.flows(topo, "client", route), since=2e9)
     assert later["dmz"] == why.Seen()
@@ -280,6 +285,23 @@ def test_a_drop_of_another_packet_or_direction_is_not_the_blame():
     assert d is None
     assert text == ("GRE to the server seen on internet, never on dmz (between node edge): no rule traced a "
                     "drop there (routing? rp_filter? a conntrack INVALID drop outside nft?)")
+
+
+def test_path_data_says_only_what_was_found():
+    lost = seen(internet={"syn", "syn_ack", "gre_to_server"}, dmz={"syn", "syn_ack"})
+    ev = why.vanished(ROUTE, lost)
+    assert why.path_data("c", "s", ROUTE, lost, ev, None) == {
+        "client": "c", "server": "s", "segments": ["internet", "dmz"], "nodes": ["edge"],
+        "packet": "GRE to the server", "seen": {"internet": True, "dmz": False}, "at": "edge", "rule": "",
+        "action": ""}
+    nothing = seen(internet=set(), dmz=set())
+    p = why.path_data("c", None, ROUTE, nothing, why.vanished(ROUTE, nothing), None)
+    assert (p["packet"], p["seen"], p["at"], p["server"]) == ("SYN", {"internet": False, "dmz": False}, "", "")
+    # A drop and no capture evidence: the node only, no segment claimed seen or not.
+    d = why.drops_by_node({"edge": EDGE_DROPS_GRE})[0]
+    p = why.path_data("c", "s", ROUTE, {}, None, d)
+    assert (p["packet"], p["seen"], p["at"]) == ("GRE 10.40.0.10 -> 198.18.20.20", {}, "edge")
+    assert why.path_data("c", "s", ROUTE, {}, None, None) == {}
 
 
 def test_nothing_sent_and_nothing_lost():
@@ -321,6 +343,14 @@ def test_dropped_by_check():
     (c,) = checks.dropped_by(f, want)
     assert c.passed and c.spec == "S22" and c.name == "client: dropped by edge (rule with `ip protocol gre`)"
     assert c.detail == "GRE ... dropped by edge"
+    assert c.path == {}
+    way = {"client": "client", "segments": ["internet", "dmz"], "nodes": ["edge"], "at": "edge"}
+    f.path = way
+    assert checks.dropped_by(f, want)[0].path == way  # drawn on the report's topology
+    (t,) = checks.tunnel(f, ClientExpect(tunnel="up"))
+    assert not t.passed and t.path == way
+    (t,) = checks.tunnel(f, ClientExpect(tunnel="fails"))
+    assert t.passed and t.path == {}  # failing as expected: dropped_by carries the way
     assert not checks.dropped_by(f, ClientExpect(tunnel="fails", dropped_by="fw"))[0].passed
     assert not checks.dropped_by(f, ClientExpect(tunnel="fails", dropped_by="edge", rule="tcp"))[0].passed
     none = checks.ClientFacts("client", "ppp0", "down", SimpleNamespace(events=[]))
