@@ -209,11 +209,14 @@ def dial_clients(eng: Engine, topo: Topology, timeout: float = TUNNEL_TIMEOUT) -
         # polling from here would flood a slow engine with execs.
         c = eng.node(topo.name, name)
         ifname = render.tunnel_if(topo.nodes[name])
+        # The wait ends early when pppd has given up (authentication refused, LCP or the
+        # call abandoned, the TCP connection refused): no use waiting out the timeout.
         return eng.exec(c, f"ip -4 addr show {ifname} 2>/dev/null | grep -q inet || "
                              f"pgrep -f '^pppd call {render.PEER}' >/dev/null || "  # ^: not this shell itself
                              f"pppd call {render.PEER} logfile {queries.PPP_LOG}; "
                              f"timeout {int(timeout)} sh -c 'until ip -4 addr show {ifname} 2>/dev/null | "
-                             f"grep -q inet; do sleep 0.2; done'", check=False).ok
+                             f"grep -q inet; do pgrep -f \"^pppd call {render.PEER}\" >/dev/null || exit 3; "
+                             f"sleep 0.2; done'", check=False).ok
 
     with console.status(f"dialling {len(names)} client(s) and waiting for their tunnels"):
         pending = {n for n, ok in zip(names, _parallel(dial_and_wait, names)) if not ok}
@@ -222,7 +225,7 @@ def dial_clients(eng: Engine, topo: Topology, timeout: float = TUNNEL_TIMEOUT) -
         for n in sorted(pending):
             log = eng.exec(eng.node(topo.name, n), f"tail -n 3 {queries.PPP_LOG} 2>/dev/null", check=False).out
             why.append(f"{n}: " + " / ".join(x.strip() for x in log.splitlines()) if log.strip() else f"{n}: no pppd log")
-        raise LabError(f"no tunnel after {timeout:.0f}s for {', '.join(sorted(pending))} "
+        raise LabError(f"no tunnel (pppd gave up, or {timeout:.0f}s passed) for {', '.join(sorted(pending))} "
                        f"(`pptp-lab analyze` the capture for the phase): " + "; ".join(why))
     console.print(f"[green]✓[/] {len(names)} tunnel(s) up ({time.monotonic() - start:.0f}s)")
 
