@@ -27,15 +27,13 @@ EXAMPLE = ROOT / "topologies" / "examples"
 
 
 def redial(eng, topo, traced: bool) -> float:
-    eng.exec(eng.node(topo.name, "client"), "pkill -TERM -f '^pppd call lab'; sleep 0.5; pkill -KILL -f '^pptp '; true",
-             check=False)
-    sub = topo.model_copy(update={"nodes": {k: v for k, v in topo.nodes.items()}})
+    lifecycle.hang_up(eng, topo.name, ["client"])
     start = time.monotonic()
     if traced:
         with trace.tracing(eng, topo, trace.filtering_nodes(topo)):
-            lifecycle.dial_clients(eng, sub, timeout=60)
+            lifecycle.dial_clients(eng, topo, timeout=60)
     else:
-        lifecycle.dial_clients(eng, sub, timeout=60)
+        lifecycle.dial_clients(eng, topo, timeout=60)
     return time.monotonic() - start
 
 

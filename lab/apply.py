@@ -122,10 +122,8 @@ def apply(eng: Engine, topo: Topology, new: Topology, name: str, redial: bool = 
     took = time.monotonic() - start
     change = Change(name, before, rules(eng, box), took)
     if redial:
-        clients = [c for c in new.clients]
-        for c in clients:
-            eng.exec(eng.node(lab, c), "pkill -TERM -f '^pppd call lab'; sleep 0.5; pkill -KILL -f '^pptp '; true",
-                     check=False)
+        clients = list(new.clients)
+        lifecycle.hang_up(eng, lab, clients)
         lifecycle.start_servers(eng, new)
         try:
             lifecycle.dial_clients(eng, new, timeout=30)

@@ -230,6 +230,13 @@ def dial_clients(eng: Engine, topo: Topology, timeout: float = TUNNEL_TIMEOUT) -
     console.print(f"[green]✓[/] {len(names)} tunnel(s) up ({time.monotonic() - start:.0f}s)")
 
 
+def hang_up(eng: Engine, lab: str, clients) -> None:
+    """End each client's own outgoing call (a calling router keeps the calls it answers)."""
+    for c in clients:
+        eng.exec(eng.node(lab, c), f"pkill -TERM -f '^pppd call {render.PEER}'; sleep 0.5; "
+                                    "pkill -KILL -f '^pptp '; true", check=False)
+
+
 def ppp_state(eng: Engine, c, ifname: str = "ppp0") -> tuple[str, str, str]:
     """("up"|"down", local address, peer address) of a node's tunnel interface."""
     out = eng.exec(c, f"ip -4 -o addr show dev {ifname} 2>/dev/null", check=False).out

@@ -174,7 +174,7 @@ class Lab:
 
     def stop_client(self, client: str) -> None:
         """End a node's outgoing call (only its own: a calling router keeps its answered calls)."""
-        self.run(client, "pkill -TERM -f '^pppd call lab'; sleep 0.5; pkill -KILL -f '^pptp '; true", check=False)
+        lifecycle.hang_up(self.eng, self.name, [client])
 
     def hangup(self, client: str, timeout: float = 20) -> None:
         """Client-initiated teardown: pppd sends LCP Terminate, pptp clears the call."""

@@ -52,9 +52,7 @@ def tracing(eng: Engine, topo: Topology, nodes: list[str]) -> Iterator[dict[str,
 def redial(eng: Engine, topo: Topology, clients: list[str], timeout: float = 30) -> tuple[float, dict[str, str]]:
     """Hang the clients up and dial them again with tracing on; (start time, traces)."""
     nodes = filtering_nodes(topo)
-    for c in clients:
-        eng.exec(eng.node(topo.name, c), "pkill -TERM -f '^pppd call lab'; sleep 0.5; pkill -KILL -f '^pptp '; true",
-                 check=False)
+    lifecycle.hang_up(eng, topo.name, clients)
     sub = topo.model_copy(update={"nodes": {k: v for k, v in topo.nodes.items() if k in clients or v.pptp_client is None}})
     since = time.time()
     with tracing(eng, topo, nodes) as traces:
