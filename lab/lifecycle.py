@@ -204,29 +204,19 @@ def dial_clients(eng: Engine, topo: Topology, timeout: float = TUNNEL_TIMEOUT) -
 
     start = time.monotonic()
 
-    def dial_and_wait(name) -> bool:
-        # One exec per client that dials and then blocks until its tunnel has an address:
-        # polling from here would flood a slow engine with execs.
+    def dial_and_wait(name) -> str:
+        # One exec per client that dials and blocks until its tunnel has an address, or the
+        # failure is certain (dial.sh.j2 says which): polling from here would flood a slow
+        # engine with execs. "" when the tunnel is up, else why not.
         c = eng.node(topo.name, name)
-        ifname = render.tunnel_if(topo.nodes[name])
-        # The wait ends early when pppd has given up (authentication refused, LCP or the
-        # call abandoned, the TCP connection refused): no use waiting out the timeout.
-        return eng.exec(c, f"ip -4 addr show {ifname} 2>/dev/null | grep -q inet || "
-                             f"pgrep -f '^pppd call {render.PEER}' >/dev/null || "  # ^: not this shell itself
-                             f"pppd call {render.PEER} logfile {queries.PPP_LOG}; "
-                             f"timeout {int(timeout)} sh -c 'until ip -4 addr show {ifname} 2>/dev/null | "
-                             f"grep -q inet; do pgrep -f \"^pppd call {render.PEER}\" >/dev/null || exit 3; "
-                             f"sleep 0.2; done'", check=False).ok
+        r = eng.exec(c, [render.DIAL, render.tunnel_if(topo.nodes[name]), str(int(timeout))], check=False)
+        return "" if r.ok else (r.out.strip().splitlines() or [f"exit {r.rc}"])[-1]
 
     with console.status(f"dialling {len(names)} client(s) and waiting for their tunnels"):
-        pending = {n for n, ok in zip(names, _parallel(dial_and_wait, names)) if not ok}
-    if pending:
-        why = []
-        for n in sorted(pending):
-            log = eng.exec(eng.node(topo.name, n), f"tail -n 3 {queries.PPP_LOG} 2>/dev/null", check=False).out
-            why.append(f"{n}: " + " / ".join(x.strip() for x in log.splitlines()) if log.strip() else f"{n}: no pppd log")
-        raise LabError(f"no tunnel (pppd gave up, or {timeout:.0f}s passed) for {', '.join(sorted(pending))} "
-                       f"(`pptp-lab analyze` the capture for the phase): " + "; ".join(why))
+        failed = {n: why for n, why in zip(names, _parallel(dial_and_wait, names)) if why}
+    if failed:
+        raise LabError(f"no tunnel for {', '.join(sorted(failed))} (`pptp-lab analyze` the capture for the phase): "
+                       + "; ".join(f"{n}: {failed[n]}" for n in sorted(failed)))
     console.print(f"[green]✓[/] {len(names)} tunnel(s) up ({time.monotonic() - start:.0f}s)")
 
 

@@ -17,6 +17,7 @@ NAT_TABLE = "ip pptp_lab_nat"
 TRACE_TABLE = "inet pptp_lab_trace"  # only while a failing tunnel is traced (lab.why)
 
 PEER = "lab"  # the pppd peer every client dials: `pppd call lab`
+PPP_LOG = "/var/log/ppp.log"  # where a dial has pppd log (render.DIAL)
 
 
 # A node's interfaces are named after their networks (configure.sh.j2), unless the name

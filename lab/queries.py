@@ -5,7 +5,7 @@ from __future__ import annotations
 from . import names, policy
 from .errors import LabError
 
-PPP_LOG = "/var/log/ppp.log"  # where `pptp-lab up` has pppd log (`pppd call lab logfile ...`)
+PPP_LOG = names.PPP_LOG
 
 
 def filter_counters(eng, node) -> list[dict]:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from .topology import Topology
 
 PEER = names.PEER
+DIAL = "/usr/local/sbin/pptp-lab-dial"  # dials and judges the call early (dial.sh.j2)
 MTU = 1400
 SCRIPT = "/etc/pptp-lab/configure.sh"
 
@@ -88,7 +89,8 @@ def client_files(server: str, user: str, server_name: str = "pptpd", mppe: bool 
     v = dict(pty=pty, user=user, remote_name=server_name, mppe=mppe, peer=PEER, unit=unit, mtu=MTU,
              tunnel_routes=list(routes))
     return {f"/etc/ppp/peers/{PEER}": (render("peer.j2", **v), 0o644),
-            "/etc/ppp/ip-up.d/pptp-lab": (render("ip-up.j2", **v), 0o755)}
+            "/etc/ppp/ip-up.d/pptp-lab": (render("ip-up.j2", **v), 0o755),
+            DIAL: (render("dial.sh.j2", peer=PEER, log=names.PPP_LOG), 0o755)}
 
 
 def node_files(topo: Topology, name: str) -> dict[str, tuple[str, int]]:
