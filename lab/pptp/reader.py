@@ -14,6 +14,7 @@ from typing import Iterator
 import dpkt
 
 from . import gre as gre_mod
+from . import ppp
 from .control import PORT
 
 IP_IN_IP, IPV6_IN_IP, TCP, GRE = 4, 41, 6, 47
@@ -118,16 +119,21 @@ _PCAP_MAGIC = {b"\xd4\xc3\xb2\xa1": ("<", 1e-6, 16), b"\xa1\xb2\xc3\xd4": (">", 
 PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
 MAX_RECORD = 0x4000000  # 64 MiB: a longer record or block length is garbage, not data
 CHUNK = 1 << 20  # octets read at a time; records are sliced out of it, not read one by one
+# Ethernet II, IPv4 without options, then a PPTP GRE header with seq and ack (if A is set).
+_ETH_GRE = struct.Struct("!12xHBxH2xH1xB2x8sBBHHHII")
 
 
-def _pcap_packets(fh, linktype: int, endian: str, scale: float, size: int,
-                  cut: list[int]) -> Iterator[Packet]:
+def _pcap_packets(fh, linktype: int, endian: str, scale: float, size: int, cut: list[int],
+                  mppe=None) -> Iterator[Packet]:
     """The PPTP packets of classic pcap records (after the 24-octet header). dpkt's reader
     builds a header object per record, which was a third of the analyser's time; this loop is
     the whole format. A record cut short (or with a garbage length) ends the file: its offset
-    goes to `cut`."""
+    goes to `cut`. mppe(addrs, call_id, ts, seq, ack), when given, is offered each MPPE frame
+    over Ethernet/IPv4 before any Packet is built; it returns True when it took the frame."""
     rec = struct.Struct(endian + "IIII")
     read1 = getattr(fh, "read1", fh.read)  # a live pipe: what has arrived, not a full chunk
+    if linktype != dpkt.pcap.DLT_EN10MB:
+        mppe = None
     buf, at, base, frame = b"", 0, 24, 0  # base: file offset of buf[0]
     while True:
         avail = len(buf)
@@ -142,6 +148,16 @@ def _pcap_packets(fh, linktype: int, endian: str, scale: float, size: int,
                 at = end
                 frame += 1
                 ts = sec + frac * scale
+                if mppe is not None and incl >= 50:
+                    etype, ver_ihl, total, frag, proto, addrs, b0, b1, gproto, plen, call_id, seq, ack = \
+                        _ETH_GRE.unpack_from(buf, start)
+                    gre_len = 12 if b1 == 0x01 else 16 if b1 == 0x81 else 0  # S set, A clear or set
+                    if (etype == 0x0800 and ver_ihl == 0x45 and proto == GRE and not frag & 0x3FFF
+                            and b0 == 0x30 and gre_len and gproto == gre_mod.PPP_PROTO and plen
+                            and total == 20 + gre_len + plen and 14 + total <= incl
+                            and buf.startswith(ppp.MPPE_PREFIXES, start + 34 + gre_len, start + 14 + total)
+                            and mppe(addrs, call_id, ts, seq, ack if gre_len == 16 else None)):
+                        continue
                 pkt = _frame(linktype, buf, start, end, frame, ts)
                 if pkt is not None:
                     yield pkt
@@ -225,11 +241,11 @@ class _Prefixed:
         return out + (self.fh.read(n - len(out)) if len(out) < n else b"")
 
 
-def packets(path, truncated: list[int] | None = None) -> Iterator[Packet]:
+def packets(path, truncated: list[int] | None = None, mppe=None) -> Iterator[Packet]:
     """PPTP-relevant packets of one capture file (a path, or a binary stream such as a live
     capture on a pipe), in file order. Undecodable frames are skipped (they are not PPTP); a
     file that is not a capture raises ValueError. A file cut off mid-record yields what came
-    before; the offset of the cut record goes to `truncated`."""
+    before; the offset of the cut record goes to `truncated`. mppe: see _pcap_packets."""
     cut = truncated if truncated is not None else []
     stream = hasattr(path, "read")
     with (contextlib.nullcontext(path) if stream else open(path, "rb")) as fh:
@@ -246,7 +262,8 @@ def packets(path, truncated: list[int] | None = None) -> Iterator[Packet]:
             if len(head) < 24:
                 raise ValueError(f"{path}: pcap file header cut off ({len(head)} of 24 octets)")
             endian = _PCAP_MAGIC[magic][0]
-            yield from _pcap_packets(fh, struct.unpack_from(endian + "I", head, 20)[0], *_PCAP_MAGIC[magic], cut)
+            yield from _pcap_packets(fh, struct.unpack_from(endian + "I", head, 20)[0], *_PCAP_MAGIC[magic],
+                                     cut, mppe)
         else:
             raise ValueError(f"{path}: not a pcap or pcapng file")
 
