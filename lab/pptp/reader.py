@@ -118,7 +118,7 @@ _PCAP_MAGIC = {b"\xd4\xc3\xb2\xa1": ("<", 1e-6, 16), b"\xa1\xb2\xc3\xd4": (">", 
                b"\x34\xcd\xb2\xa1": ("<", 1e-6, 24), b"\xa1\xb2\xcd\x34": (">", 1e-6, 24)}
 PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
 MAX_RECORD = 0x4000000  # 64 MiB: a longer record or block length is garbage, not data
-CHUNK = 1 << 20  # octets read at a time; records are sliced out of it, not read one by one
+CHUNK = 1 << 16  # octets read at a time; 1 MiB was slower and raised peak RSS by 5 MB
 # Ethernet II, IPv4 without options, then a PPTP GRE header with seq and ack (if A is set).
 _ETH_GRE = struct.Struct("!12xHBxH2xH1xB2x8sBBHHHII")
 
