@@ -152,6 +152,7 @@ def _pcap_packets(fh, linktype: int, endian: str, scale: float, size: int, cut: 
                     etype, ver_ihl, total, frag, proto, addrs, b0, b1, gproto, plen, call_id, seq, ack = \
                         _ETH_GRE.unpack_from(buf, start)
                     gre_len = 12 if b1 == 0x01 else 16 if b1 == 0x81 else 0  # S set, A clear or set
+                    # Only what gre.decode() finds error-free (and the PPP payload MPPE) is offered.
                     if (etype == 0x0800 and ver_ihl == 0x45 and proto == GRE and not frag & 0x3FFF
                             and b0 == 0x30 and gre_len and gproto == gre_mod.PPP_PROTO and plen
                             and total == 20 + gre_len + plen and 14 + total <= incl
