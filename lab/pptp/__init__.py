@@ -32,7 +32,7 @@ def analyze_file(path: str | Path) -> tuple[list[Session], dict, list[int]]:
     """Sessions, counters and the offsets where the file is cut off mid-record (if it is)."""
     a = Analyzer(source=str(path))
     cut: list[int] = []
-    for pkt in packets(path, cut):
+    for pkt in packets(path, cut, a.mppe):
         a.add(pkt)
     return a.finish(), dict(a.stats), cut
 

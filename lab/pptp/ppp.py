@@ -20,6 +20,7 @@ CODES = {1: "Configure-Request", 2: "Configure-Ack", 3: "Configure-Nak", 4: "Con
 CHAP_CODES = {1: "Challenge", 2: "Response", 3: "Success", 4: "Failure"}
 PAP_CODES = {1: "Authenticate-Request", 2: "Authenticate-Ack", 3: "Authenticate-Nak"}
 CHAP_ALGORITHMS = {5: "MD5", 0x80: "MS-CHAP", 0x81: "MS-CHAPv2"}
+MPPE_PREFIXES = (b"\x00\xfd", b"\xfd", b"\xff\x03\x00\xfd")  # PPP protocol 0x00FD, any framing
 MSCHAP_ERRORS = {646: "restricted logon hours", 647: "account disabled", 648: "password expired",
                  649: "no dial-in permission", 691: "authentication failure (bad credentials)",
                  709: "error changing password"}

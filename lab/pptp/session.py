@@ -3,6 +3,7 @@ sequence analysis (SPEC S8), echo pairing (S9), PPP phases (S6), teardown order 
 and a verdict saying in which phase each session stopped and, if it stopped early, why."""
 from __future__ import annotations
 
+import socket
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -39,7 +40,6 @@ MAX_UNDETAILED = 100_000  # sessions past MAX_SESSIONS counted one by one (then 
 MAX_KINDS = 32            # PPP protocol names counted per GRE direction; more count as "other"
 MAX_GRE_CACHE = 4 * MAX_SESSIONS  # GRE-only flows remembered for the fast lookup
 SYN, RST, FIN, ACK = 0x02, 0x04, 0x01, 0x10
-MPPE_PREFIXES = (b"\x00\xfd", b"\xfd", b"\xff\x03\x00\xfd")  # PPP protocol 0x00FD, any framing
 
 
 def limits() -> dict:
@@ -86,22 +86,33 @@ class Direction:
 
     def add(self, pkt: Packet) -> None:
         g = pkt.gre
+        if g.errors and len(self.errors) < MAX_ERRORS:
+            self.errors += [f"frame {pkt.frame}: {e}" for e in g.errors]
+        if g.payload:
+            self.data(pkt.ts, g.seq, g.ack)
+            return
         self.packets += 1
         self.first_ts = self.first_ts if self.first_ts is not None else pkt.ts
         self.last_ts = pkt.ts
-        if g.errors and len(self.errors) < MAX_ERRORS:
-            self.errors += [f"frame {pkt.frame}: {e}" for e in g.errors]
-        if g.ack is not None and (self.highest_ack is None or
-                                  0 < (g.ack - self.highest_ack) & 0xFFFFFFFF < 0x80000000):
+        self._ack(g.ack)
+        self.ack_only += 1
+
+    def _ack(self, ack: int | None) -> None:
+        if ack is not None and (self.highest_ack is None or
+                                0 < (ack - self.highest_ack) & 0xFFFFFFFF < 0x80000000):
             # Serial-number order: a first ack of 0xFFFFFFFF (seen from Cisco) means "none yet".
-            self.highest_ack = g.ack
-        if not g.payload:
-            self.ack_only += 1
-            return
+            self.highest_ack = ack
+
+    def data(self, ts: float, s: int | None, ack: int | None) -> None:
+        """A packet with a payload and no header errors: what add() counts of it."""
+        self.packets += 1
+        self.first_ts = self.first_ts if self.first_ts is not None else ts
+        self.last_ts = ts
+        if ack is not None:
+            self._ack(ack)
         self.payload_packets += 1
-        if g.seq is None:
+        if s is None:
             return
-        s = g.seq
         if self.max_seq is None:
             self.first_seq = self.max_seq = s
             self._seen = bytearray(SEEN_WINDOW)
@@ -223,11 +234,16 @@ class Analyzer:
         self._gre: dict[tuple, tuple[Session, Call, str]] = {}
         self._orphans: dict[tuple, Session] = {}
         self._undetailed: set[int] = set()  # hashes of the sessions past MAX_SESSIONS
+        # (raw addresses, call ID) -> (session, call, direction, sender) for mppe(); emptied
+        # by add(), the only place the flows and roles behind it can change.
+        self._known: dict[tuple, tuple] = {}
         self.room = MAX_DETAIL  # events and records that may still be kept
         self.stats = Counter()
 
     # ------------------------------------------------------------- packets
     def add(self, pkt: Packet) -> None:
+        if self._known:
+            self._known.clear()
         self.stats["packets"] += 1
         if pkt.kind == "tcp":
             self._tcp(pkt)
@@ -236,6 +252,32 @@ class Analyzer:
             self._gre_packet(pkt)
         else:
             self.stats["gre_other"] += 1
+
+    def mppe(self, addrs: bytes, call_id: int, ts: float, seq: int, ack: int | None) -> bool:
+        """An error-free GRE packet carrying MPPE data (the bulk of a capture), from the reader
+        before it builds a Packet: counted as add() would count it. False when it is not of a
+        flow already seen (the reader then gives it to add())."""
+        key = (addrs, call_id)
+        hit = self._known.get(key)
+        if hit is None:
+            found = self._gre.get((socket.inet_ntoa(addrs[:4]), socket.inet_ntoa(addrs[4:]), call_id))
+            if found is None:
+                return False
+            s, call, attr = found
+            flow = getattr(call, attr)
+            if flow is None:
+                return False
+            hit = self._known[key] = (s, call, flow, "client" if attr == "to_server" else "server")
+        s, call, flow, sender = hit
+        stats = self.stats
+        stats["packets"] += 1
+        stats["gre_pptp"] += 1
+        flow.data(ts, seq, ack)
+        if ts > s.end:
+            s.end = ts
+        flow.ppp["MPPE"] += 1
+        call.ppp["data_frames"][sender] += 1
+        return True
 
     def _new_session(self, client, server, cport, ts) -> Session | None:
         if len(self.sessions) >= MAX_SESSIONS:
@@ -427,7 +469,7 @@ class Analyzer:
         if pkt.ts > s.end:
             s.end = pkt.ts
         sender = "client" if attr == "to_server" else "server"
-        if g.payload.startswith(MPPE_PREFIXES):
+        if g.payload.startswith(ppp.MPPE_PREFIXES):
             flow.ppp["MPPE"] += 1  # encrypted data, the bulk of a session: counted, not decoded
             call.ppp["data_frames"][sender] += 1
         elif g.payload:
