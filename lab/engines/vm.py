@@ -1,11 +1,13 @@
 """The VM engine: Debian's kernel (which has PPP) under QEMU, with dockerd inside.
 
 The guest disk is built from Debian packages only (images/rootfs.sh vm) and cached by the
-hash of its inputs. Each run writes to a qcow2 overlay kept in the state directory, so
-images loaded into the guest's Docker survive `vm down`/`vm up`. The guest's Docker API is
+hash of its inputs. The first boot is saved (lab.engines.snapshot) and later `vm up`s restore
+it on a fresh overlay; with snapshots off (PPTP_LAB_VM_SNAPSHOT=0) each boot is cold, on a
+qcow2 overlay kept in the state directory (images loaded survive `vm down`/`vm up`). The guest's Docker API is
 forwarded to a 127.0.0.1 port only, and its user-mode network is restricted (no way out)."""
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -18,11 +20,13 @@ from pathlib import Path
 
 import docker
 import docker.errors
+from qemu.qmp.legacy import QEMUMonitorProtocol
 
 from .. import artifacts, names
 from ..errors import LabError
 from ..host import console, debian_mirror, require_binary, require_root, run_logged
 from ..paths import cache_dir, private_dir, resource, state_dir
+from . import snapshot
 from .docker import DockerEngine, connect
 
 QEMU = "qemu-system-x86_64"
@@ -62,6 +66,7 @@ class VmState:
     key: str
     overlay: str
     started: float
+    restored: bool = False  # from a snapshot: its console never shows the boot lines
 
     @property
     def url(self) -> str:
@@ -227,6 +232,9 @@ def _qemu_cmd(art: Path, overlay: Path, accel: str, port: int) -> list[str]:
         "-chardev", f"socket,id=ctl,path={d / 'ctl.sock'},server=on,wait=off",
         "-device", "virtio-serial-pci", "-device", "virtserialport,chardev=ctl,name=lab.ctl",
         "-serial", f"file:{d / 'console.log'}",
+        # A new generation ID on every start: a restored guest's kernel reseeds its RNG.
+        "-device", "vmgenid",
+        "-qmp", f"unix:{d / 'qmp.sock'},server=on,wait=off",
     ]
 
 
@@ -250,7 +258,14 @@ def _tail(path: Path, lines: int = 3) -> str:
 
 
 def up() -> VmState:
-    """Start the VM (idempotent) and return its state once its Docker answers."""
+    """Start the VM (idempotent) and return its state once its Docker answers. Processes
+    starting the same instance at once (pytest-xdist workers) take turns: one boots it."""
+    with open(vm_dir() / ".up.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _up()
+
+
+def _up() -> VmState:
     st = read_state()
     if st and alive(st.pid):
         if docker_ready(st):
@@ -266,18 +281,115 @@ def up() -> VmState:
     require_binary("qemu-img", "qemu-utils")
     art = build()
     key = art.name.removeprefix("vm-")
-    overlay = _overlay(art, key)
     accel, why = choose_accel(art / "vmlinuz")
     console.print(f"VM accelerator: {accel} ({why})")
+    if snapshot.enabled():
+        try:
+            snap = _snapshot(art, accel)
+        except Exception as exc:  # noqa: BLE001 - whatever stopped the save, a plain boot still works
+            console.print(f"[yellow]no VM snapshot ({type(exc).__name__}: {exc}); cold boot[/]")
+        else:
+            try:
+                return _restore(art, snap, accel)
+            except LabError as exc:
+                console.print(f"[yellow]VM snapshot {snap.name} unusable ({exc}): removed it; cold boot[/]")
+                shutil.rmtree(snap, ignore_errors=True)
+    return _start(art, _overlay(art, key), accel)
+
+
+def _start(art: Path, disk: Path, accel: str, incoming: Path | None = None) -> VmState:
+    """QEMU on `disk`, booting, or loading the saved state `incoming`; returns at Docker-ready."""
     port = _pick_port()
     (vm_dir() / "console.log").unlink(missing_ok=True)
+    (vm_dir() / "qmp.sock").unlink(missing_ok=True)
+    cmd = _qemu_cmd(art, disk, accel, port)
+    if incoming is not None:
+        cmd += ["-incoming", f"exec:cat '{incoming}'"]  # through /bin/sh; our own cache path
     log = open(vm_dir() / "qemu.log", "wb")
-    proc = subprocess.Popen(_qemu_cmd(art, overlay, accel, port), stdout=log, stderr=log,
-                            stdin=subprocess.DEVNULL, start_new_session=True)
-    st = VmState(pid=proc.pid, port=port, accel=accel, key=key, overlay=str(overlay),
-                 started=time.time())
+    proc = subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+    st = VmState(pid=proc.pid, port=port, accel=accel, key=art.name.removeprefix("vm-"),
+                 overlay=str(disk), started=time.time(), restored=incoming is not None)
     _write_state(st)
-    return _wait_ready(st, proc)
+    if incoming is None:
+        return _wait_ready(st, proc)
+    start = time.monotonic()
+    try:
+        with console.status("VM restoring from its snapshot"):
+            qmp = snapshot.monitor(vm_dir() / "qmp.sock", proc)
+            try:
+                snapshot.resume(qmp)
+            finally:
+                qmp.close()
+            deadline = time.monotonic() + 30
+            while not docker_ready(st):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise LabError("its Docker did not answer after the restore")
+                time.sleep(0.1)
+            rc, out = exec_in_guest(snapshot.freshen_argv(), caps=["SYS_TIME"])
+            if rc:
+                raise LabError(f"setting the restored guest's clock failed: {out.strip()[-200:]}")
+    except (LabError, OSError) as exc:
+        _kill(st.pid)
+        _clear_state()
+        raise LabError(str(exc)) from exc
+    console.print(f"[green]✓[/] VM restored from snapshot, Docker ready at {st.url} "
+                  f"({time.monotonic() - start:.1f}s, {accel})")
+    return st
+
+
+def _snapshot(art: Path, accel: str) -> Path:
+    """cache/vmsnap-<key>/ (disk.qcow2 + ram) for these inputs; made by a cold boot when missing."""
+    from ..images import ensure_node_image, node_key
+
+    key = snapshot.key(art.name, node_key(), accel, MEMORY_MB, CPUS, QEMU)
+
+    def make(tmp: Path) -> None:
+        console.print("VM: no snapshot for these inputs yet: cold boot, then save the booted guest")
+        disk = tmp / "disk.qcow2"
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw",
+                        "-b", str(art / "disk.img"), str(disk)], check=True)
+        disk.chmod(0o600)
+        st = _start(art, disk, accel)
+        try:
+            ensure_node_image(client_for(st))
+            # Dropped page cache is RAM the snapshot need not hold.
+            exec_in_guest(["sh", "-c", "sync; echo 3 > /proc/sys/vm/drop_caches"])
+            started = time.monotonic()
+            qmp = QEMUMonitorProtocol(str(vm_dir() / "qmp.sock"))
+            qmp.connect()
+            qmp.settimeout(60)
+            try:
+                with console.status("VM: saving the booted guest"):
+                    snapshot.save(qmp, tmp / "ram")
+                qmp.cmd("quit")
+            finally:
+                qmp.close()
+            _reap_wait(st.pid)
+            (tmp / "ram").chmod(0o600)
+            console.print(f"[green]✓[/] VM snapshot saved ({(tmp / 'ram').stat().st_size >> 20} MiB, "
+                          f"{time.monotonic() - started:.0f}s)")
+        finally:
+            _kill(st.pid)
+            _clear_state()
+
+    return artifacts.cached_dir("vmsnap", key, make)
+
+
+def _restore(art: Path, snap: Path, accel: str) -> VmState:
+    """QEMU on a fresh overlay of the snapshot's disk, loading its saved state."""
+    run = vm_dir() / "run.qcow2"
+    run.unlink(missing_ok=True)  # the last run's writes: they do not match the saved RAM
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2",
+                    "-b", str(snap / "disk.qcow2"), str(run)], check=True)
+    run.chmod(0o600)
+    return _start(art, run, accel, incoming=snap / "ram")
+
+
+def _reap_wait(pid: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while alive(pid) and time.monotonic() < deadline:
+        _reap(pid)
+        time.sleep(0.1)
 
 
 def _modules_loaded() -> bool:
@@ -299,7 +411,7 @@ def _wait_ready(st: VmState, proc: subprocess.Popen | None = None) -> VmState:
                 _clear_state()
                 raise LabError(f"QEMU exited while booting: {_tail(vm_dir() / 'qemu.log')} "
                                f"{_tail(vm_dir() / 'console.log')} (logs in {vm_dir()})")
-            if docker_ready(st) and _modules_loaded():
+            if docker_ready(st) and (st.restored or _modules_loaded()):
                 console.print(f"[green]✓[/] VM Docker ready at {st.url} "
                               f"({time.monotonic() - start:.0f}s, {st.accel})")
                 return st
@@ -359,9 +471,14 @@ def down(wipe: bool = False) -> str:
         msg = f"VM (pid {st.pid}) had already exited; cleared its state"
     _clear_state()
     if wipe:
-        for old in vm_dir().glob("overlay-*.qcow2"):
-            old.unlink()
-        msg += "; overlay disk wiped"
+        for old in [*vm_dir().glob("overlay-*.qcow2"), vm_dir() / "run.qcow2"]:
+            old.unlink(missing_ok=True)
+        for snap in cache_dir().glob("vmsnap-*"):
+            if snap.is_dir():
+                shutil.rmtree(snap, ignore_errors=True)
+            else:
+                snap.unlink(missing_ok=True)  # its build log
+        msg += "; overlay disk and saved snapshots wiped"
     return msg
 
 
@@ -389,7 +506,7 @@ def status() -> dict:
     return info
 
 
-def exec_in_guest(cmd: list[str]) -> tuple[int, str]:
+def exec_in_guest(cmd: list[str], caps: list[str] = ()) -> tuple[int, str]:
     """Run a command in the guest's namespaces (through a throwaway container)."""
     from ..images import ensure_node_image
 
@@ -402,7 +519,7 @@ def exec_in_guest(cmd: list[str]) -> tuple[int, str]:
         tag, entrypoint=["nsenter", "-t", "1", "-m", "-u", "-n", "-i", "-p", "--", *cmd],
         # Not --privileged: entering pid 1's namespaces needs setns (SYS_ADMIN) on another
         # process's /proc/1/ns (SYS_PTRACE), nothing more.
-        cap_add=["SYS_ADMIN", "SYS_PTRACE"], pid_mode="host", network_mode="host", detach=True,
+        cap_add=["SYS_ADMIN", "SYS_PTRACE", *caps], pid_mode="host", network_mode="host", detach=True,
         labels={names.ROLE: "vm-exec"})
     try:
         rc = container.wait()["StatusCode"]

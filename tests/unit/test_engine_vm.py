@@ -139,3 +139,35 @@ def test_one_decision_for_up_and_doctor():
     assert decide("vm", None) == ("vm", "VM chosen explicitly")
     with pytest.raises(LabError, match="--engine kvm: use one of"):
         decide("kvm", None)
+
+
+def test_snapshot_key_follows_every_input_it_depends_on():
+    from lab.engines import snapshot
+
+    args = ("vm-1", "img-1", "tcg", 2048, 2, "qemu-system-x86_64")
+    base = snapshot.key(*args)
+    assert snapshot.key(*args) == base
+    for i, other in enumerate(("vm-2", "img-2", "kvm", 4096, 4)):
+        changed = list(args)
+        changed[i] = other
+        assert snapshot.key(*changed) != base, f"input {i} left the key unchanged"
+
+
+def test_a_restored_guest_gets_the_hosts_time_and_fresh_randomness():
+    import time
+
+    from lab.engines import snapshot
+
+    a, b = snapshot.freshen_argv(), snapshot.freshen_argv()
+    assert a[:3] == b[:3] and a[2].startswith('date -s "$1"')
+    assert abs(float(a[4].lstrip("@")) - time.time()) < 5
+    assert a[5] != b[5] and len(bytes.fromhex(a[5])) == 64  # never the same seed twice
+
+
+def test_the_vm_has_a_generation_id_and_a_monitor(tmp_path, monkeypatch):
+    from lab.engines import vm
+
+    cmd = vm._qemu_cmd(tmp_path, tmp_path / "d.qcow2", "tcg", 1234)
+    assert "vmgenid" in cmd and any(a.startswith("unix:") and a.endswith("qmp.sock,server=on,wait=off")
+                                    for a in cmd)
+    assert "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:1234-:2375" in cmd  # still no way out

@@ -1,0 +1,92 @@
+"""A booted guest, saved: after a cold boot (Docker ready, node image loaded) QEMU's migration
+writes the guest's RAM and device state to a file, and the disk it booted on is kept frozen
+beside it. A later `vm up` starts QEMU on a fresh overlay of that disk with `-incoming`
+from the file: seconds instead of a boot. Cached by every input the saved state depends on
+(guest disk, node image, QEMU, accelerator, memory, CPUs), in cache/vmsnap-<key>/.
+
+After a restore the guest's clock is set from the host and its kernel RNG gets fresh seed:
+QEMU's vmgenid device tells the kernel it is a new VM (the kernel reseeds at once), and host
+randomness is mixed into /dev/urandom, so no two restores replay call IDs or MPPE keys."""
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+from qemu.qmp import QMPError
+from qemu.qmp.legacy import QEMUMonitorProtocol
+
+from .. import artifacts
+from ..errors import LabError
+
+FORMAT = "1"  # bump when what is saved, or how, changes
+DISABLE_ENV = "PPTP_LAB_VM_SNAPSHOT"  # =0: always boot cold (and save nothing)
+SAVE_TIMEOUT = 180
+
+
+def enabled() -> bool:
+    return os.environ.get(DISABLE_ENV, "1") != "0"
+
+
+def key(vm_key: str, image_key: str, accel: str, memory_mb: int, cpus: int, qemu: str) -> str:
+    version = subprocess.run([qemu, "--version"], capture_output=True, text=True).stdout.split("\n")[0]
+    return artifacts.input_key([], vm_key, image_key, accel, str(memory_mb), str(cpus), version, FORMAT)
+
+
+def monitor(sock: Path, proc: subprocess.Popen, timeout: float = 30) -> QEMUMonitorProtocol:
+    """A QMP connection to the QEMU listening on sock (it may still be starting)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise LabError(f"QEMU exited (status {proc.returncode}) before its monitor answered")
+        qmp = QEMUMonitorProtocol(str(sock))
+        try:
+            qmp.connect()
+            qmp.settimeout(60)
+            return qmp
+        except (OSError, QMPError):
+            qmp.close()
+            if time.monotonic() > deadline:
+                raise LabError(f"QEMU's monitor at {sock} did not answer in {timeout:.0f}s")
+            time.sleep(0.1)
+
+
+def save(qmp: QEMUMonitorProtocol, ram: Path) -> None:
+    """Pause the guest and write its RAM and device state to `ram` (QEMU's migration stream)."""
+    qmp.cmd("stop")
+    # QEMU runs exec: URIs through /bin/sh; the path is the lab's own cache file.
+    qmp.cmd("migrate", uri=f"exec:cat > '{ram}'")
+    deadline = time.monotonic() + SAVE_TIMEOUT
+    while time.monotonic() < deadline:
+        info = qmp.cmd("query-migrate")
+        status = info.get("status")
+        if status == "completed":
+            return
+        if status in ("failed", "cancelled"):
+            raise LabError(f"saving the VM failed: {info.get('error-desc', status)}")
+        time.sleep(0.2)
+    raise LabError(f"saving the VM took over {SAVE_TIMEOUT}s")
+
+
+def resume(qmp: QEMUMonitorProtocol, timeout: float = 120) -> None:
+    """Wait for the incoming state to load, then run the guest (it was saved paused)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = qmp.cmd("query-status")["status"]
+        if status == "running":
+            return
+        if status in ("paused", "postmigrate", "prelaunch"):
+            qmp.cmd("cont")
+            return
+        if status != "inmigrate":
+            raise LabError(f"the restored VM is {status}")
+        time.sleep(0.1)
+    raise LabError(f"loading the saved VM took over {timeout:.0f}s")
+
+
+def freshen_argv() -> list[str]:
+    """The command run in a restored guest: the host's time, and host randomness mixed into
+    the kernel's pool (vmgenid has already made it reseed)."""
+    return ["sh", "-c", 'date -s "$1" >/dev/null && printf %s "$2" > /dev/urandom', "sh",
+            f"@{time.time():.3f}", os.urandom(64).hex()]
