@@ -5,13 +5,16 @@ was created; `up` on a lab that is already up changes nothing; `down` removes ex
 objects labelled with the lab's name, also after a crash half-way."""
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import ipaddress
 import json
+import os
 import re
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +25,7 @@ from . import capture, configure, kinds, names, queries, render
 from .engines import Engine
 from .errors import LabError
 from .host import console
+from .paths import private_dir, state_dir
 from .topology import Topology, public_data
 
 TUNNEL_TIMEOUT = 90  # seconds for every client's ppp0 to get an address
@@ -69,7 +73,7 @@ def create(eng: Engine, topo: Topology, image: str) -> None:
     # A ruleset longer than lab.rulesets.LABEL_MAX is not copied there (a comment says so).
     net_labels = {**labels, names.MODEL: json.dumps(public_data(topo, label=True), separators=(",", ":"))}
     try:
-        with console.status(f"creating {len(topo.networks)} networks") as st:
+        with _subnets_claimed(eng, topo), console.status(f"creating {len(topo.networks)} networks") as st:
             for name, net in topo.networks.items():
                 st.update(f"creating network {name} ({net.subnet})")
                 eng.create_network(topo.name, name, net.subnet, net.bridge_address, net_labels)
@@ -95,9 +99,12 @@ def create(eng: Engine, topo: Topology, image: str) -> None:
         raise
 
 
-def check_free(eng: Engine, topo: Topology) -> None:
-    """Names and subnets the lab needs must not be taken on the engine (Docker refuses
-    overlapping subnets): say so before creating anything."""
+WAIT_ENV = "PPTP_LAB_WAIT_SUBNETS"  # seconds to wait for another lab holding our subnets to go
+
+
+def _overlap(eng: Engine, topo: Topology) -> tuple[str, str] | None:
+    """(why, the other lab or "") when a subnet the lab needs is taken on the engine; a
+    network of our name that is not ours is a LabError at once."""
     for n in eng.networks():
         try:
             n.reload()
@@ -111,10 +118,41 @@ def check_free(eng: Engine, topo: Topology) -> None:
             theirs = ipaddress.IPv4Network(cfg["Subnet"])
             for name, net in topo.networks.items():
                 if net.net.overlaps(theirs):
-                    owner = n.attrs["Labels"].get(names.LAB)
-                    raise LabError(f"networks.{name}: {net.subnet} overlaps Docker network {n.name} ({theirs}"
-                                   + (f", lab {owner}" if owner else "") + "): labs side by side need "
-                                   "distinct subnets")
+                    owner = n.attrs["Labels"].get(names.LAB) or ""
+                    return (f"networks.{name}: {net.subnet} overlaps Docker network {n.name} ({theirs}"
+                            + (f", lab {owner}" if owner else "") + "): labs side by side need "
+                            "distinct subnets"), owner
+    return None
+
+
+def check_free(eng: Engine, topo: Topology) -> None:
+    """Names and subnets the lab needs must not be taken on the engine (Docker refuses
+    overlapping subnets): say so before creating anything. With $PPTP_LAB_WAIT_SUBNETS set
+    (tests sharing one engine), a subnet held by another lab is waited for that long."""
+    deadline = time.monotonic() + float(os.environ.get(WAIT_ENV) or 0)
+    told = False
+    while (busy := _overlap(eng, topo)) is not None:
+        why, owner = busy
+        if not owner or owner == topo.name or time.monotonic() >= deadline:
+            raise LabError(why)
+        if not told:
+            console.print(f"lab {topo.name} waits for lab {owner}, which holds a subnet it needs")
+            told = True
+        time.sleep(2)
+
+
+@contextmanager
+def _subnets_claimed(eng: Engine, topo: Topology):
+    """Check and create a lab's networks as one step against other processes using the same
+    engine from this host (tests sharing one VM): a lab that has to wait waits outside it."""
+    lock = private_dir(state_dir() / "locks") / (hashlib.sha256(eng.url.encode()).hexdigest()[:16] + ".lock")
+    while True:
+        with open(lock, "w") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            if _overlap(eng, topo) is None:
+                yield
+                return
+        check_free(eng, topo)  # waits (or fails) without holding the lock
 
 
 # The throwaway check container first makes a dummy interface per network name (the node's

@@ -13,7 +13,11 @@ Fixtures: `lab_engine` (session: the engine and node image), `lab` (a running to
 the test module; captures kept in runs/ when a test of the module failed), `sessions`
 (the analysed captures of `lab`), `lab_host` (testinfra host of a lab node).
 
-runs/ is <rootdir>/runs unless PPTP_LAB_RUNS says otherwise."""
+runs/ is <rootdir>/runs unless PPTP_LAB_RUNS says otherwise.
+
+Under pytest-xdist (`-n N`) the workers share one engine (on a 2-core machine one VM beats
+two); a lab whose subnets another worker's lab holds waits for it. A VM a worker starts is
+stopped by the controlling process once every worker is done."""
 from __future__ import annotations
 
 import copy
@@ -33,7 +37,16 @@ from .errors import LabError
 from .paths import RUNS_ENV, shipped_topology, topology_file
 
 
+SESSION_ENV = "PPTP_LAB_SESSION"  # the controlling pytest's session ID, seen by its workers
+
+
 def pytest_configure(config):
+    if not os.environ.get(SESSION_ENV):
+        config._pptp_lab_session = os.urandom(8).hex()
+        os.environ[SESSION_ENV] = config._pptp_lab_session
+    if os.environ.get("PYTEST_XDIST_WORKER") and not os.environ.get(ENGINES_ENV):
+        # Workers share the engine: wait for a lab holding our subnets rather than fail.
+        os.environ.setdefault(lifecycle.WAIT_ENV, "1800")
     config.addinivalue_line("markers", "topology(path, name=None, overrides=None): the topology "
                             "file the `lab` fixture brings up (relative to the test file's folder or the "
                             "current directory, or a shipped name such as default); overrides maps "
@@ -47,27 +60,42 @@ def pytest_configure(config):
 def pytest_unconfigure(config):
     if getattr(config, "_pptp_lab_runs", False):
         os.environ.pop(RUNS_ENV, None)
+    session = getattr(config, "_pptp_lab_session", None)
+    if session:
+        os.environ.pop(SESSION_ENV, None)
+        _stop_vms_started_by(session)
+
+
+def _started_marker(eng) -> Path:
+    return eng.state_dir_of(eng.number) / f"started-by-{os.environ[SESSION_ENV]}"
+
+
+def _stop_vms_started_by(session: str) -> None:
+    """The VMs an xdist worker of this session started (it leaves a marker) are stopped here,
+    after every worker is done: a worker stopping it would pull it from under the others."""
+    from .engines.vm import VmEngine
+    from .paths import state_dir
+
+    for marker in state_dir().glob(f"vm*/started-by-{session}"):
+        name = marker.parent.name
+        number = 1 if name == "vm" else int(name[2:])
+        VmEngine(number).stop()
+        marker.unlink(missing_ok=True)
 
 
 ENGINES_ENV = "PPTP_LAB_ENGINES"  # under pytest-xdist: engines the workers take in turn
 
 
 def worker_engine() -> str:
-    """The engine this test process uses. Under pytest-xdist each worker gets its own: the
-    Nth entry of $PPTP_LAB_ENGINES (comma-separated, taken in turn), else VM instance N+1
-    when the VM is the engine; a single local or URL engine is shared by the workers (their
-    labs must then not overlap)."""
+    """The engine this test process uses. Under pytest-xdist, worker N takes the Nth entry of
+    $PPTP_LAB_ENGINES (comma-separated, taken in turn; `vm,vm:2` gives each its own VM);
+    without it the workers share the one engine (their overlapping labs take turns)."""
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")
     spec = engines.wanted()
-    if not worker.startswith("gw"):
-        return spec
-    n = int(worker[2:])
     listed = [x.strip() for x in os.environ.get(ENGINES_ENV, "").split(",") if x.strip()]
-    if listed:
-        return engines.check_spec(listed[n % len(listed)])
-    if spec == "vm" or (spec == "auto" and not engines.probe_local().fits):
-        return "vm" if n == 0 else f"vm:{n + 1}"
-    return spec
+    if not worker.startswith("gw") or not listed:
+        return spec
+    return engines.check_spec(listed[int(worker[2:]) % len(listed)])
 
 
 @pytest.fixture(scope="session")
@@ -80,8 +108,11 @@ def lab_engine():
     was_running = isinstance(engines.running(spec), VmEngine)
     eng = engines.select(spec)
     image = eng.ensure_image()
+    worker = bool(os.environ.get("PYTEST_XDIST_WORKER"))
+    if isinstance(eng, VmEngine) and not was_running and worker:
+        _started_marker(eng).touch()  # the controller stops it after every worker is done
     yield eng, image
-    if isinstance(eng, VmEngine) and not was_running:
+    if isinstance(eng, VmEngine) and not was_running and not worker:
         eng.stop()
 
 

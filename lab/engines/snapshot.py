@@ -4,14 +4,17 @@ beside it. A later `vm up` starts QEMU on a fresh overlay of that disk with `-in
 from the file: seconds instead of a boot. Cached by every input the saved state depends on
 (guest disk, node image, QEMU, accelerator, memory, CPUs), in cache/vmsnap-<key>/.
 
-After a restore the guest's clock is set from the host and its kernel RNG gets fresh seed:
+After a restore the guest's clock is set from the host (to within a Docker API round trip)
+and its kernel RNG gets fresh seed:
 QEMU's vmgenid device tells the kernel it is a new VM (the kernel reseeds at once), and host
 randomness is mixed into /dev/urandom, so no two restores replay call IDs or MPPE keys."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import time
+from datetime import datetime
 from pathlib import Path
 
 from qemu.qmp import QMPError
@@ -85,8 +88,26 @@ def resume(qmp: QEMUMonitorProtocol, timeout: float = 120) -> None:
     raise LabError(f"loading the saved VM took over {timeout:.0f}s")
 
 
-def freshen_argv() -> list[str]:
-    """The command run in a restored guest: the host's time, and host randomness mixed into
-    the kernel's pool (vmgenid has already made it reseed)."""
-    return ["sh", "-c", 'date -s "$1" >/dev/null && printf %s "$2" > /dev/urandom', "sh",
-            f"@{time.time():.3f}", os.urandom(64).hex()]
+def clock_offset(client) -> float:
+    """Host time minus the guest's, read through Docker's API (SystemTime, ns resolution);
+    the round trip's midpoint stands for the moment it was read (tens of ms here)."""
+    t0 = time.time()
+    stamp = client.info()["SystemTime"]
+    t1 = time.time()
+    # RFC 3339 with up to 9 fractional digits; Python takes 6.
+    m = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)", stamp)
+    if not m:
+        raise LabError(f"the guest's Docker gave an unreadable SystemTime {stamp!r}")
+    guest = datetime.fromisoformat(m.group(1) + (m.group(3).replace("Z", "+00:00"))).timestamp()
+    guest += float("0." + (m.group(2) or "0"))
+    return (t0 + t1) / 2 - guest
+
+
+def freshen_argv(offset: float) -> list[str]:
+    """The command run in a guest to shift its clock by `offset` seconds (measured by
+    clock_offset: a shift, so the time a container takes to start does not matter) and mix
+    host randomness into the kernel's pool (after a restore vmgenid has made it reseed)."""
+    script = ('now=$(date +%s.%N) && '
+              'date -s "@$(awk -v n="$now" -v o="$1" \'BEGIN { printf "%.6f", n + o }\')" >/dev/null && '
+              'printf %s "$2" > /dev/urandom')
+    return ["sh", "-c", script, "sh", f"{offset:.6f}", os.urandom(64).hex()]

@@ -311,7 +311,9 @@ def _start(art: Path, disk: Path, accel: str, incoming: Path | None = None) -> V
                  overlay=str(disk), started=time.time(), restored=incoming is not None)
     _write_state(st)
     if incoming is None:
-        return _wait_ready(st, proc)
+        _wait_ready(st, proc)
+        sync_clock(st)
+        return st
     start = time.monotonic()
     try:
         with console.status("VM restoring from its snapshot"):
@@ -325,9 +327,7 @@ def _start(art: Path, disk: Path, accel: str, incoming: Path | None = None) -> V
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise LabError("its Docker did not answer after the restore")
                 time.sleep(0.1)
-            rc, out = exec_in_guest(snapshot.freshen_argv(), caps=["SYS_TIME"])
-            if rc:
-                raise LabError(f"setting the restored guest's clock failed: {out.strip()[-200:]}")
+            sync_clock(st, force=True)
     except (LabError, OSError) as exc:
         _kill(st.pid)
         _clear_state()
@@ -335,6 +335,22 @@ def _start(art: Path, disk: Path, accel: str, incoming: Path | None = None) -> V
     console.print(f"[green]✓[/] VM restored from snapshot, Docker ready at {st.url} "
                   f"({time.monotonic() - start:.1f}s, {accel})")
     return st
+
+
+CLOCK_TOLERANCE = 0.05  # seconds: captures are matched to host times (`since`) by tests and users
+
+
+def sync_clock(st: VmState, force: bool = False) -> float:
+    """Shift the guest's clock onto the host's (a restored guest is seconds behind; a booted
+    one is off by up to a second: its RTC has whole seconds) and mix in host randomness;
+    with force, also when the clock is already right. Returns the offset it corrected."""
+    offset = snapshot.clock_offset(client_for(st, timeout=30))
+    if abs(offset) < CLOCK_TOLERANCE and not force:
+        return 0.0
+    rc, out = exec_in_guest(snapshot.freshen_argv(offset), caps=["SYS_TIME"])
+    if rc:
+        raise LabError(f"setting the guest's clock failed: {out.strip()[-200:]}")
+    return offset
 
 
 def _snapshot(art: Path, accel: str) -> Path:

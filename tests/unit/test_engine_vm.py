@@ -154,14 +154,27 @@ def test_snapshot_key_follows_every_input_it_depends_on():
 
 
 def test_a_restored_guest_gets_the_hosts_time_and_fresh_randomness():
+    import subprocess
     import time
+    from types import SimpleNamespace
 
     from lab.engines import snapshot
 
-    a, b = snapshot.freshen_argv(), snapshot.freshen_argv()
-    assert a[:3] == b[:3] and a[2].startswith('date -s "$1"')
-    assert abs(float(a[4].lstrip("@")) - time.time()) < 5
-    assert a[5] != b[5] and len(bytes.fromhex(a[5])) == 64  # never the same seed twice
+    # The offset is read from Docker's SystemTime (ns digits, Z or an offset) ...
+    behind = time.time() - 2.5
+    for stamp in (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(behind)) + ".%09dZ" % ((behind % 1) * 1e9),
+                  time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(behind)) + "+00:00"):
+        client = SimpleNamespace(info=lambda stamp=stamp: {"SystemTime": stamp})
+        assert 1.4 < snapshot.clock_offset(client) < 3.6, stamp
+    with pytest.raises(LabError, match="unreadable SystemTime"):
+        snapshot.clock_offset(SimpleNamespace(info=lambda: {"SystemTime": "yesterday"}))
+    # ... and applied as a shift (the container's start-up time does not count), with a
+    # different seed each time.
+    a, b = snapshot.freshen_argv(2.5), snapshot.freshen_argv(2.5)
+    assert a[4] == "2.500000" and a[5] != b[5] and len(bytes.fromhex(a[5])) == 64
+    shifted = a[2].replace('date -s "@', 'echo "').replace(" >/dev/null", "").replace("> /dev/urandom", "> /dev/null")
+    out = subprocess.run(["sh", "-c", shifted, "sh", a[4], a[5]], capture_output=True, text=True).stdout
+    assert abs(float(out) - (time.time() + 2.5)) < 1, out
 
 
 def test_the_vm_has_a_generation_id_and_a_monitor(tmp_path, monkeypatch):

@@ -171,7 +171,7 @@ def test_up_records_the_topology_on_its_networks_without_secrets(monkeypatch):
     topo = load("default")
     made = {}
     eng = SimpleNamespace(create_network=lambda lab, name, *a: made.setdefault(name, a[-1]),
-                          create_node=lambda *a, **k: None)
+                          create_node=lambda *a, **k: None, url="unix:///fake", networks=lambda lab=None: [])
     lifecycle.create(eng, topo, "image")
     labels = made["internet"]
     assert labels[names.TOPOLOGY] == lifecycle.topo_hash(topo)
