@@ -18,8 +18,12 @@ lab-down: setup
 	$(LAB) vm down
 
 # pytest exits 5 when a selection holds no tests: that is not a failure here.
+# Two workers share one VM; modules with the reference subnets stay together on one of
+# them (tests/integration/conftest.py), the rest run beside them. JOBS=1: one at a time.
+JOBS ?= 2
+XDIST = $(if $(filter 1,$(JOBS)),,-n $(JOBS) --dist loadscope)
 test: setup
-	$(PYTEST) tests/unit tests/integration -ra --junitxml=runs/junit.xml; rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
+	$(PYTEST) $(XDIST) tests/unit tests/integration -ra --junitxml=runs/junit.xml; rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
 
 unit: setup
 	$(PYTEST) tests/unit -ra; rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc

@@ -1,12 +1,14 @@
 """Integration tests use the pptp_lab pytest plugin (lab/pytest_plugin.py): the `lab_engine`,
 `lab`, `sessions` and `host` fixtures come from it.
 
-Under `pytest -n 2 --dist loadgroup` (what `make test` runs) the two workers share one VM.
-The modules whose labs use the reference subnets (198.51.100.0/24 and friends: the shipped
-default, nat-clients, router-to-router and server-behind-nat topologies) would only wait
-for each other, so they form one group, run by one worker one after another; every other
-module has subnets of its own and goes to the second group. A module stays whole on its
-worker either way (its `lab` fixture is module-scoped)."""
+Under `pytest -n 2 --dist loadscope` (what `make test` runs) the two workers share one VM and
+each takes whole modules (a module's `lab` fixture is module-scoped). The modules whose labs
+use the reference subnets (198.51.100.0/24 and friends: the shipped default, nat-clients,
+router-to-router and server-behind-nat topologies) would only wait for each other, so they
+form one scope, run by one worker one after another; every other module has subnets of its
+own and runs beside them. (xdist's own `loadgroup` does not group under pytest 9 here.)"""
+from pathlib import Path
+
 import pytest
 
 REFERENCE = {
@@ -15,9 +17,15 @@ REFERENCE = {
 }
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        module = item.module.__name__.rsplit(".", 1)[-1]
-        if "/integration/" in str(item.path):
-            item.add_marker(pytest.mark.xdist_group("reference" if module in REFERENCE else "own-subnets"))
+@pytest.hookimpl(tryfirst=True)
+def pytest_xdist_make_scheduler(config, log):
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ReferenceTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return "reference-subnets" if Path(module).stem in REFERENCE else module
+
+    return ReferenceTogether(config, log)

@@ -25,12 +25,20 @@ def tree(root: Path) -> dict[str, tuple[int, int]]:
             if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"}
 
 
-def repo_state() -> tuple[str, list[str]]:
-    """git status (ignored files too, so a new runs/ or build/ shows) of the checkout."""
+# The labs the installed copy runs: only these may not leave anything in the checkout's
+# runs/ (other modules run beside this one under pytest -n and write theirs there).
+OURS = ("starter", "t-installed", "t-test-lab", "t-inst-default")
+
+
+def repo_state() -> tuple[list[str], list[str]]:
+    """git status (ignored files too, so a new build/ shows; runs/ aside) of the checkout,
+    and what runs/ holds of this test's labs."""
     res = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--ignored"], capture_output=True,
                          text=True, check=True)
-    runs = sorted(str(p.relative_to(REPO)) for p in (REPO / "runs").rglob("*")) if (REPO / "runs").is_dir() else []
-    return res.stdout, runs
+    status = [line for line in res.stdout.splitlines() if line[3:].rstrip("/") != "runs"]
+    runs = sorted(str(p.relative_to(REPO)) for p in (REPO / "runs").rglob("*")
+                  if p.relative_to(REPO / "runs").parts[0].startswith(OURS)) if (REPO / "runs").is_dir() else []
+    return status, runs
 
 
 @pytest.fixture(scope="module")

@@ -128,8 +128,9 @@ def test_a_second_lab_runs_beside_and_down_removes_only_its_own(default_lab, tmp
     assert all(r.tunnel == "up" for r in lifecycle.status(eng, LAB) if r.kind == "pptp-client")
 
 
-def test_overlapping_subnets_are_refused_before_anything_is_created(default_lab, tmp_path):
+def test_overlapping_subnets_are_refused_before_anything_is_created(default_lab, tmp_path, monkeypatch):
     eng, _, _ = default_lab
+    monkeypatch.setenv(lifecycle.WAIT_ENV, "0")  # pytest -n workers would wait for t-default to go
     data = {**SECOND, "networks": {"net": {"subnet": "198.51.100.0/25"}}}
     data["nodes"] = {"cli": {**SECOND["nodes"]["cli"], "interfaces": {"net": "198.51.100.20"}},
                      "srv": {**SECOND["nodes"]["srv"], "interfaces": {"net": "198.51.100.30"}}}
