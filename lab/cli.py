@@ -95,7 +95,7 @@ def analyze(files: list[Path] = typer.Argument(..., help="pcap or pcapng files (
     """Sessions, call IDs, phases, losses and what went wrong, from PPTP captures."""
     from rich.console import Console
 
-    from . import pptp, report
+    from . import pptp, report, runfiles
 
     for f in files:
         if not f.is_file():
@@ -117,8 +117,11 @@ def analyze(files: list[Path] = typer.Argument(..., help="pcap or pcapng files (
             raise typer.Exit(1)
         print(f"warning: {where}: analysed up to there", file=sys.stderr)
     if ladder:
+        # Captures of one run (runs/<lab>/<run-id>/): the faults its manifest lists are drawn too.
+        folders = {f.resolve().parent for f in files}
+        faults = runfiles.manifest_faults(folders.pop()) if len(folders) == 1 else []
         try:
-            report.write_ladder(result, ladder)
+            report.write_ladder(result, ladder, faults)
         except OSError as exc:
             raise LabError(f"--ladder {ladder}: {exc.strerror or exc}") from exc
     if as_json:

@@ -506,3 +506,77 @@ def test_the_command_line_help_lists_every_verb(monkeypatch, capsys, eng):
     for usage in fault.USAGE.values():
         assert usage.split(" ", 1)[0] in out
 
+
+# ------------------------------------------------------------------ the ladder
+def ladder_session(phase="data"):
+    from lab.pptp.session import Event, Session
+
+    s = Session(1, "/x/internet.pcap", "198.51.100.10", "192.0.2.10", start=100.0)
+    s.events = [Event(100.0, 1, "client", "SCCRQ", ""), Event(101.0, 2, "server", "SCCRP", ""),
+                Event(103.0, 3, "client", "OCRQ", "")]
+    s.phase, s.verdict = phase, "a verdict"
+    return s
+
+
+def fault_record(started, offset, verb="link", args=("internet", "down"), done="internet down"):
+    return {"verb": verb, "node": "client", "args": list(args), "started": started, "ended": started + 0.1,
+            "done": done, "clock_offset": offset}
+
+
+def rows(svg):
+    """(time stamp, label) of each ladder row, top to bottom."""
+    import xml.etree.ElementTree as ET
+
+    ns = "{http://www.w3.org/2000/svg}"
+    out = []
+    for g in ET.fromstring(svg).iter(f"{ns}g"):
+        texts = [t for t in g.iter(f"{ns}text")]
+        out.append((texts[0].text.strip(), " ".join(t.text for t in texts[1:]), g.get("class")))
+    return out
+
+
+def test_faults_are_drawn_on_the_ladder_at_their_engine_time_between_the_packets():
+    from lab import report
+
+    faults = [fault_record(100.3, 0.2),                                  # 100.5 on the capture's clock
+              fault_record(98.0, 0.0, "kill", ["pptpd"], "SIGKILL"),     # before the session: not drawn
+              fault_record(110.0, 0.0, "netem", ["internet", "clear"], "")]
+    drawn = rows(report.ladder_svg(ladder_session(), faults=faults))
+    assert drawn == [("0.000s", "SCCRQ", None),
+                     ("0.500s", "fault: link client internet down — internet down", "fault"),
+                     ("1.000s", "SCCRP", None), ("3.000s", "OCRQ", None),
+                     ("10.000s", "fault: netem client internet clear", "fault")]  # no teardown seen: after it too
+    torn = rows(report.ladder_svg(ladder_session("teardown"), faults=faults))
+    assert [r[1] for r in torn if r[2] == "fault"] == ["fault: link client internet down — internet down"]
+    assert rows(report.ladder_svg(ladder_session())) == [r for r in drawn if r[2] is None]
+
+
+def test_the_test_report_and_analyze_draw_the_faults_of_the_runs_manifest(tmp_path, monkeypatch):
+    from lab import pptp, report
+
+    from . import pptpgen as g
+
+    run = tmp_path / "run"
+    run.mkdir()
+    pcap = g.full_session(teardown="client").write(run / "internet.pcap")
+    (s,) = pptp.analyze([pcap]).sessions
+    at = s.events[3].ts + 0.001
+    capture.write_manifest(run, "default", "r1", [pcap], {}, None, time.time(),
+                           [fault_record(at, 0.0, "conntrack-flush", [], "12 flow entries have been deleted.")])
+    res = runfiles.Result(default(), run_dir=run, report=pptp.analyze([pcap]), faults=runfiles.manifest_faults(run))
+    page = report.test_html(res)
+    assert page.count('<g class="fault">') == 1 and "fault: conntrack-flush client — 12 flow entries" in page
+    out = tmp_path / "ladder.html"
+    r = subprocess.run([sys.executable, "-c", "from lab.cli import main; main()", "analyze", str(pcap),
+                        "--ladder", str(out)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert out.read_text().count('<g class="fault">') == 1
+
+
+def test_a_manifest_fault_without_the_fields_a_ladder_needs_is_left_out(tmp_path):
+    good = fault_record(1.0, 0.0)
+    (tmp_path / "manifest.json").write_text(json.dumps({"faults": [
+        good, {"verb": "kill"}, dict(good, started="soon"), dict(good, args="x"), dict(good, clock_offset="x"), 7]}))
+    assert runfiles.manifest_faults(tmp_path) == [good]
+    (tmp_path / "manifest.json").write_text(json.dumps({"faults": {"not": "a list"}}))
+    assert runfiles.manifest_faults(tmp_path) == []
