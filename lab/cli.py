@@ -300,14 +300,15 @@ def fault_(lab: str = typer.Argument(..., metavar="LAB", help="a running lab"),
     from . import fault as fault_mod
 
     eng = _running_engine(engine)
-    f = fault_mod.inject(eng, _lab_name(lab), verb, *(args or []))
+    lab = _lab_name(lab)
+    f = fault_mod.inject(eng, lab, verb, *(args or []))
     if as_json:
         print(json.dumps(f.to_dict(), indent=1))
         return
     what = escape(f"{' '.join([f.verb, f.node, *f.args])}: {f.done} ({f.ended - f.started:.1f}s)")
     console.print(f"[green]✓[/] {what}", soft_wrap=True, highlight=False)
     if f.undo:
-        console.print(f"undo: pptp-lab fault {_lab_name(lab)} {' '.join(f.undo)}", soft_wrap=True,
+        console.print(f"undo: pptp-lab fault {lab} {' '.join(f.undo)}", soft_wrap=True,
                       markup=False, highlight=False)
 
 

@@ -350,6 +350,29 @@ def test_reload_reads_what_apply_changed_and_refuses_a_node_without_rules(eng):
         fault.reload(eng, "default", "vpn")
 
 
+def test_the_docker_engine_restarts_with_a_short_grace_and_checks_the_node_runs():
+    from lab.engines.docker import DockerEngine
+
+    seen = []
+
+    class Container:
+        name, status = "default-vpn", "running"
+
+        def restart(self, timeout):
+            seen.append(("restart", timeout))
+
+        def reload(self):
+            seen.append(("reload",))
+
+    eng = DockerEngine("local", "unix:///nowhere", client=object())
+    box = Container()
+    eng.restart_node(box)
+    assert seen == [("restart", 2), ("reload",)]
+    box.status = "exited"
+    with pytest.raises(LabError, match="^default-vpn is exited after its restart$"):
+        eng.restart_node(box)
+
+
 # ------------------------------------------------------------------ the fixed scripts, run
 STUBS = {  # each logs its argv, one word a line, then a blank line
     name: 'for w in "$0" "$@"; do echo "$w"; done >> "$LOG"; echo >> "$LOG"'
