@@ -13,7 +13,7 @@ from pathlib import Path
 
 import docker.errors
 
-from . import names
+from . import faultlog, names
 from .engines import Engine
 from .errors import LabError
 from .paths import private_dir, runs_dir
@@ -109,18 +109,22 @@ def stop(eng: Engine, lab: str) -> Path | None:
     run_id = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     dest = private_dir(runs_dir() / lab) / run_id
     files = _extract(eng, box, dest)
-    write_manifest(dest, lab, run_id, files, segments, float(started) if started else None, stopped)
+    since = float(started) if started else None
+    write_manifest(dest, lab, run_id, files, segments, since, stopped, faultlog.take(lab, since))
     box.remove(force=True)
     return dest
 
 
 def write_manifest(dest: Path, lab: str, run_id: str, files: list[Path], segments: dict,
-                   started: float | None, stopped: float) -> Path:
-    """manifest.json: the run's captures (what `pptp-lab report RUN_DIR` reads back)."""
+                   started: float | None, stopped: float, faults: list[dict] | None = None) -> Path:
+    """manifest.json: the run's captures (what `pptp-lab report RUN_DIR` reads back) and
+    the faults injected while they ran (lab.fault records), when there were any."""
     manifest = {"lab": lab, "run_id": run_id, "captures": [
         {"segment": f.stem, "file": f.name, "interface": segments.get(f.stem), "node": "engine bridge",
          "start": started, "stop": stopped, "bytes": f.stat().st_size}
         for f in sorted(files)]}
+    if faults:
+        manifest["faults"] = faults
     path = dest / MANIFEST
     path.write_text(json.dumps(manifest, indent=1))
     return path

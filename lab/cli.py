@@ -11,6 +11,7 @@ from typing import Optional
 import typer
 from rich import box
 from rich.console import Group
+from rich.markup import escape
 from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
@@ -94,7 +95,7 @@ def analyze(files: list[Path] = typer.Argument(..., help="pcap or pcapng files (
     """Sessions, call IDs, phases, losses and what went wrong, from PPTP captures."""
     from rich.console import Console
 
-    from . import pptp, report
+    from . import pptp, report, runfiles
 
     for f in files:
         if not f.is_file():
@@ -116,8 +117,11 @@ def analyze(files: list[Path] = typer.Argument(..., help="pcap or pcapng files (
             raise typer.Exit(1)
         print(f"warning: {where}: analysed up to there", file=sys.stderr)
     if ladder:
+        # Captures of one run (runs/<lab>/<run-id>/): the faults its manifest lists are drawn too.
+        folders = {f.resolve().parent for f in files}
+        faults = runfiles.manifest_faults(folders.pop()) if len(folders) == 1 else []
         try:
-            report.write_ladder(result, ladder)
+            report.write_ladder(result, ladder, faults)
         except OSError as exc:
             raise LabError(f"--ladder {ladder}: {exc.strerror or exc}") from exc
     if as_json:
@@ -266,6 +270,46 @@ def apply_(lab: str = typer.Argument(..., help="a running lab"), node: str = typ
     sys.stdout.write(change.diff() or "rules unchanged\n")
     if redial:
         console.print(f"redialled: {', '.join(change.redialled) or 'no clients'}")
+
+
+@app.command("fault", context_settings={"ignore_unknown_options": True})
+def fault_(lab: str = typer.Argument(..., metavar="LAB", help="a running lab"),
+           verb: str = typer.Argument(..., metavar="VERB", help="kill, restart, link, netem, conntrack-flush or reload"),
+           args: Optional[list[str]] = typer.Argument(None, metavar="ARGS...", help="the verb's words (above)"),
+           engine: Optional[str] = EngineOpt,
+           as_json: bool = typer.Option(False, "--json", help="print the fault's record")) -> None:
+    """Break a running lab's path: kill, restart, link, netem, conntrack-flush, reload.
+
+    Each fault is recorded with its time: the run's manifest.json gets it when the
+    capture stops, and the test report draws it on the session ladder.
+
+    \b
+    kill NODE pptpd|pppd|pptp    SIGKILL every process of that name
+    restart NODE                 restart the container (same addresses),
+                                 configure it again, start pptpd; no redial
+    link NODE NET down|up        the interface on NET; up puts routes back
+    link NODE NET flap SECONDS   down for SECONDS (3, 2.5s, 500ms), then up
+    netem NODE NET loss=10% delay=50ms reorder=25% duplicate=1%
+                                 tc netem on that interface, any of the four
+    netem NODE NET clear         remove it
+    conntrack-flush NODE         empty the conntrack table (NAT bindings)
+    reload NODE                  flush the ruleset, load the rule files again
+
+    A fault that can be undone prints its undo (link down: link up; netem: netem
+    clear). A bad value is a one-line error and exit status 2."""
+    from . import fault as fault_mod
+
+    eng = _running_engine(engine)
+    lab = _lab_name(lab)
+    f = fault_mod.inject(eng, lab, verb, *(args or []))
+    if as_json:
+        print(json.dumps(f.to_dict(), indent=1))
+        return
+    what = escape(f"{' '.join([f.verb, f.node, *f.args])}: {f.done} ({f.ended - f.started:.1f}s)")
+    console.print(f"[green]✓[/] {what}", soft_wrap=True, highlight=False)
+    if f.undo:
+        console.print(f"undo: pptp-lab fault {lab} {' '.join(f.undo)}", soft_wrap=True,
+                      markup=False, highlight=False)
 
 
 @app.command("why")

@@ -198,6 +198,15 @@ class Lab:
         self.topo = new
         return change
 
+    def fault(self, kind: str, *args):
+        """`pptp-lab fault`: inject a fault now (kill, restart, link, netem, conntrack-flush,
+        reload; words as on the command line, numbers too). Returns lab.fault.Active:
+        `.fault` is its record; as a context manager it undoes the fault on exit
+        (`with lab.fault("link", "client", "internet", "down"): ...`)."""
+        from . import fault as fault_mod
+
+        return fault_mod.Active(self.eng, self.name, fault_mod.inject(self.eng, self.name, kind, *args))
+
     def variant(self, **overrides) -> topology.Topology:
         """This lab's topology with dotted-key overrides (nodes.fw.policy_without=[...])."""
         data = _apply_overrides(json.loads(self.topo.model_dump_json()), overrides)

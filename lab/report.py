@@ -9,6 +9,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from . import faultlog
 from .graph import text_width, wrap
 from .pptp import Report, Session
 from .pptp.session import limits
@@ -19,6 +20,7 @@ LABEL_MAX = 700  # px of label per line: a ladder then fits a 1280 px wide page
 MARGIN = 10  # px around a ladder
 GAP = 20     # px between a ladder's columns
 LADDER_EVENTS = 400  # rows drawn per session
+FAULT = "#c50"  # a fault's row on a ladder
 
 
 def print_report(report: Report, console: Console) -> None:
@@ -106,15 +108,39 @@ def _label(e, teardown: set[int]) -> str:
     return label + (f" — teardown, {direction(e.sender)}" if id(e) in teardown else "")
 
 
-def ladder_svg(s: Session, max_events: int = LADDER_EVENTS) -> str:
-    """A sequence diagram of one session: client and server lanes, one arrow per message.
-    Its size comes from its text: a long label is wrapped over more lines, never cut short
-    or left running out of the picture. The first row of each frame carries an id
-    (anchor()) that a report links to."""
+def fault_label(f: dict) -> str:
+    words = " ".join(str(w) for w in [f.get("verb"), f.get("node"), *(f.get("args") or [])])
+    return f"fault: {words}" + (f" — {f['done']}" if f.get("done") else "")
+
+
+def session_faults(s: Session, events: list, faults) -> list[tuple[float, str]]:
+    """(time on the capture's clock, label) of the faults (lab.fault records) to draw on a
+    session's ladder: from its start to its last drawn event, and after that too when it
+    never saw a teardown (the fault may be what ended it)."""
+    if not faults or not events:
+        return []
+    end = events[-1].ts if s.phase == "teardown" or len(events) < len(s.events) else math.inf
+    marks = [(faultlog.engine_time(f), fault_label(f)) for f in faults]
+    return sorted((t, label) for t, label in marks if s.start <= t <= end)
+
+
+def ladder_svg(s: Session, max_events: int = LADDER_EVENTS, faults=()) -> str:
+    """A sequence diagram of one session: client and server lanes, one arrow per message,
+    and each fault injected meanwhile (`faults`: lab.fault records) as a dashed line across
+    both lanes at its time. Its size comes from its text: a long label is wrapped over
+    more lines, never cut short or left running out of the picture. The first row of each
+    frame carries an id (anchor()) that a report links to."""
     events = s.events[:max_events]
     teardown = {id(e) for e in s.teardown}
     t0 = s.start
-    rows = [(e, f"{e.ts - t0:8.3f}s", wrap(_label(e, teardown), LABEL_MAX)) for e in events]
+    marks = session_faults(s, events, faults)
+    rows = []
+    for e in events:
+        while marks and marks[0][0] <= e.ts:  # a fault drawn before what it coincides with
+            t, label = marks.pop(0)
+            rows.append((None, f"{t - t0:8.3f}s", wrap(label, LABEL_MAX)))
+        rows.append((e, f"{e.ts - t0:8.3f}s", wrap(_label(e, teardown), LABEL_MAX)))
+    rows += [(None, f"{t - t0:8.3f}s", wrap(label, LABEL_MAX)) for t, label in marks]
     heads = {side: f"{side} {s.client if side == 'client' else s.server}" for side in ("client", "server")}
     more = len(s.events) - len(events) + s.dropped["events"]
     tail = f"… {more} more events" if more else ""
@@ -146,6 +172,9 @@ def ladder_svg(s: Session, max_events: int = LADDER_EVENTS) -> str:
         out.append(f'<line x1="{hx:.1f}" y1="{52 + top}" x2="{hx:.1f}" y2="{height - 10}" stroke="#888"/>')
     seen: set[int] = set()
     for (e, stamp, lines), y in zip(rows, ys):
+        if e is None:
+            out.append(_fault_row(stamp, lines, y, x_client, x_server, mid))
+            continue
         x1, x2 = (x["client"], x["server"]) if e.sender == "client" else (x["server"], x["client"])
         colour = ("#b00" if e.malformed or "RST" in e.what or "Failure" in e.what or "Nak" in e.what
                   else "#06c" if e.what.startswith(("LCP", "CHAP", "PAP", "CCP", "IPCP", "IPV6CP")) else "#000")
@@ -164,7 +193,17 @@ def ladder_svg(s: Session, max_events: int = LADDER_EVENTS) -> str:
     return "\n".join(out)
 
 
-def ladder_html(report: Report) -> str:
+def _fault_row(stamp: str, lines: list[str], y: float, x_client: float, x_server: float, mid: float) -> str:
+    full = html.escape(" ".join(lines))
+    texts = "".join(f'<text x="{mid:.1f}" y="{y - 4 - LINE * (len(lines) - 1 - k)}" text-anchor="middle" '
+                    f'fill="{FAULT}" font-weight="bold">{html.escape(line)}<title>{full}</title></text>'
+                    for k, line in enumerate(lines))
+    return (f'<g class="fault"><text x="{MARGIN}" y="{y + 4}" fill="{FAULT}">{stamp}</text>'
+            f'<line x1="{x_client - GAP / 2:.1f}" y1="{y}" x2="{x_server + GAP / 2:.1f}" y2="{y}" '
+            f'stroke="{FAULT}" stroke-width="2" stroke-dasharray="6 3"/>{texts}</g>')
+
+
+def ladder_html(report: Report, faults=()) -> str:
     parts = ["<!doctype html><html><head><meta charset='utf-8'><title>PPTP sessions</title>",
              "<style>body{font-family:sans-serif;margin:2em} section{margin-bottom:3em}"
              " td,th{padding:2px 8px;border-bottom:1px solid #ddd;text-align:left}</style></head><body>",
@@ -172,22 +211,22 @@ def ladder_html(report: Report) -> str:
     for s in report.sessions:
         parts.append(f"<section><h2>Session {s.id}: {html.escape(s.client)} → {html.escape(s.server)}"
                      f" — phase <em>{s.phase}</em></h2><p>{html.escape(s.verdict)}</p>")
-        parts.append(ladder_svg(s))
+        parts.append(ladder_svg(s, faults=faults))
         parts.append("</section>")
     parts.append("</body></html>")
     return "\n".join(parts)
 
 
-def write_ladder(report: Report, path: Path) -> None:
+def write_ladder(report: Report, path: Path, faults=()) -> None:
     if path.suffix == ".svg":
         if len(report.sessions) != 1:
             # One SVG per session next to the requested name.
             for s in report.sessions:
-                path.with_name(f"{path.stem}-{s.id}.svg").write_text(ladder_svg(s))
+                path.with_name(f"{path.stem}-{s.id}.svg").write_text(ladder_svg(s, faults=faults))
             return
-        path.write_text(ladder_svg(report.sessions[0]))
+        path.write_text(ladder_svg(report.sessions[0], faults=faults))
     else:
-        path.write_text(ladder_html(report))
+        path.write_text(ladder_html(report, faults))
 
 
 def junit_xml(suite: str, cases: list[tuple[str, bool, str, float]]) -> str:
@@ -284,6 +323,7 @@ def test_html(res) -> str:
             continue
         parts.append(f"<section id='session-{s.id}'><h3>{e(Path(s.source).name)}: {e(s.client)} → {e(s.server)}"
                      f" — phase {s.phase}</h3><p>{e(s.verdict)}</p>" + _teardown_table(s)
-                     + "<div class='scroll'>" + ladder_svg(s, LADDER_EVENTS) + "</div></section>")
+                     + "<div class='scroll'>" + ladder_svg(s, LADDER_EVENTS, getattr(res, "faults", None) or ())
+                     + "</div></section>")
     parts.append("</body></html>")
     return "\n".join(parts)

@@ -28,6 +28,7 @@ class Result:
     checks: list[Check] = field(default_factory=list)
     run_dir: Path | None = None
     report: pptp.Report | None = None
+    faults: list[dict] = field(default_factory=list)  # lab.fault records from manifest.json
 
     @property
     def passed(self) -> bool:
@@ -65,6 +66,20 @@ def _json(path: Path):
         raise LabError(f"{path}: not readable as JSON ({getattr(exc, 'strerror', None) or exc})") from None
 
 
+def manifest_faults(run_dir: Path) -> list[dict]:
+    """The faults a run's manifest.json lists (lab.fault records), each checked for the
+    fields a report draws; [] when there is no manifest or it lists none."""
+    try:
+        manifest = json.loads((Path(run_dir) / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return []
+    found = manifest.get("faults") if isinstance(manifest, dict) else None
+    return [f for f in found if isinstance(f, dict) and isinstance(f.get("started"), (int, float))
+            and isinstance(f.get("clock_offset", 0) or 0, (int, float))
+            and isinstance(f.get("verb"), str) and isinstance(f.get("node"), str)
+            and isinstance(f.get("args"), list)] if isinstance(found, list) else []
+
+
 def load(run_dir: Path) -> Result:
     """A run read back from its directory; LabError naming everything that is missing."""
     run_dir = Path(run_dir)
@@ -92,4 +107,4 @@ def load(run_dir: Path) -> Result:
         analysed = pptp.analyze(files)
     except ValueError as exc:
         raise LabError(f"{run_dir}: {exc}") from None
-    return Result(topo, checks, run_dir, analysed)
+    return Result(topo, checks, run_dir, analysed, manifest_faults(run_dir))

@@ -11,7 +11,7 @@ from .checks import Check
 from .engines import Engine
 from .errors import LabError
 from .host import console
-from .runfiles import Result
+from .runfiles import Result, manifest_faults
 from .topology import Topology
 
 DIAL_TIMEOUT = 40
@@ -53,6 +53,7 @@ def run(eng: Engine, topo: Topology) -> Result:
         _, res.run_dir = lifecycle.down(eng, topo.name)
     files = sorted(res.run_dir.glob("*.pcap")) if res.run_dir else []
     res.report = pptp.analyze(files) if files else None
+    res.faults = manifest_faults(res.run_dir) if res.run_dir else []
     return res
 
 

@@ -91,6 +91,13 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def put_files(self, node, files: dict[str, tuple[str, int]]) -> None: ...
 
+    def restart_node(self, node) -> None:
+        """Restart a node's container keeping its networks and addresses (lab.fault's
+        `restart`). What ran in it is gone: the caller starts it again."""
+        from ..errors import LabError
+
+        raise LabError(f"the {self.name} engine cannot restart a node")
+
     # -- a capture point: a helper in the engine's own network namespace, where the
     #    segments' bridges are
     @abc.abstractmethod

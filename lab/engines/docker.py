@@ -25,6 +25,7 @@ LABEL = names.LAB
 # raw sockets for ping/tcpdump (NET_RAW) and the PPP device.
 CAPS = ["NET_ADMIN", "NET_RAW"]
 DEVICES = ["/dev/ppp:/dev/ppp:rwm"]
+RESTART_GRACE = 2  # seconds: the entrypoint exits at once on SIGTERM (images/node/entrypoint.sh)
 SYSCTLS = {"net.ipv4.ip_forward": "1", "net.ipv4.conf.all.rp_filter": "0",
            "net.ipv4.conf.default.rp_filter": "0"}
 
@@ -170,6 +171,17 @@ class DockerEngine(Engine):
         api = self.client.api
         exec_id = api.exec_create(node.id, argv, stdout=True, stderr=False)["Id"]
         yield api.exec_start(exec_id, stream=True), lambda: api.exec_inspect(exec_id).get("ExitCode")
+
+    def restart_node(self, node):
+        """`docker restart`: the container keeps its endpoints (static addresses on the lab's
+        networks) but gets a fresh network namespace and /dev, and nothing it ran survives."""
+        try:
+            node.restart(timeout=RESTART_GRACE)
+            node.reload()
+        except docker.errors.APIError as exc:
+            raise LabError(f"restarting {node.name} failed: {exc.explanation}") from None
+        if node.status != "running":
+            raise LabError(f"{node.name} is {node.status} after its restart")
 
     def put_files(self, node, files):
         """Write text files into a node: one tar through the Docker API."""
