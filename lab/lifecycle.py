@@ -29,6 +29,7 @@ from .paths import private_dir, state_dir
 from .topology import Topology, public_data
 
 TUNNEL_TIMEOUT = 90  # seconds for every client's ppp0 to get an address
+EARLY_VERDICT_MAX = 4  # calls dialled at once up to which a failure is judged early
 HASH_LABEL = names.TOPOLOGY
 
 
@@ -241,13 +242,17 @@ def dial_clients(eng: Engine, topo: Topology, timeout: float = TUNNEL_TIMEOUT) -
         return
 
     start = time.monotonic()
+    # Early verdicts (dial.sh.j2) hold for a few calls at once; with more, a server busy
+    # starting pppds answers late and looked blocked (50 clients: all judged failed, all came
+    # up), so only pppd's and the kernel's own limits end a call then.
+    limits = ["3", "3"] if len(names) <= EARLY_VERDICT_MAX else ["10", "7"]
 
     def dial_and_wait(name) -> str:
         # One exec per client that dials and blocks until its tunnel has an address, or the
         # failure is certain (dial.sh.j2 says which): polling from here would flood a slow
         # engine with execs. "" when the tunnel is up, else why not.
         c = eng.node(topo.name, name)
-        r = eng.exec(c, [render.DIAL, render.tunnel_if(topo.nodes[name]), str(int(timeout))], check=False)
+        r = eng.exec(c, [render.DIAL, render.tunnel_if(topo.nodes[name]), str(int(timeout)), *limits], check=False)
         return "" if r.ok else (r.out.strip().splitlines() or [f"exit {r.rc}"])[-1]
 
     with console.status(f"dialling {len(names)} client(s) and waiting for their tunnels"):

@@ -33,13 +33,13 @@ def dial(tmp_path):
     script = tmp_path / "dial"
     script.write_text(render.render("dial.sh.j2", peer="lab", log=str(log)))
 
-    def run(pppd_script: str = "", seconds: int = 20, **files):
+    def run(pppd_script: str = "", seconds: int = 20, limits=(), **files):
         for name, text in files.items():
             (state / name).write_text(text)
         (state / "pppd.sh").write_text(f"log={log}\nSTATE={state}\n{pppd_script}")
         env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "STATE": str(state)}
         start = time.monotonic()
-        r = subprocess.run(["sh", str(script), "ppp0", str(seconds)], env=env, capture_output=True,
+        r = subprocess.run(["sh", str(script), "ppp0", str(seconds), *limits], env=env, capture_output=True,
                            text=True, timeout=60)
         return r.returncode, r.stdout.strip(), time.monotonic() - start, log
     return run
@@ -59,7 +59,15 @@ def test_pppd_exiting_ends_the_wait_at_once(dial):
 
 def test_three_unanswered_syns_end_the_wait(dial):
     rc, out, took, _ = dial(syn="0 1 198.51.100.10:4000 192.0.2.10:1723\n\t cubic rto:8000 backoff:3 retrans:1/3\n")
-    assert rc == 4 and "three SYNs" in out and took < 5
+    assert rc == 4 and "3 SYNs" in out and took < 5
+
+
+def test_with_many_calls_at_once_only_the_kernels_and_pppds_limits_count(dial):
+    rc, _, _, _ = dial(seconds=2, syn="0 1 198.51.100.10:4000 192.0.2.10:1723\n\t cubic rto:8000 backoff:3\n",
+                       limits=("10", "7"))
+    assert rc == 124
+    rc, _, _, _ = dial(LCP + "sleep 8", seconds=3, est="0 0 198.51.100.10:4000 192.0.2.10:1723\n", limits=("10", "7"))
+    assert rc == 124
 
 
 def test_two_syns_are_not_yet_a_verdict(dial):
