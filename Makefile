@@ -35,7 +35,7 @@ integration: setup
 bench: setup
 	$(VENV)/bin/python bench/engine.py
 	$(VENV)/bin/python bench/analyze.py
-	$(VENV)/bin/python bench/lab.py
+	$(VENV)/bin/python bench/lab.py --fifty
 	$(VENV)/bin/python bench/parallel.py
 	$(VENV)/bin/python bench/apply.py
 
