@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import Callable
 
 from qemu.qmp import QMPError
 from qemu.qmp.legacy import QEMUMonitorProtocol
@@ -37,12 +39,13 @@ def key(vm_key: str, image_key: str, accel: str, memory_mb: int, cpus: int, qemu
     return artifacts.input_key([], vm_key, image_key, accel, str(memory_mb), str(cpus), version, FORMAT)
 
 
-def monitor(sock: Path, proc: subprocess.Popen, timeout: float = 30) -> QEMUMonitorProtocol:
-    """A QMP connection to the QEMU listening on sock (it may still be starting)."""
+def monitor(sock: Path, running: Callable[[], bool], timeout: float = 30) -> QEMUMonitorProtocol:
+    """A QMP connection to the QEMU listening on sock (it may still be starting); `running`
+    tells whether that QEMU is still there."""
     deadline = time.monotonic() + timeout
     while True:
-        if proc.poll() is not None:
-            raise LabError(f"QEMU exited (status {proc.returncode}) before its monitor answered")
+        if not running():
+            raise LabError("QEMU exited before its monitor answered")
         qmp = QEMUMonitorProtocol(str(sock))
         try:
             qmp.connect()
@@ -58,8 +61,8 @@ def monitor(sock: Path, proc: subprocess.Popen, timeout: float = 30) -> QEMUMoni
 def save(qmp: QEMUMonitorProtocol, ram: Path) -> None:
     """Pause the guest and write its RAM and device state to `ram` (QEMU's migration stream)."""
     qmp.cmd("stop")
-    # QEMU runs exec: URIs through /bin/sh; the path is the lab's own cache file.
-    qmp.cmd("migrate", uri=f"exec:cat > '{ram}'")
+    # QEMU runs exec: URIs through /bin/sh: the cache path (PPTP_LAB_CACHE) is quoted.
+    qmp.cmd("migrate", uri=f"exec:cat > {shlex.quote(str(ram))}")
     deadline = time.monotonic() + SAVE_TIMEOUT
     while time.monotonic() < deadline:
         info = qmp.cmd("query-migrate")
@@ -70,6 +73,14 @@ def save(qmp: QEMUMonitorProtocol, ram: Path) -> None:
             raise LabError(f"saving the VM failed: {info.get('error-desc', status)}")
         time.sleep(0.2)
     raise LabError(f"saving the VM took over {SAVE_TIMEOUT}s")
+
+
+def quit(qmp: QEMUMonitorProtocol) -> None:
+    """Stop QEMU; it may close the monitor before its reply arrives (an EOF here)."""
+    try:
+        qmp.cmd("quit")
+    except (EOFError, QMPError):
+        pass
 
 
 def resume(qmp: QEMUMonitorProtocol, timeout: float = 120) -> None:

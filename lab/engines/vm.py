@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -20,7 +21,6 @@ from pathlib import Path
 
 import docker
 import docker.errors
-from qemu.qmp.legacy import QEMUMonitorProtocol
 
 from .. import artifacts, names
 from ..errors import LabError
@@ -304,7 +304,7 @@ def _start(art: Path, disk: Path, accel: str, incoming: Path | None = None) -> V
     (vm_dir() / "qmp.sock").unlink(missing_ok=True)
     cmd = _qemu_cmd(art, disk, accel, port)
     if incoming is not None:
-        cmd += ["-incoming", f"exec:cat '{incoming}'"]  # through /bin/sh; our own cache path
+        cmd += ["-incoming", f"exec:cat {shlex.quote(str(incoming))}"]  # QEMU runs it through /bin/sh
     log = open(vm_dir() / "qemu.log", "wb")
     proc = subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
     st = VmState(pid=proc.pid, port=port, accel=accel, key=art.name.removeprefix("vm-"),
@@ -317,7 +317,7 @@ def _start(art: Path, disk: Path, accel: str, incoming: Path | None = None) -> V
     start = time.monotonic()
     try:
         with console.status("VM restoring from its snapshot"):
-            qmp = snapshot.monitor(vm_dir() / "qmp.sock", proc)
+            qmp = snapshot.monitor(vm_dir() / "qmp.sock", lambda: proc.poll() is None)
             try:
                 snapshot.resume(qmp)
             finally:
@@ -371,13 +371,11 @@ def _snapshot(art: Path, accel: str) -> Path:
             # Dropped page cache is RAM the snapshot need not hold.
             exec_in_guest(["sh", "-c", "sync; echo 3 > /proc/sys/vm/drop_caches"])
             started = time.monotonic()
-            qmp = QEMUMonitorProtocol(str(vm_dir() / "qmp.sock"))
-            qmp.connect()
-            qmp.settimeout(60)
+            qmp = snapshot.monitor(vm_dir() / "qmp.sock", lambda: alive(st.pid))
             try:
                 with console.status("VM: saving the booted guest"):
                     snapshot.save(qmp, tmp / "ram")
-                qmp.cmd("quit")
+                snapshot.quit(qmp)
             finally:
                 qmp.close()
             _reap_wait(st.pid)
