@@ -43,6 +43,33 @@ class PptpOptions(Strict):
         return out + ["--" + key for key in ("sync", "nobuffer", "nohostroute") if getattr(self, key)]
 
 
+class PppEcho(Strict):
+    """pppd's keepalive (pppd(8)), typed: each becomes an option line with a number. Short
+    values make a fault's outcome show in seconds (SPEC S23-S26)."""
+    lcp_echo_interval: Optional[int] = Field(None, ge=1, le=3600, description="lcp-echo-interval: "
+                                             "seconds between LCP Echo-Requests (Debian's default 30)")
+    lcp_echo_failure: Optional[int] = Field(None, ge=1, le=100, description="lcp-echo-failure: "
+                                            "unanswered LCP Echo-Requests before pppd hangs up (Debian's default 4)")
+
+    def lines(self) -> list[str]:
+        """Option lines in field order: `name number`, or `name` for a flag that is on."""
+        out = []
+        for key, value in self:
+            if isinstance(value, bool):
+                out += [key] if value else []
+            elif value is not None:
+                out.append(f"{key.replace('_', '-')} {value}")
+        return out
+
+
+class PppTimers(PppEcho):
+    """A dialling pppd's keepalive and redial options."""
+    persist: bool = Field(False, description="persist: dial again after the call ends")
+    holdoff: Optional[int] = Field(None, ge=0, le=3600, description="holdoff: seconds before dialling again")
+    maxfail: Optional[int] = Field(None, ge=0, le=1000, description="maxfail: failed attempts before "
+                                   "pppd gives up (0: never)")
+
+
 class PptpClient(Strict):
     server: str = Field(description="the server address this client dials")
     user: PppName
@@ -51,6 +78,7 @@ class PptpClient(Strict):
     mppe: bool = True
     routes: list[str] = Field(default_factory=list, description="networks reached through the tunnel")
     options: PptpOptions = Field(default_factory=PptpOptions, description="pptp-linux options")
+    ppp: PppTimers = Field(default_factory=PppTimers, description="pppd keepalive and redial options")
     pin_random: Optional[int] = Field(None, ge=0, le=255, description="pptp-linux reads its call ID "
                                       "from /dev/random: the node's /dev/random becomes this byte repeated, "
                                       "so clients with the same value choose the same call ID (SPEC S20)")
@@ -89,7 +117,8 @@ class PptpClientKind(Kind):
         unit = int(get(node.kind).tunnel_if(node)[3:])  # ppp100 on a calling router
         ctx["users"].append({"name": c.user, "secret": c.secret, "server": c.server_name})
         ctx["pin_random"] = c.pin_random
-        return render.client_files(c.server, c.user, c.server_name, c.mppe, c.options.argv(), unit, c.routes)
+        return render.client_files(c.server, c.user, c.server_name, c.mppe, c.options.argv(), unit, c.routes,
+                                   c.ppp.lines())
 
     def status(self, run, st, call_ids):
         st.tunnel, st.ppp_address, st.peer_address = tunnel_state(run, self.tunnel_if(st))

@@ -13,7 +13,7 @@ from .. import render
 from ..errors import LabError
 from ..model import PppName, PppSecret, Strict
 from . import OPTION, Kind, authenticated_elsewhere
-from .pptp_client import BLOCK as CLIENT_BLOCK
+from .pptp_client import BLOCK as CLIENT_BLOCK, PppEcho
 
 POOL = re.compile(r"(\d+\.\d+\.\d+\.)(\d+)-(\d+)")  # A.B.C.X-Y, pptpd's remoteip form
 OPTIONS_DIR = "/etc/ppp/pptp-lab.d"  # option files other nodes contribute (Contribution.pppd_options)
@@ -31,6 +31,7 @@ class PptpServer(Strict):
                               "authenticates this server's users")
     name: PppName = "pptpd"
     mppe: bool = True
+    ppp: PppEcho = Field(default_factory=PppEcho, description="pppd keepalive of the calls it answers")
 
     @field_validator("local_ip")
     @classmethod
@@ -77,7 +78,7 @@ class PptpServerKind(Kind):
             files[path] = (render.render("pppd-extra.options.j2", kind=kind, lines=lines), 0o644)
             option_files.append(path)
         ctx["users"] += [{"name": u.name, "secret": u.secret, "server": s.name} for u in s.users]
-        return render.server_files(s.local_ip, s.remote_ip, s.name, s.mppe, option_files) | files
+        return render.server_files(s.local_ip, s.remote_ip, s.name, s.mppe, option_files, s.ppp.lines()) | files
 
     def tunnel_if(self, node):
         """ppp100: its own outgoing call (S17) never clashes with the calls it answers."""

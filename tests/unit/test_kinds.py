@@ -259,3 +259,28 @@ def test_a_kind_declaring_a_block_otherwise_is_refused():
     with pytest.raises(ValueError, match="block nat is declared otherwise by kind nat"):
         kinds.register(Clash())
     assert "clash" not in kinds.KINDS
+
+
+def test_ppp_timers_become_option_lines_with_numbers_only(tmp_path):
+    data = yaml.safe_load((REPO / "topologies/default.yaml").read_text())
+    data["nodes"]["client"]["pptp_client"]["ppp"] = {"lcp_echo_interval": 2, "lcp_echo_failure": 3,
+                                                     "persist": True, "holdoff": 1, "maxfail": 0}
+    data["nodes"]["vpn"]["pptp_server"]["ppp"] = {"lcp_echo_interval": 5}
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump(data))
+    topo = topology.load(tmp_path / "t.yaml")
+    peer = render.node_files(topo, "client")["/etc/ppp/peers/lab"][0].splitlines()
+    assert peer[-5:] == ["lcp-echo-interval 2", "lcp-echo-failure 3", "persist", "holdoff 1", "maxfail 0"]
+    opts = render.node_files(topo, "vpn")["/etc/ppp/pptpd-options"][0].splitlines()
+    assert "lcp-echo-interval 5" in opts and "persist" not in opts
+    assert render.node_files(topo, "home-client")["/etc/ppp/peers/lab"][0].splitlines()[-1] == "mru 1400"
+    for bad in ({"lcp_echo_interval": "2\nplugin x.so"}, {"persist": "yes please"}, {"holdoff": -1},
+                {"lcp_echo_failure": 0}, {"debug": True}):
+        data["nodes"]["client"]["pptp_client"]["ppp"] = bad
+        (tmp_path / "t.yaml").write_text(yaml.safe_dump(data))
+        with pytest.raises(LabError, match="nodes.client.pptp_client.ppp"):
+            topology.load(tmp_path / "t.yaml")
+    data["nodes"]["client"]["pptp_client"]["ppp"] = {}
+    data["nodes"]["vpn"]["pptp_server"]["ppp"] = {"persist": True}  # a server's pppd never dials
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump(data))
+    with pytest.raises(LabError, match="nodes.vpn.pptp_server.ppp"):
+        topology.load(tmp_path / "t.yaml")
