@@ -216,7 +216,9 @@ def test_S26_server_restart_with_persist(lab, record_property):
         _, sessions = wire(lab, "home")["home"]
         new = [(c.client_call_id, c.server_call_id) for s in sessions if s.client == CLIENT and s.start > t0
                for c in s.calls if c.server_call_id is not None]
-        assert new and not set(new) & old_ids, (new, old_ids)
+        # A new call: the client's pptp draws a new call ID. The restarted pptpd numbers its
+        # calls from 0 again (observed), so the server's ID may repeat an earlier call's.
+        assert new and not {c for c, _ in new} & {c for c, _ in old_ids}, (new, old_ids)
         record_property("detection_s", round(gone - t0, 2))
         record_property("recovery_s", round(back - t0, 2))
         record_property("call_ids_before_after", f"{sorted(old_ids)} -> {new}")
