@@ -89,6 +89,18 @@ def _extract(eng: Engine, box, dest: Path) -> list[Path]:
     return out
 
 
+def clock_offset(eng: Engine, box) -> float | None:
+    """The engine's clock minus the host's, to within half an exec: the capture's timestamps
+    are the engine's (a VM's guest clock is not kept in step with the host's)."""
+    before = time.time()
+    res = eng.exec(box, ["date", "+%s.%N"], check=False)
+    after = time.time()
+    try:
+        return round(float(res.out.strip()) - (before + after) / 2, 3)
+    except ValueError:
+        return None
+
+
 def snapshot(eng: Engine, lab: str, dest: Path) -> list[Path]:
     """Copy the pcaps as they are now, capture still running (for status and checks)."""
     box = container(eng, lab)

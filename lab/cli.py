@@ -150,36 +150,60 @@ def _compact(title: str) -> Table:
                  show_lines=True)
 
 
+TUNNEL_COLOURS = {"up": "green", "down": "red", "stalled": "yellow"}  # a client's tunnel (lab.tunnels.state)
+
+
+def _traffic(r) -> list[str]:
+    """A client's call as the capture shows it: IDs, age, last echo, GRE and losses each way
+    (↑ client to server, ↓ back)."""
+    from .tunnels import ago
+
+    if r.gre_out is None:
+        return [r.call_ids] if r.call_ids else []
+    return [x for x in (r.call_ids, f"age {ago(r.age_s)}", r.last_echo_s is not None and f"echo {ago(r.last_echo_s)}",
+                        f"↑{r.gre_out} ↓{r.gre_in}", f"lost ↑{r.lost_out} ↓{r.lost_in}") if x]
+
+
 def status_table(rows, title: str, wide: bool = False) -> Table:
     """lifecycle.NodeStatus rows as a table. The default layout fits 80 columns for the usual
-    lab (name over kind, state over tunnel, one address a line, PPP local over peer); `wide`
-    gives one column per field. Nothing is ever cut short: a value too wide is folded."""
+    lab (name over kind, state over tunnel, one address a line, PPP local over peer, the
+    call's figures one a line); `wide` gives one column per field. Nothing is ever cut
+    short: a value too wide is folded."""
+    from .tunnels import ago
+
     def tunnel(r) -> str:
-        colour = "green" if r.tunnel == "up" else "red" if r.tunnel == "down" else ""
+        colour = TUNNEL_COLOURS.get(r.tunnel)
         return f"[{colour}]{r.tunnel}[/]" if colour else r.tunnel
 
     if wide:
         table = Table(title=title)
-        for col in ("node", "kind", "state", "addresses", "tunnel", "PPP address", "peer", "call IDs (client/server)"):
+        for col in ("node", "kind", "state", "addresses", "tunnel", "PPP address", "peer", "call IDs (client/server)",
+                    "age", "last echo", "GRE ↑out ↓in", "lost ↑ ↓", "last GRE in", "unanswered for"):
             table.add_column(col, overflow="fold")
         for r in rows:
+            counted = r.gre_out is not None
             table.add_row(r.name, r.kind, r.state, ", ".join(f"{k} {v}" for k, v in r.addresses.items()),
-                          tunnel(r), r.ppp_address, r.peer_address, r.call_ids)
+                          tunnel(r), r.ppp_address, r.peer_address, r.call_ids, ago(r.age_s),
+                          " ".join(x for x in (ago(r.last_echo_s), r.last_echo) if x),
+                          f"↑{r.gre_out} ↓{r.gre_in}" if counted else "",
+                          f"↑{r.lost_out} ↓{r.lost_in}" if counted else "", ago(r.last_gre_in_s), ago(r.unanswered_s))
         return table
     table = _compact(title)
-    for col in ("node", "state", "addresses", "PPP address\n→ peer", "call IDs"):
+    for col in ("node", "state", "addresses", "PPP address\n→ peer", "call"):
         table.add_column(col, overflow="fold")
     for r in rows:
         if r.state != "running":
             state = f"[red]{r.state}[/]"
-        elif r.tunnel in ("up", "down"):
-            state = f"running\n[{'green' if r.tunnel == 'up' else 'red'}]tunnel {r.tunnel}[/]"
+        elif r.tunnel == "stalled":  # one word a line, and for how long: the column stays narrow
+            state = f"running\n[yellow]tunnel\nstalled {ago(r.unanswered_s)}[/]"
+        elif r.tunnel in TUNNEL_COLOURS:
+            state = f"running\n[{TUNNEL_COLOURS[r.tunnel]}]tunnel {r.tunnel}[/]"
         else:  # a server's "N call(s)"
             state = "running" + (f"\n{r.tunnel.replace('(s)', '' if r.tunnel.startswith('1 ') else 's')}"
                                  if r.tunnel else "")
         ppp = "\n".join(x for x in (r.ppp_address, r.peer_address and f"→ {r.peer_address}") if x)
         table.add_row(f"[bold]{r.name}[/]\n[dim]{r.kind}[/]", state,
-                      "\n".join(f"{k} {v}" for k, v in r.addresses.items()), ppp, r.call_ids)
+                      "\n".join(f"{k} {v}" for k, v in r.addresses.items()), ppp, "\n".join(_traffic(r)))
     return table
 
 

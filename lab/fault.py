@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 
 from . import apply, faultlog, kinds, lifecycle, names, render, rulesets
+from .capture import clock_offset
 from .engines import Engine, ExecResult
 from .errors import LabError
 from .model import NAME
@@ -201,18 +202,6 @@ class Run:
                   self.clock_offset, detail)
         faultlog.append(self.lab, f.to_dict())
         return f
-
-
-def clock_offset(eng: Engine, box) -> float | None:
-    """The engine's clock minus the host's, to within half an exec: the capture's timestamps
-    are the engine's (a VM's guest clock is not kept in step with the host's)."""
-    before = time.time()
-    res = eng.exec(box, ["date", "+%s.%N"], check=False)
-    after = time.time()
-    try:
-        return round(float(res.out.strip()) - (before + after) / 2, 3)
-    except ValueError:
-        return None
 
 
 def ifname(run: Run, topo, node: str, net: str) -> str:

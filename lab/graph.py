@@ -23,7 +23,7 @@ WIRE = 30      # px from a box to the bus it touches
 MARGIN = 12
 LANE = 14      # px between the tunnels' vertical lanes right of the buses
 TRACK = 5      # px between tunnels running side by side in the gap above or below boxes
-COLOURS = {"": "#06c", "up": "#070", "down": "#b00"}  # a tunnel as planned, up, down
+COLOURS = {"": "#06c", "up": "#070", "down": "#b00", "stalled": "#b60"}  # a tunnel as planned, up, down, stalled
 STYLE = {"kind": "fill:#555", "role": "fill:#704", "tunnel": "fill:#06c", "good": "fill:#070", "bad": "fill:#b00",
          "live": "fill:#036", "name": "font-weight:bold"}  # per class of box line
 BRUTE_FORCE = 7  # networks up to which every order is tried (7! = 5040)
@@ -164,7 +164,7 @@ def _lines(topo, name: str, node, state: dict | None) -> list[tuple[str, str]]:
         if live.get("state") and live["state"] != "running":
             out.append((f"state {live['state']}", "bad"))
         tunnel = live.get("tunnel", "")
-        if tunnel in ("up", "down"):
+        if tunnel in ("up", "down", "stalled"):
             out.append((f"tunnel {tunnel}", "good" if tunnel == "up" else "bad"))
         elif tunnel:
             out.append((tunnel, "live"))  # a server's "N call(s)"

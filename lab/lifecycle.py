@@ -21,7 +21,7 @@ from pathlib import Path
 import docker.errors
 import requests
 
-from . import capture, configure, kinds, names, queries, render
+from . import capture, configure, kinds, names, queries, render, tunnels
 from .engines import Engine
 from .errors import LabError
 from .host import console
@@ -51,6 +51,17 @@ class NodeStatus:
     peer_address: str = ""
     call_ids: str = ""
     extra: dict = field(default_factory=dict)
+    # A client's tunnel as the capture shows it (lab.tunnels.Tunnel): None without a capture.
+    seen_on: str = ""
+    age_s: float | None = None
+    last_echo_s: float | None = None
+    last_echo: str = ""
+    gre_out: int | None = None
+    gre_in: int | None = None
+    lost_out: int | None = None
+    lost_in: int | None = None
+    last_gre_in_s: float | None = None
+    unanswered_s: float | None = None
 
 
 def _parallel(fn, items, workers: int = 16):
@@ -277,21 +288,24 @@ def ppp_state(eng: Engine, c, ifname: str = "ppp0") -> tuple[str, str, str]:
     return ("up", m.group(1), m.group(2)) if m else ("down", "", "")
 
 
-def _call_ids(eng: Engine, lab: str) -> dict[str, str]:
-    """Client address -> "client/server" call IDs, read from the live capture."""
+def _seen(eng: Engine, lab: str) -> dict[str, list[tunnels.Tunnel]]:
+    """Client address -> its tunnels as the live capture shows them (one snapshot, one
+    analysis for every node)."""
     from . import pptp
 
+    box = capture.container(eng, lab)
+    if box is None:
+        return {}
+    # Read before the snapshot, on the capture's clock: no packet in it is older than it looks.
+    # A stopped capture cannot run `date` (its pcaps are still read): the host's clock then.
+    offset = capture.clock_offset(eng, box) if box.status == "running" else None
+    now = time.time() + (offset or 0.0)
     with tempfile.TemporaryDirectory() as tmp:
         files = capture.snapshot(eng, lab, Path(tmp))
         if not files:
             return {}
         report = pptp.analyze(files)
-    out: dict[str, str] = {}
-    for s in report.sessions:
-        for c in s.calls:
-            if c.server_call_id is not None:
-                out.setdefault(s.client, f"{c.client_call_id}/{c.server_call_id}")
-    return out
+    return tunnels.summarise(report.sessions, now)
 
 
 def status(eng: Engine, topo_or_lab) -> list[NodeStatus]:
@@ -299,7 +313,7 @@ def status(eng: Engine, topo_or_lab) -> list[NodeStatus]:
     have = existing(eng, lab)
     if not have and not eng.networks(lab):
         raise LabError(f"no lab {lab} on the {eng.name} engine (labs there: {', '.join(sorted(eng.labs())) or 'none'})")
-    ids = _call_ids(eng, lab)
+    seen = _seen(eng, lab)
 
     def one(item):
         name, c = item
@@ -308,7 +322,7 @@ def status(eng: Engine, topo_or_lab) -> list[NodeStatus]:
                  c.attrs["NetworkSettings"]["Networks"].items()}
         st = NodeStatus(name, c.labels.get(names.ROLE, "?"), c.status, addrs)
         if c.status == "running" and st.kind in kinds.KINDS:  # its tunnel, by its kind (Kind.status)
-            kinds.KINDS[st.kind].status(lambda cmd: eng.exec(c, cmd, check=False), st, ids)
+            kinds.KINDS[st.kind].status(lambda cmd: eng.exec(c, cmd, check=False), st, seen)
         return st
 
     return sorted(_parallel(one, have.items()), key=lambda s: s.name)

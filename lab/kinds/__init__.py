@@ -90,9 +90,9 @@ class Kind:
     def start(self, run: Run) -> None:
         """Run at `up` once the node is configured (run raises on a failing command)."""
 
-    def status(self, run: Run, st, call_ids: Mapping[str, str]) -> None:
+    def status(self, run: Run, st, seen: Mapping[str, list]) -> None:
         """Fill the tunnel columns of `st` (a lifecycle.NodeStatus) of a running node;
-        `call_ids`: client address -> "client/server" call IDs seen in the capture."""
+        `seen`: client address -> its tunnels as the live capture shows them (lab.tunnels)."""
 
     def __repr__(self) -> str:
         return f"<kind {self.name}>"

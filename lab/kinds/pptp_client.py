@@ -9,7 +9,7 @@ from typing import Literal, Optional
 
 from pydantic import Field, field_validator
 
-from .. import render
+from .. import render, tunnels
 from ..model import PppName, PppSecret, Strict
 from . import Kind, get
 
@@ -120,9 +120,9 @@ class PptpClientKind(Kind):
         return render.client_files(c.server, c.user, c.server_name, c.mppe, c.options.argv(), unit, c.routes,
                                    c.ppp.lines())
 
-    def status(self, run, st, call_ids):
+    def status(self, run, st, seen):
         st.tunnel, st.ppp_address, st.peer_address = tunnel_state(run, self.tunnel_if(st))
-        st.call_ids = next((call_ids[a] for a in st.addresses.values() if a in call_ids), "")
+        tunnels.fill(st, tunnels.nearest(seen, st.addresses))
 
 
 KIND = PptpClientKind()

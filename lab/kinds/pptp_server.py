@@ -87,7 +87,7 @@ class PptpServerKind(Kind):
     def start(self, run):
         run("pgrep -x pptpd >/dev/null || pptpd")
 
-    def status(self, run, st, call_ids):
+    def status(self, run, st, seen):
         # The calls it answers; its own outgoing call (a calling router, S17) is not one.
         own = self.tunnel_if(st)
         out = run("ip -o link show").out

@@ -205,7 +205,7 @@ class RadiusKind(Kind):
     def start(self, run):
         run(f"sh {START}")
 
-    def status(self, run, st, call_ids):
+    def status(self, run, st, seen):
         listening = run(f"ss -Hlun 'sport = :{AUTH_PORT}'").out.strip()
         st.tunnel = "RADIUS listening" if listening else "RADIUS down"
 

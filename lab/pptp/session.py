@@ -157,6 +157,12 @@ class Call:
     wen: list[dict] = field(default_factory=list)
     to_server: Direction | None = None
     to_client: Direction | None = None
+    reply_ts: float | None = None  # when the OCRP/ICRP came: the call's age
+    lcp_echo: dict | None = None   # the last LCP Echo-Request/Reply: {ts, sender, what}
+    # Per sender, its first GRE payload since the other side's last GRE (None: none since).
+    # Peers ack data within about 0.5 s (pptp-linux, pptpd), so a long wait means the other
+    # side's GRE no longer arrives (`pptp-lab status`: a stalled tunnel).
+    waiting: dict = field(default_factory=lambda: {"client": None, "server": None})
     ppp: dict = field(default_factory=lambda: {
         "lcp_acked_by": [], "auth": None, "auth_result": None, "auth_detail": "",
         "ccp_acked_by": [], "mppe": None, "ipcp_acked_by": [], "client_address": None,
@@ -193,6 +199,7 @@ class Session:
     initiator: str | None = None
     gre_only: bool = False
     dropped: Counter = field(default_factory=Counter)  # what the limits kept out: events, echoes, ...
+    last_echo: dict | None = None  # the last PPTP Echo-Request/Reply {ts, sender, what}, kept past MAX_RECORDS
     _streams: dict = field(default_factory=dict, repr=False)
 
     def who(self, src: str, sport: int | None = None) -> str:
@@ -267,8 +274,9 @@ class Analyzer:
             flow = getattr(call, attr)
             if flow is None:
                 return False
-            hit = self._known[key] = (s, call, flow, "client" if attr == "to_server" else "server")
-        s, call, flow, sender = hit
+            sender, other = ("client", "server") if attr == "to_server" else ("server", "client")
+            hit = self._known[key] = (s, call, flow, sender, other)
+        s, call, flow, sender, other = hit
         stats = self.stats
         stats["packets"] += 1
         stats["gre_pptp"] += 1
@@ -277,6 +285,10 @@ class Analyzer:
             s.end = ts
         flow.ppp["MPPE"] += 1
         call.ppp["data_frames"][sender] += 1
+        waiting = call.waiting
+        waiting[other] = None
+        if waiting[sender] is None:
+            waiting[sender] = ts
         return True
 
     def _new_session(self, client, server, cport, ts) -> Session | None:
@@ -388,7 +400,7 @@ class Analyzer:
             call = self._call_for_reply(s, sender, f)
             if call is None:
                 return
-            call.reply = f
+            call.reply, call.reply_ts = f, pkt.ts
             rkey = "out_result" if m.name == "OCRP" else "in_result"
             call.result = control.RESULTS["out_result"].get(f.get(rkey), f"result {f.get(rkey)}")
             if sender == "server":
@@ -410,10 +422,12 @@ class Analyzer:
             if m.name == "SLI" and self._closing(s):
                 self._keep(s, s.teardown, ev, "teardown", MAX_TEARDOWN, charge=False)
         elif m.name == "ECHORQ":
+            s.last_echo = {"ts": pkt.ts, "sender": sender, "what": "PPTP Echo-Request"}
             self._keep(s, s.echoes, {"identifier": f["identifier"], "sender": sender, "request_ts": pkt.ts,
                                      "request_frame": pkt.frame, "reply_ts": None, "rtt_s": None},
                        "echoes", MAX_RECORDS)
         elif m.name == "ECHORP":
+            s.last_echo = {"ts": pkt.ts, "sender": sender, "what": "PPTP Echo-Reply"}
             for e in reversed(s.echoes):
                 if e["identifier"] == f["identifier"] and e["sender"] != sender and e["reply_ts"] is None:
                     e["reply_ts"], e["rtt_s"] = pkt.ts, round(pkt.ts - e["request_ts"], 6)
@@ -468,7 +482,10 @@ class Analyzer:
         flow.add(pkt)
         if pkt.ts > s.end:
             s.end = pkt.ts
-        sender = "client" if attr == "to_server" else "server"
+        sender, other = ("client", "server") if attr == "to_server" else ("server", "client")
+        call.waiting[other] = None  # an ack-only packet answers too
+        if g.payload and call.waiting[sender] is None:
+            call.waiting[sender] = pkt.ts
         if g.payload.startswith(ppp.MPPE_PREFIXES):
             flow.ppp["MPPE"] += 1  # encrypted data, the bulk of a session: counted, not decoded
             call.ppp["data_frames"][sender] += 1
@@ -515,6 +532,7 @@ class Analyzer:
         if p.code is None:
             return
         if p.name == "LCP" and p.code in (9, 10):
+            call.lcp_echo = {"ts": pkt.ts, "sender": sender, "what": p.summary}
             return  # LCP echoes: counted, not laddered
         detail = ""
         if (p.options or p.info) and len(s.events) < MAX_EVENTS and self.room > 0:  # else not kept
@@ -556,6 +574,9 @@ class Analyzer:
                 self._gre[k] = (ss, cc, "to_client" if attr == "to_server" else "to_server")
         for e in {id(e): e for e in [*s.events, *s.teardown]}.values():
             e.sender = "server" if e.sender == "client" else "client"
+        call.waiting = {"client": call.waiting["server"], "server": call.waiting["client"]}
+        if call.lcp_echo:
+            call.lcp_echo["sender"] = "server" if call.lcp_echo["sender"] == "client" else "client"
         st = call.ppp
         st["data_frames"] = {"client": st["data_frames"]["server"], "server": st["data_frames"]["client"]}
         for k in ("lcp_acked_by", "ccp_acked_by", "ipcp_acked_by"):

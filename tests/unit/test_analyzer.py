@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 import pytest
-from scapy.layers.ppp import PPP_LCP_Terminate
+from scapy.layers.ppp import PPP_LCP_Echo, PPP_LCP_Terminate
 
 from lab import pptp
 from lab.pptp import control
@@ -265,6 +265,31 @@ def test_gre_only_capture_is_judged_in_the_same_phase(tmp_path, phase):
     cap.frames = [f for f in cap.frames if not f.haslayer(g.TCP)]  # as if only GRE was captured
     s = one(cap, tmp_path)
     assert s.gre_only and s.phase == phase and "partial capture" in s.verdict
+
+
+def test_what_status_reads_call_reply_time_last_echoes_and_waits(tmp_path):
+    """For `pptp-lab status` (lab.tunnels): when the OCRP came, the last PPTP and LCP echo
+    (also past MAX_RECORDS), and per side the first payload the other side has not answered."""
+    cap = g.full_session(teardown=None, data_frames=1)
+    cap.control("server", g.PPTPEchoRequest(identifier=1))
+    cap.gre("client", g.ppp(PPP_LCP_Echo(code=10, id=1, magic_number=1)))
+    echo_ts = cap.t
+    cap.gre("client", g.mppe_data())  # the fast path; the server answers neither
+    s = one(cap, tmp_path)
+    call = s.calls[0]
+    assert call.reply_ts == next(e.ts for e in s.events if e.what == "OCRP")
+    assert s.last_echo["what"] == "PPTP Echo-Request" and s.last_echo["sender"] == "server"
+    assert call.lcp_echo == {"ts": pytest.approx(echo_ts), "sender": "client", "what": "LCP Echo-Reply"}
+    assert call.waiting == {"client": pytest.approx(echo_ts), "server": None}
+
+
+def test_gre_only_roles_swapped_keep_waits_and_echoes_with_their_side(tmp_path):
+    cap = g.Capture()  # the server's GRE first: taken for the client's until its CHAP Challenge
+    cap.gre("server", g.ppp(PPP_LCP_Echo(code=9, id=1, magic_number=1)))
+    first = cap.t
+    cap.gre("server", g.ppp(g.chap(1, value=bytes(16), name=b"pptpd")))
+    call = one(cap, tmp_path).calls[0]
+    assert call.lcp_echo["sender"] == "server" and call.waiting == {"client": None, "server": pytest.approx(first)}
 
 
 def test_tunnel_up_without_data_is_in_data_phase(tmp_path):

@@ -10,12 +10,16 @@ from lab.cli import checks_table, status_table
 from lab.lifecycle import NodeStatus
 from lab.testrun import Check
 
+# A call as the capture shows it (lab.tunnels.Tunnel's fields).
+TRAFFIC = dict(seen_on="internet", age_s=302.4, last_echo_s=12.0, last_echo="LCP Echo-Reply from server",
+               gre_out=1234, gre_in=1180, lost_out=0, lost_in=2, last_gre_in_s=0.4)
 ROWS = [  # the default lab and a bit more: 8 nodes, 1-3 interfaces each
     NodeStatus("client", "pptp-client", "running", {"internet": "198.51.100.10"},
-               "up", "172.16.0.10", "172.16.0.1", "12345/128"),
+               "up", "172.16.0.10", "172.16.0.1", "12345/128", **TRAFFIC),
     NodeStatus("fw", "firewall", "running", {"internet": "198.51.100.1", "perimeter": "192.0.2.1"}),
     NodeStatus("home-client", "pptp-client", "running", {"home": "192.168.1.10"},
-               "up", "172.16.0.11", "172.16.0.1", "54321/65535"),
+               "stalled", "172.16.0.11", "172.16.0.1", "54321/65535",
+               **TRAFFIC | dict(seen_on="home", last_gre_in_s=40.2, unanswered_s=23.5)),
     NodeStatus("intranet-host", "host", "running", {"intranet": "10.10.0.20"}),
     NodeStatus("nat", "nat", "running", {"home": "192.168.1.1", "internet": "198.51.100.2"}),
     NodeStatus("router", "router", "running",
@@ -63,15 +67,25 @@ def test_status_fits_80_columns_with_every_value_whole():
         if r.peer_address:
             assert f"→ {r.peer_address}" in text
     assert "tunnel up" in text and "tunnel down" in text and "2 calls" in text
+    for r in ROWS[0], ROWS[2]:  # the call's figures, one a line under its IDs
+        i = next(n for n, x in enumerate(lines) if x.startswith(r.name + " "))
+        col = next(x for x in lines if x.startswith("node ")).index("call")
+        call = [x[col:].strip() for x in lines[i:i + 5]]
+        assert call == [r.call_ids, "age 5m02s", "echo 12s", "↑1234 ↓1180", "lost ↑0 ↓2"], call
+    i = next(n for n, x in enumerate(lines) if x.startswith("home-client "))
+    assert [x.split()[1] for x in lines[i:i + 2]] == ["running", "tunnel"]
+    assert lines[i + 2].split()[:2] == ["stalled", "23s"]  # how long its GRE went unanswered
 
 
 def test_status_wide_has_a_column_per_field():
-    lines = render(status_table(ROWS, "lab default", wide=True), width=200)
+    lines = render(status_table(ROWS, "lab default", wide=True), width=260)
     header = next(x for x in lines if "node" in x)
-    for col in ("node", "kind", "state", "addresses", "tunnel", "PPP address", "peer", "call IDs (client/server)"):
+    for col in ("node", "kind", "state", "addresses", "tunnel", "PPP address", "peer", "call IDs (client/server)",
+                "age", "last echo", "GRE ↑out ↓in", "lost ↑ ↓", "last GRE in", "unanswered for"):
         assert col in header
     row = next(x for x in lines if "│ client " in x)
-    for value in ("pptp-client", "running", "internet 198.51.100.10", "up", "172.16.0.10", "172.16.0.1", "12345/128"):
+    for value in ("pptp-client", "running", "internet 198.51.100.10", "up", "172.16.0.10", "172.16.0.1", "12345/128",
+                  "5m02s", "12s LCP Echo-Reply from server", "↑1234 ↓1180", "↑0 ↓2", " 0s "):
         assert value in row
     # Too wide for 80 columns, but nothing is cut to "…": values are folded.
     assert "…" not in "\n".join(render(status_table(ROWS, "lab default", wide=True)))
