@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from lab import render
+from lab import lifecycle, render, tunnels
 
 from .faultkit import count, ensure_tunnel, fault_time, now, seqs, stream, wait_down, wait_ended, wait_up, wire
 
@@ -137,6 +137,36 @@ def test_S25_link_flap_shorter_than_the_keepalives(lab, record_property):
     record_property("outage_s", round(up_at - down_at, 2))
     record_property("gre_lost_out_back", f"{len(out_lost)}/{len(back_lost)}")
     record_property("ping_sent_received", f"{sent}/{received}")
+
+
+def client_row(lab):
+    return next(r for r in lifecycle.status(lab.eng, lab.name) if r.name == "client")
+
+
+def test_status_shows_a_tunnel_that_carries_nothing_as_stalled(lab, record_property):
+    """Issue #12 item 5: pppd still holds its address (keepalives slowed to 10 s x 6 on both
+    ends, so neither pppd gives up for a minute) but the NAT forgot the call: status says
+    stalled, not up."""
+    slow_echo = {"lcp_echo_interval": 10, "lcp_echo_failure": 6}
+    slow = lab.variant(**{"nodes.client.pptp_client.ppp": slow_echo, "nodes.vpn.pptp_server.ppp": slow_echo})
+    plain = lab.topo
+    lab.stop_client("client")
+    lab.reconfigure(slow, "client", "vpn")
+    try:
+        ensure_tunnel(lab)
+        lab.ping("client", SERVER_PPP)
+        assert client_row(lab).tunnel == "up"
+        lab.fault("conntrack-flush", "nat")
+        ping = stream(lab, "client", SERVER_PPP, count=60, interval=0.5)
+        time.sleep(tunnels.STALL + 5)
+        row = client_row(lab)
+        assert lab.tunnel("client")[0] == "up", "pppd gave up before status could be read"
+        assert row.tunnel == "stalled", row
+        ping.result()
+        record_property("unanswered_s", row.unanswered_s)
+    finally:
+        lab.stop_client("client")
+        lab.reconfigure(plain, "client", "vpn")
 
 
 STATEFUL = """#!/usr/sbin/nft -f
