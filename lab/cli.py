@@ -223,7 +223,11 @@ def up(topology_arg: str = typer.Argument("default", metavar="TOPOLOGY",
 
     topo = topology.load(topology_file(topology_arg), name)  # validate before touching any engine
     eng = engine_mod.select(engine)
-    rows = lifecycle.up(eng, topo, with_capture=capture)
+    try:
+        rows = lifecycle.up(eng, topo, with_capture=capture)
+    except lifecycle.Interrupted as exc:
+        console.print(f"interrupted: {exc}", soft_wrap=True, markup=False, highlight=False)
+        raise typer.Exit(130) from None
     if as_json:
         print(lifecycle.to_json(rows))
     else:

@@ -551,6 +551,10 @@ class VmEngine(DockerEngine):
         self.number = number
         super().__init__("vm" if number == 1 else f"vm:{number}", "", why)
 
+    @property
+    def key(self) -> str:
+        return self.name  # its URL's port changes with every boot
+
     @staticmethod
     def state_dir_of(number: int) -> Path:
         return state_dir() / ("vm" if number == 1 else f"vm{number}")
