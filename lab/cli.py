@@ -137,7 +137,7 @@ app.add_typer(capture_app, name="capture")
 def _running_engine(engine: Optional[str]):
     eng = engine_mod.running(engine)
     if eng is None:
-        raise LabError("no engine is running (the VM is down and no local engine fits): nothing to show")
+        raise LabError(engine_mod.not_running(engine))
     return eng
 
 
@@ -243,7 +243,8 @@ def down(lab: str = typer.Argument("default", help="lab name or topology file"),
     lab = _lab_name(lab)
     eng = engine_mod.running(engine)
     if eng is None:
-        console.print(f"no engine running: lab {lab} has nothing left to remove")
+        console.print(f"lab {lab}: nothing running to remove ({engine_mod.not_running(engine)})", soft_wrap=True,
+                      markup=False, highlight=False)
         return
     gone, run = lifecycle.down(eng, lab)
     console.print(f"lab {lab}: removed {gone} objects" + (f"; captures in {run}" if run else ""), soft_wrap=True)

@@ -1,7 +1,8 @@
 """Crash safety of the lab itself (issue #12), on an in-memory engine: Ctrl-C during `up`
 removes what that `up` created and says so in one line; an `up` killed half-way leaves a
 note, so the next `up` names `pptp-lab down` and `down` sweeps again for a create that
-lands late."""
+lands late; a dead QEMU is one line naming `pptp-lab vm up`. The real runs are
+tests/integration/test_crash_safety.py."""
 import json
 import os
 import subprocess
@@ -301,3 +302,50 @@ def test_ctrl_c_during_up_is_one_line_and_exit_130(monkeypatch):
     res = runner.invoke(cli.app, ["up", str(TOPO), "--name", "crashy"])
     assert res.exit_code == 130
     assert res.output.strip() == "interrupted: removed what lab crashy had created (3 objects)"
+
+
+def run_cli(tmp_path, *args):
+    env = {**os.environ, "PPTP_LAB_STATE": str(tmp_path / "state"), "PPTP_LAB_CACHE": str(tmp_path / "cache"),
+           "DOCKER_HOST": "unix:///nonexistent.sock"}
+    return subprocess.run([sys.executable, "-c", "from lab.cli import main; main()", *args],
+                          capture_output=True, text=True, env=env, timeout=60)
+
+
+def test_status_and_down_under_a_dead_qemu_say_so_in_one_line(tmp_path):
+    pid = dead_pid()
+    state = tmp_path / "state" / "vm8"
+    state.mkdir(parents=True)
+    (state / "state.json").write_text(json.dumps({"pid": pid, "port": 1, "accel": "tcg", "key": "k",
+                                                  "overlay": str(state / "run.qcow2"), "started": 0}))
+    res = run_cli(tmp_path, "status", "crashy", "--engine", "vm:8")
+    lines = [x for x in res.stderr.splitlines() if x.strip()]
+    assert res.returncode == 2 and lines == [
+        f"error: the VM vm:8 is not running: its QEMU (pid {pid}) is gone; `pptp-lab vm -n 8 up` starts it again"], \
+        res.stderr
+    res = run_cli(tmp_path, "down", "crashy", "--engine", "vm:8")
+    lines = [x for x in res.stderr.splitlines() if x.strip()]
+    assert res.returncode == 0 and len(lines) == 1 and "nothing running to remove" in lines[0] \
+        and "`pptp-lab vm -n 8 up`" in lines[0], res.stderr
+    res = run_cli(tmp_path, "status", "crashy", "--engine", "vm")
+    assert res.returncode == 2 and "the VM is not running: `pptp-lab vm up` starts it" in res.stderr
+
+
+# ------------------------------------------------------------------ the VM after QEMU died
+def test_a_dead_qemus_kept_overlay_is_repaired_or_replaced(monkeypatch):
+    vm.use(1)
+    calls = []
+    rc = {"value": 3}
+    monkeypatch.setattr(vm.subprocess, "run",
+                        lambda argv, **k: calls.append(argv) or SimpleNamespace(returncode=rc["value"]))
+    overlay = vm.vm_dir() / "overlay-k.qcow2"
+    overlay.write_bytes(b"qcow2")
+    vm._check_disk(overlay)
+    assert calls[-1][:4] == ["qemu-img", "check", "-q", "-r"] and overlay.exists()  # leaks only: kept
+    rc["value"] = 2
+    vm._check_disk(overlay)
+    assert not overlay.exists()  # damaged: the next cold boot makes a fresh one
+    run = vm.vm_dir() / "run.qcow2"
+    run.write_bytes(b"qcow2")
+    calls.clear()
+    vm._check_disk(run)
+    assert calls == []  # a restore makes it anew anyway
