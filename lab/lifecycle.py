@@ -281,7 +281,7 @@ def _undo(eng: Engine, lab: str, settle_until: float = 0.0) -> tuple[bool, str]:
     try:
         with console.status(f"removing lab {lab}"):
             capture.stop(eng, lab)
-            gone = eng.remove_lab(lab) + _sweep(eng, lab, settle_until)
+            gone = _sweep(eng, lab, settle_until)
     except BaseException as exc:  # noqa: BLE001 - a second Ctrl-C too: say what is left to do
         return False, f"removing lab {lab} failed ({type(exc).__name__}): run `pptp-lab down {lab}`"
     _unmark(eng, lab)
@@ -445,22 +445,30 @@ def recorded_topology(eng: Engine, lab: str) -> Topology:
                    f"give its topology file instead")
 
 
-def _sweep(eng: Engine, lab: str, until: float) -> int:
-    """Remove the lab's objects once a second until `until`: what a killed or interrupted
-    `up` had asked for can land after the first sweep."""
+def _sweep(eng: Engine, lab: str, until: float = 0.0) -> int:
+    """Remove the lab's objects, and again once a second until `until`: what a killed or
+    interrupted `up` had asked for can land after a pass (a network still held by a
+    container landing then is removed by the next). Only the last pass may fail."""
     gone = 0
-    while time.monotonic() < until:
+    while True:
+        last = time.monotonic() >= until
+        try:
+            gone += eng.remove_lab(lab)
+        except docker.errors.APIError:
+            if last:
+                raise
+        if last:
+            return gone
         time.sleep(max(0.0, min(1.0, until - time.monotonic())))
-        gone += eng.remove_lab(lab)
-    return gone
 
 
 def down(eng: Engine, lab: str) -> tuple[int, Path | None]:
     building = _building(eng, lab)
+    cut_short = building is not None and not building[1]  # its `up` was killed half-way
     run = capture.stop(eng, lab)
-    gone = eng.remove_lab(lab)
-    if building is not None and not building[1]:  # its `up` was killed half-way
-        gone += _sweep(eng, lab, time.monotonic() + SETTLE)
+    gone = _sweep(eng, lab, time.monotonic() + SETTLE if cut_short else 0.0)
+    if cut_short:
+        configure.sweep()  # its Ansible run's scratch directory, secrets and all
         _unmark(eng, lab)
     return gone, run
 

@@ -28,15 +28,17 @@ from types import SimpleNamespace
 
 import pytest
 
-from lab import lifecycle
+from lab import configure, lifecycle
 from lab.engines.docker import DockerEngine
 from lab.engines.vm import VmEngine
-from lab.paths import runs_dir
+from lab.paths import runs_dir, state_dir
 from tests import REPO
 
 TOPO = Path(__file__).parent / "topologies" / "crash.yaml"
 LAB = "t-crash"
-CLI = [sys.executable, "-c", "from lab.cli import main; main()"]
+# Ctrl-C's handler set explicitly: a child inherits an ignored SIGINT, and Python then sets none.
+CLI = [sys.executable, "-c", "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+       "from lab.cli import main; main()"]
 # stage -> (the line `up` prints on reaching it, seconds it runs on before the kill: into
 # Ansible's playbook, into the client's dial)
 STAGES = {
@@ -104,8 +106,8 @@ class Up:
 
 def leftovers(eng, lab: str = LAB, noted=None) -> list[str]:
     """What of the lab is left: containers and networks labelled with it or named after it
-    on the engine, and this host's note of an `up` of it that did not finish (kept under
-    the engine the CLI used: `noted`, default eng)."""
+    on the engine, this host's note of an `up` of it that did not finish (kept under the
+    engine the CLI used: `noted`, default eng), and Ansible scratch left by a killed run."""
     api = eng.client.api
     found = {name.lstrip("/") for c in api.containers(all=True) for name in c["Names"]
              if name.lstrip("/").startswith(f"{lab}-") or (c.get("Labels") or {}).get("pptp-lab.lab") == lab}
@@ -114,6 +116,9 @@ def leftovers(eng, lab: str = LAB, noted=None) -> list[str]:
     noted = noted or eng
     if lifecycle._building(noted, lab) is not None:
         found.add(f"note of an unfinished `up` ({lifecycle._note(noted, lab)})")
+    for run in (state_dir() / "ansible").glob("run-*"):  # scratch of an Ansible run whose process is gone
+        if not Path(f"/proc/{run.name.split('-')[1]}").exists():
+            found.add(str(run))
     return sorted(found)
 
 
@@ -127,6 +132,7 @@ def down(eng, lab: str = LAB) -> str:
 def engine(lab_engine, request):
     eng, _ = lab_engine
     down(eng)  # what an earlier run may have left
+    configure.sweep()  # and dead Ansible runs of anyone's
     failed_before = request.session.testsfailed
     yield eng
     down(eng)

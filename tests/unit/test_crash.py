@@ -213,11 +213,30 @@ def test_a_killed_up_is_refused_by_the_next_up_and_down_sweeps_until_it_settles(
     monkeypatch.setattr(lifecycle, "SETTLE", 0.2)
     sleep = time.sleep
     monkeypatch.setattr(lifecycle.time, "sleep", lambda s: (next(late, lambda: None)(), sleep(0.02)))
+    scratch = configure.sweep() / f"run-{dead_pid()}-x"  # the killed `up`'s Ansible run
+    scratch.mkdir()
     gone, run = lifecycle.down(eng, "crashy")
     assert (gone, run) == (2, None) and eng.objects == {}
-    assert lifecycle._building(eng, "crashy") is None
+    assert lifecycle._building(eng, "crashy") is None and not scratch.exists()
     lifecycle.up(eng, topo)  # and up again works
     assert lifecycle.existing(eng, "crashy").keys() == {"vpn", "client"}
+
+
+def test_down_after_a_kill_tries_again_what_the_engine_refused_once(eng, monkeypatch):
+    eng.create_network("crashy", "lan", "10.81.0.0/24")
+    note_of_a_killed_up(eng, "crashy")
+    real, answers = eng.remove_lab, iter([docker.errors.APIError("network crashy-lan has active endpoints")])
+
+    def remove_lab(lab):
+        err = next(answers, None)
+        if err:
+            raise err
+        return real(lab)
+    monkeypatch.setattr(eng, "remove_lab", remove_lab)
+    assert lifecycle.down(eng, "crashy") == (1, None) and eng.objects == {}
+    monkeypatch.setattr(eng, "remove_lab", lambda lab: (_ for _ in ()).throw(docker.errors.APIError("engine gone")))
+    with pytest.raises(docker.errors.APIError):  # without a note: one pass, its failure is down's
+        lifecycle.down(eng, "crashy")
 
 
 def test_down_of_a_lab_that_came_up_whole_does_not_wait(eng, topo, monkeypatch):
