@@ -12,7 +12,7 @@ A QEMU killed under a running lab, on a VM instance of its own (vm:8: the suite'
 shared by the xdist workers and never touched): `status` says so in one line naming
 `pptp-lab vm -n 8 up`, `vm up` brings the guest back with a usable disk, `down` cleans up.
 
-The lab's segment is its own (10.81.0.0/24): the module runs beside the others."""
+The lab's segment is its own (10.85.0.0/24): the module runs beside the others."""
 import json
 import os
 import queue

@@ -202,7 +202,7 @@ def test_an_interrupted_create_starts_no_more_nodes():
 
 # ------------------------------------------------------------------ an `up` killed half-way
 def test_a_killed_up_is_refused_by_the_next_up_and_down_sweeps_until_it_settles(eng, topo, monkeypatch):
-    eng.create_network("crashy", "lan", "10.81.0.0/24", labels={})
+    eng.create_network("crashy", "lan", "10.85.0.0/24", labels={})
     note_of_a_killed_up(eng, "crashy")
     with pytest.raises(LabError) as exc:
         lifecycle.up(eng, topo)
@@ -223,7 +223,7 @@ def test_a_killed_up_is_refused_by_the_next_up_and_down_sweeps_until_it_settles(
 
 
 def test_down_after_a_kill_tries_again_what_the_engine_refused_once(eng, monkeypatch):
-    eng.create_network("crashy", "lan", "10.81.0.0/24")
+    eng.create_network("crashy", "lan", "10.85.0.0/24")
     note_of_a_killed_up(eng, "crashy")
     real, answers = eng.remove_lab, iter([docker.errors.APIError("network crashy-lan has active endpoints")])
 
@@ -262,7 +262,7 @@ def test_a_note_whose_lab_is_gone_does_not_stand_in_the_way(eng, topo):
 
 def test_leftovers_without_a_note_name_down_too(eng, topo):
     """Left by an `up` on another host, or from before notes were kept."""
-    eng.create_network("crashy", "lan", "10.81.0.0/24")
+    eng.create_network("crashy", "lan", "10.85.0.0/24")
     with pytest.raises(LabError, match=r"lab crashy is half-built on the fake engine \(networks without nodes\): "
                                        r"`pptp-lab down crashy` first"):
         lifecycle.up(eng, topo)
