@@ -120,7 +120,12 @@ def stop(eng: Engine, lab: str) -> Path | None:
     stopped = time.time()
     run_id = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     dest = private_dir(runs_dir() / lab) / run_id
-    files = _extract(eng, box, dest)
+    try:
+        files = _extract(eng, box, dest)
+    except docker.errors.APIError:
+        # Never started (an `up` killed between creating and starting it): nothing captured.
+        box.remove(force=True)
+        return None
     since = float(started) if started else None
     write_manifest(dest, lab, run_id, files, segments, since, stopped, faultlog.take(lab, since))
     box.remove(force=True)

@@ -137,7 +137,7 @@ app.add_typer(capture_app, name="capture")
 def _running_engine(engine: Optional[str]):
     eng = engine_mod.running(engine)
     if eng is None:
-        raise LabError("no engine is running (the VM is down and no local engine fits): nothing to show")
+        raise LabError(engine_mod.not_running(engine))
     return eng
 
 
@@ -223,7 +223,11 @@ def up(topology_arg: str = typer.Argument("default", metavar="TOPOLOGY",
 
     topo = topology.load(topology_file(topology_arg), name)  # validate before touching any engine
     eng = engine_mod.select(engine)
-    rows = lifecycle.up(eng, topo, with_capture=capture)
+    try:
+        rows = lifecycle.up(eng, topo, with_capture=capture)
+    except lifecycle.Interrupted as exc:
+        console.print(f"interrupted: {exc}", soft_wrap=True, markup=False, highlight=False)
+        raise typer.Exit(130) from None
     if as_json:
         print(lifecycle.to_json(rows))
     else:
@@ -239,7 +243,8 @@ def down(lab: str = typer.Argument("default", help="lab name or topology file"),
     lab = _lab_name(lab)
     eng = engine_mod.running(engine)
     if eng is None:
-        console.print(f"no engine running: lab {lab} has nothing left to remove")
+        console.print(f"lab {lab}: nothing running to remove ({engine_mod.not_running(engine)})", soft_wrap=True,
+                      markup=False, highlight=False)
         return
     gone, run = lifecycle.down(eng, lab)
     console.print(f"lab {lab}: removed {gone} objects" + (f"; captures in {run}" if run else ""), soft_wrap=True)

@@ -62,6 +62,13 @@ def inventory_yaml(topo: Topology, docker_url: str, nodes: list[str] | None = No
 def _scratch() -> Path:
     """A private directory for one Ansible run (it holds secrets). Ones left by a run that
     died (its process is gone) are removed first."""
+    base = sweep()
+    return Path(tempfile.mkdtemp(prefix=f"run-{os.getpid()}-", dir=base))
+
+
+def sweep() -> Path:
+    """Remove the scratch directories of Ansible runs whose process is gone (killed: they
+    hold the lab's secrets); returns their parent."""
     base = state_dir() / "ansible"
     base.mkdir(mode=0o700, exist_ok=True)
     for old in base.glob("run-*"):
@@ -72,7 +79,7 @@ def _scratch() -> Path:
             shutil.rmtree(old, ignore_errors=True)
         except PermissionError:
             pass  # alive, another user's
-    return Path(tempfile.mkdtemp(prefix=f"run-{os.getpid()}-", dir=base))
+    return base
 
 
 def apply(topo: Topology, docker_url: str, playbook: str = "lab.yml", nodes: list[str] | None = None) -> float:

@@ -1,8 +1,10 @@
 """A lab's life: up (validate, create, configure, capture, dial, wait), status, down.
 
-Everything is validated before anything is created; a failure while creating removes what
-was created; `up` on a lab that is already up changes nothing; `down` removes exactly the
-objects labelled with the lab's name, also after a crash half-way."""
+Everything is validated before anything is created; a failure or Ctrl-C while creating removes
+what was created; `up` on a lab that is already up changes nothing; `down` removes exactly the
+objects labelled with the lab's name, also after a crash half-way (an `up` killed while building
+leaves a note on this host, so the next `up` says to take it down and `down` sweeps again for
+requests the engine was still carrying out)."""
 from __future__ import annotations
 
 import fcntl
@@ -68,8 +70,12 @@ def _parallel(fn, items, workers: int = 16):
     items = list(items)
     if not items:
         return []
-    with ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
+    pool = ThreadPoolExecutor(max_workers=min(workers, len(items)))
+    try:
         return list(pool.map(fn, items))
+    finally:
+        # On Ctrl-C or a failure the items not started are dropped: what runs is waited for.
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def existing(eng: Engine, lab: str) -> dict[str, object]:
@@ -78,37 +84,33 @@ def existing(eng: Engine, lab: str) -> dict[str, object]:
 
 
 def create(eng: Engine, topo: Topology, image: str) -> None:
-    """Networks and node containers; on any failure, remove what was made (nothing half-built)."""
+    """Networks and node containers (`up` removes them again when anything fails)."""
     labels = {HASH_LABEL: topo_hash(topo)}
     # The topology itself rides on the networks, so `pptp-lab graph LAB` can draw a running
     # lab without its file (the secrets are not in it: anyone with the engine reads labels).
     # A ruleset longer than lab.rulesets.LABEL_MAX is not copied there (a comment says so).
     net_labels = {**labels, names.MODEL: json.dumps(public_data(topo, label=True), separators=(",", ":"))}
-    try:
-        with _subnets_claimed(eng, topo), console.status(f"creating {len(topo.networks)} networks") as st:
-            for name, net in topo.networks.items():
-                st.update(f"creating network {name} ({net.subnet})")
-                eng.create_network(topo.name, name, net.subnet, net.bridge_address, net_labels)
+    with _subnets_claimed(eng, topo), console.status(f"creating {len(topo.networks)} networks") as st:
+        for name, net in topo.networks.items():
+            st.update(f"creating network {name} ({net.subnet})")
+            eng.create_network(topo.name, name, net.subnet, net.bridge_address, net_labels)
+    console.print(f"[green]✓[/] {len(topo.networks)} network(s) created")
 
-        def make(item):
-            name, node = item
-            try:
-                return eng.create_node(topo.name, name, image, dict(node.interfaces), node.kind, labels)
-            except requests.ConnectionError:
-                # A busy engine behind QEMU's port forward now and then drops a connection:
-                # clear what the first try may have made and try once more.
-                eng.forget_node(topo.name, name)
-                return eng.create_node(topo.name, name, image, dict(node.interfaces), node.kind, labels)
+    def make(item):
+        name, node = item
+        try:
+            return eng.create_node(topo.name, name, image, dict(node.interfaces), node.kind, labels)
+        except requests.ConnectionError:
+            # A busy engine behind QEMU's port forward now and then drops a connection:
+            # clear what the first try may have made and try once more.
+            eng.forget_node(topo.name, name)
+            return eng.create_node(topo.name, name, image, dict(node.interfaces), node.kind, labels)
 
-        start = time.monotonic()
-        with console.status(f"starting {len(topo.nodes)} nodes"):
-            # More than a few at once gains nothing: the engine creates containers one by one.
-            _parallel(make, topo.nodes.items(), workers=4)
-        console.print(f"[green]✓[/] {len(topo.networks)} networks, {len(topo.nodes)} nodes "
-                      f"({time.monotonic() - start:.0f}s)")
-    except BaseException:
-        eng.remove_lab(topo.name)
-        raise
+    start = time.monotonic()
+    with console.status(f"starting {len(topo.nodes)} nodes"):
+        # More than a few at once gains nothing: the engine creates containers one by one.
+        _parallel(make, topo.nodes.items(), workers=4)
+    console.print(f"[green]✓[/] {len(topo.nodes)} node(s) created ({time.monotonic() - start:.0f}s)")
 
 
 WAIT_ENV = "PPTP_LAB_WAIT_SUBNETS"  # seconds to wait for another lab holding our subnets to go
@@ -145,7 +147,10 @@ def check_free(eng: Engine, topo: Topology) -> None:
     told = False
     while (busy := _overlap(eng, topo)) is not None:
         why, owner = busy
-        if not owner or owner == topo.name or time.monotonic() >= deadline:
+        if owner == topo.name:  # its own networks without its nodes: an `up` that did not finish
+            raise LabError(f"lab {topo.name} is half-built on the {eng.name} engine (networks without nodes): "
+                           f"`pptp-lab down {topo.name}` first")
+        if not owner or time.monotonic() >= deadline:
             raise LabError(why)
         if not told:
             console.print(f"lab {topo.name} waits for lab {owner}, which holds a subnet it needs")
@@ -197,9 +202,21 @@ def preflight(eng: Engine, topo: Topology) -> dict[str, object]:
     """Every check `up` makes on the engine before creating anything (after the topology's
     own validation). Returns the lab's containers when the same lab is already up (then
     `up` creates nothing), else {}."""
+    building = _building(eng, topo.name)
+    if building is not None:
+        pid, running = building
+        if running:
+            raise LabError(f"lab {topo.name} is being brought up by process {pid}: wait for it, or "
+                           f"`pptp-lab down {topo.name}`")
+        if topo.name in eng.labs():
+            raise LabError(f"lab {topo.name} is half-built: its `up` (process {pid}) stopped before it was done; "
+                           f"`pptp-lab down {topo.name}` first")
     have = existing(eng, topo.name)
     if have:
         hashes = {c.labels.get(HASH_LABEL) for c in have.values()}
+        if hashes == {topo_hash(topo)} and set(have) < set(topo.nodes):
+            raise LabError(f"lab {topo.name} is half-built (no node {', '.join(sorted(set(topo.nodes) - set(have)))}): "
+                           f"`pptp-lab down {topo.name}` first")
         if hashes != {topo_hash(topo)} or set(have) != set(topo.nodes):
             raise LabError(f"lab {topo.name} is up with a different topology: "
                            f"`pptp-lab down {topo.name}` first, or give another --name")
@@ -208,29 +225,115 @@ def preflight(eng: Engine, topo: Topology) -> dict[str, object]:
     return {}
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during `up`, after what that `up` had created was dealt with: its text is one
+    line saying what became of the lab."""
+
+
 def up(eng: Engine, topo: Topology, with_capture: bool = True, dial: bool = True) -> list[NodeStatus]:
-    have = preflight(eng, topo)
-    if have:
-        for c in have.values():
-            if c.status != "running":
-                c.start()
-        console.print(f"lab {topo.name} is already up; checking its tunnels")
-    else:
-        image = eng.ensure_image()
-        check_rulesets(eng, topo, image)
-        create(eng, topo, image)
-        try:
+    phase = "checks"  # then "was up" (nothing of it is this run's) or "building", "built"
+    try:
+        have = preflight(eng, topo)
+        if have:
+            phase = "was up"
+            for c in have.values():
+                if c.status != "running":
+                    c.start()
+            console.print(f"lab {topo.name} is already up; checking its tunnels")
+        else:
+            image = eng.ensure_image()
+            check_rulesets(eng, topo, image)
+            phase = "building"
+            _mark(eng, topo.name)
+            create(eng, topo, image)
             if with_capture:
                 capture.start(eng, topo.name, image)
+                console.print(f"[green]✓[/] capturing on {len(topo.networks)} segment(s)")
+            console.print(f"configuring {len(topo.nodes)} node(s) with Ansible")
             configure.apply(topo, eng.url)
-        except BaseException:
-            capture.stop(eng, topo.name)
-            eng.remove_lab(topo.name)
-            raise
-    if dial:
-        start_servers(eng, topo)
-        dial_clients(eng, topo)
+            _unmark(eng, topo.name)  # whole: a failed dial leaves it up to be looked at
+            phase = "built"
+        if dial:
+            if topo.clients:
+                console.print(f"dialling {len(topo.clients)} client(s)")
+            start_servers(eng, topo)
+            dial_clients(eng, topo)
+    except KeyboardInterrupt:
+        if phase in ("building", "built"):
+            # A request the interrupt cut short may still be carried out: sweep until it would have been.
+            line = _undo(eng, topo.name, settle_until=time.monotonic() + SETTLE)[1]
+        else:
+            line = (f"lab {topo.name} was up before and is left as it was" if phase == "was up"
+                    else f"nothing of lab {topo.name} was created")
+        raise Interrupted(line) from None
+    except BaseException:
+        if phase == "building":
+            done, line = _undo(eng, topo.name)
+            if not done:
+                console.print(line, soft_wrap=True, markup=False, highlight=False)
+        raise
     return status(eng, topo)
+
+
+def _undo(eng: Engine, lab: str, settle_until: float = 0.0) -> tuple[bool, str]:
+    """Remove what this process's `up` created, sweeping again until `settle_until`; (done,
+    one line saying so or what to run)."""
+    try:
+        with console.status(f"removing lab {lab}"):
+            capture.stop(eng, lab)
+            gone = _sweep(eng, lab, settle_until)
+    except BaseException as exc:  # noqa: BLE001 - a second Ctrl-C too: say what is left to do
+        return False, f"removing lab {lab} failed ({type(exc).__name__}): run `pptp-lab down {lab}`"
+    _unmark(eng, lab)
+    return True, f"removed what lab {lab} had created ({gone} objects)"
+
+
+# ---------------------------------------------------------------- an `up` under way
+# While `up` builds a lab (first object to configured) a note on this host names its
+# process. A note whose process is gone means that `up` was killed: the next `up` refuses
+# the half-built lab, and `down` knows to sweep again.
+
+SETTLE = 6.0  # seconds a cut-off `up`'s last request (a container create: ~3 s under TCG) may take
+
+
+def _note(eng: Engine, lab: str) -> Path:
+    key = hashlib.sha256(f"{eng.key}\0{lab}".encode()).hexdigest()[:16]
+    return private_dir(state_dir() / "building") / f"{key}.json"
+
+
+def _started(pid: int) -> str | None:
+    """A process's start time (tells it from a later one with the same pid); None when it is
+    gone or a zombie."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return None if fields[0] in ("Z", "X") else fields[19]
+
+
+def _mark(eng: Engine, lab: str) -> None:
+    note = _note(eng, lab)
+    tmp = note.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"pid": os.getpid(), "started": _started(os.getpid()), "lab": lab,
+                               "engine": eng.name}))
+    tmp.replace(note)  # whole or not there, whenever this process is killed
+
+
+def _unmark(eng: Engine, lab: str) -> None:
+    _note(eng, lab).unlink(missing_ok=True)
+
+
+def _building(eng: Engine, lab: str) -> tuple[int, bool] | None:
+    """(pid, still running) of an unfinished `up` of this lab from this host, or None. This
+    process's own note is a stale one: it builds a lab once at a time."""
+    try:
+        data = json.loads(_note(eng, lab).read_text())
+        pid = int(data["pid"])
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0, False  # unreadable: written by a process killed while writing it
+    return pid, pid != os.getpid() and _started(pid) == data.get("started")
 
 
 def node(eng: Engine, lab: str, name: str):
@@ -342,9 +445,32 @@ def recorded_topology(eng: Engine, lab: str) -> Topology:
                    f"give its topology file instead")
 
 
+def _sweep(eng: Engine, lab: str, until: float = 0.0) -> int:
+    """Remove the lab's objects, and again once a second until `until`: what a killed or
+    interrupted `up` had asked for can land after a pass (a network still held by a
+    container landing then is removed by the next). Only the last pass may fail."""
+    gone = 0
+    while True:
+        last = time.monotonic() >= until
+        try:
+            gone += eng.remove_lab(lab)
+        except docker.errors.APIError:
+            if last:
+                raise
+        if last:
+            return gone
+        time.sleep(max(0.0, min(1.0, until - time.monotonic())))
+
+
 def down(eng: Engine, lab: str) -> tuple[int, Path | None]:
+    building = _building(eng, lab)
+    cut_short = building is not None and not building[1]  # its `up` was killed half-way
     run = capture.stop(eng, lab)
-    return eng.remove_lab(lab), run
+    gone = _sweep(eng, lab, time.monotonic() + SETTLE if cut_short else 0.0)
+    if cut_short:
+        configure.sweep()  # its Ansible run's scratch directory, secrets and all
+        _unmark(eng, lab)
+    return gone, run
 
 
 def to_json(rows: list[NodeStatus]) -> str:

@@ -7,7 +7,7 @@
   guest's forwarded API; several instances side by side.
 - choose.py: the one place an engine is chosen, from a name (auto, local, vm, vm:N, URL)."""
 from .base import Engine, ExecResult, Probe, obj_name, tar_of
-from .choose import HELP, check_spec, decide, probe_local, running, select, wanted
+from .choose import HELP, check_spec, decide, not_running, probe_local, running, select, wanted
 
 __all__ = ["Engine", "ExecResult", "Probe", "obj_name", "tar_of", "HELP", "check_spec", "decide",
-           "probe_local", "running", "select", "wanted"]
+           "not_running", "probe_local", "running", "select", "wanted"]

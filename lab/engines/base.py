@@ -59,6 +59,11 @@ class Engine(abc.ABC):
     url: str
     why: str
 
+    @property
+    def key(self) -> str:
+        """The engine across its restarts: what notes kept on this host about its labs go by."""
+        return self.url
+
     # -- networks and nodes (every object labelled with its lab)
     @abc.abstractmethod
     def create_network(self, lab: str, name: str, subnet: str, gateway: str | None = None,

@@ -109,3 +109,15 @@ def running(choice: str | None = None) -> Engine | None:
         if eng.reachable():
             return eng
     return None
+
+
+def not_running(choice: str | None = None) -> str:
+    """Why `running` found no engine, as one line naming what to run."""
+    choice = check_spec(choice or wanted())
+    if choice.startswith(URL_SCHEMES):
+        return f"no Docker engine answers at {choice}"
+    if choice == "local":
+        return f"no local Docker engine answers (DOCKER_HOST or {DEFAULT_SOCKET})"
+    m = VM_INSTANCE.fullmatch(choice)
+    why = VmEngine(int(m.group(1)) if m else 1).not_running()
+    return why + (" (and no local engine answers)" if choice == "auto" else "")

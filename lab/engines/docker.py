@@ -152,14 +152,15 @@ class DockerEngine(Engine):
 
     def remove_lab(self, lab):
         """Remove every container and network labelled with this lab; return how many."""
-        gone = 0
-        for c in self.containers(lab):
-            c.remove(force=True)
-            gone += 1
-        for n in self.networks(lab):
-            n.remove()
-            gone += 1
-        return gone
+        def removed(remove, **kw) -> int:
+            try:
+                remove(**kw)
+            except docker.errors.NotFound:
+                return 0  # removed meanwhile (another `down`)
+            return 1
+
+        gone = sum(removed(c.remove, force=True) for c in self.containers(lab))
+        return gone + sum(removed(n.remove) for n in self.networks(lab))
 
     # -- exec and files
     def exec(self, node, cmd, check=True):

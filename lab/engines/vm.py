@@ -250,6 +250,19 @@ def _overlay(art: Path, key: str) -> Path:
     return overlay
 
 
+def _check_disk(disk: Path) -> None:
+    """After QEMU died: repair the kept overlay it left (leaked clusters, metadata it had not
+    written); one past repair is removed (the next cold boot makes a fresh one). A restore's
+    run.qcow2 is made anew anyway."""
+    if disk.parent != vm_dir() or not disk.name.startswith("overlay-") or not disk.is_file():
+        return
+    rc = subprocess.run(["qemu-img", "check", "-q", "-r", "all", str(disk)], capture_output=True).returncode
+    if rc not in (0, 3):  # 3: leaked clusters left, harmless
+        console.print(f"[yellow]the dead VM's disk {disk.name} is damaged (qemu-img check exit {rc}): "
+                      "removed it; the node image is loaded again[/]")
+        disk.unlink()
+
+
 def _tail(path: Path, lines: int = 3) -> str:
     try:
         return " | ".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
@@ -279,6 +292,8 @@ def _up() -> VmState:
         console.print(f"[yellow]{strays.lstrip('; ')}[/]")
     require_binary(QEMU, "qemu-system-x86")
     require_binary("qemu-img", "qemu-utils")
+    if st:
+        _check_disk(Path(st.overlay))
     art = build()
     key = art.name.removeprefix("vm-")
     accel, why = choose_accel(art / "vmlinuz")
@@ -300,8 +315,8 @@ def _up() -> VmState:
 def _start(art: Path, disk: Path, accel: str, incoming: Path | None = None) -> VmState:
     """QEMU on `disk`, booting, or loading the saved state `incoming`; returns at Docker-ready."""
     port = _pick_port()
-    (vm_dir() / "console.log").unlink(missing_ok=True)
-    (vm_dir() / "qmp.sock").unlink(missing_ok=True)
+    for stale in ("console.log", "qmp.sock", "ctl.sock"):  # a killed QEMU leaves its sockets
+        (vm_dir() / stale).unlink(missing_ok=True)
     cmd = _qemu_cmd(art, disk, accel, port)
     if incoming is not None:
         cmd += ["-incoming", f"exec:cat {shlex.quote(str(incoming))}"]  # QEMU runs it through /bin/sh
@@ -551,6 +566,10 @@ class VmEngine(DockerEngine):
         self.number = number
         super().__init__("vm" if number == 1 else f"vm:{number}", "", why)
 
+    @property
+    def key(self) -> str:
+        return self.name  # its URL's port changes with every boot
+
     @staticmethod
     def state_dir_of(number: int) -> Path:
         return state_dir() / ("vm" if number == 1 else f"vm{number}")
@@ -573,3 +592,15 @@ class VmEngine(DockerEngine):
     def stop(self) -> str:
         use(self.number)
         return down()
+
+    def not_running(self) -> str:
+        """Why attach() found nothing, as one line naming the command that helps."""
+        use(self.number)
+        what = "the VM" if self.number == 1 else f"the VM {self.name}"
+        cmd = "pptp-lab vm up" if self.number == 1 else f"pptp-lab vm -n {self.number} up"
+        st = read_state()
+        if st is None:
+            return f"{what} is not running: `{cmd}` starts it"
+        if not alive(st.pid):
+            return f"{what} is not running: its QEMU (pid {st.pid}) is gone; `{cmd}` starts it again"
+        return f"{what} runs (pid {st.pid}) but its Docker does not answer: `{cmd}` waits for it"

@@ -6,7 +6,9 @@ each takes whole modules (a module's `lab` fixture is module-scoped). The module
 use the reference subnets (198.51.100.0/24 and friends: the shipped default, nat-clients,
 router-to-router and server-behind-nat topologies) would only wait for each other, so they
 form one scope, run by one worker one after another; every other module has subnets of its
-own and runs beside them. (xdist's own `loadgroup` does not group under pytest 9 here.)"""
+own and runs beside them. (xdist's own `loadgroup` does not group under pytest 9 here.)
+The modules that boot a VM of their own (vm:8, vm:9) take turns too: three guests under
+software emulation on two cores would slow every lab past its timeouts."""
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,9 @@ REFERENCE = {
     "test_lab_default", "test_spec_s1_s11", "test_s16_firewall", "test_s17_router",
     "test_s18_server_nat", "test_s19_s20_nat_editor", "test_pptp_lab_test", "test_installed_package",
 }
+
+
+OWN_VM = {"test_vm_snapshot", "test_crash_safety"}
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -26,6 +31,7 @@ def pytest_xdist_make_scheduler(config, log):
     class ReferenceTogether(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
             module = nodeid.split("::", 1)[0]
-            return "reference-subnets" if Path(module).stem in REFERENCE else module
+            stem = Path(module).stem
+            return "reference-subnets" if stem in REFERENCE else "own-vm" if stem in OWN_VM else module
 
     return ReferenceTogether(config, log)
