@@ -274,7 +274,11 @@ def lab(request, lab_engine):
     topo = topology.load(fh.name, folder=path.parent)  # its rulesets are next to the original
     os.unlink(fh.name)
     lifecycle.down(eng, topo.name)
-    lifecycle.up(eng, topo)
+    try:
+        lifecycle.up(eng, topo)
+    except BaseException:
+        lifecycle.down(eng, topo.name)  # `up` keeps a lab whose dial failed; its captures stay in runs/
+        raise
     failed_before = request.session.testsfailed
     yield Lab(eng, topo)
     _, run = lifecycle.down(eng, topo.name)

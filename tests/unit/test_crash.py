@@ -368,3 +368,14 @@ def test_a_dead_qemus_kept_overlay_is_repaired_or_replaced(monkeypatch):
     calls.clear()
     vm._check_disk(run)
     assert calls == []  # a restore makes it anew anyway
+
+
+def test_dial_at_once_is_four_unless_the_environment_says(monkeypatch):
+    monkeypatch.delenv(lifecycle.DIAL_AT_ONCE_ENV, raising=False)
+    assert lifecycle.dial_at_once() == 4
+    monkeypatch.setenv(lifecycle.DIAL_AT_ONCE_ENV, "16")
+    assert lifecycle.dial_at_once() == 16
+    for bad in ("0", "65", "x", "-1", "4; reboot"):
+        monkeypatch.setenv(lifecycle.DIAL_AT_ONCE_ENV, bad)
+        with pytest.raises(LabError, match=lifecycle.DIAL_AT_ONCE_ENV):
+            lifecycle.dial_at_once()

@@ -1,0 +1,93 @@
+"""SPEC S28: 20 clients behind one NAT with the PPTP NAT editor, each sending a minute of
+traffic through its tunnel at once (ping: bounded by its count, so it stops by itself).
+Every GRE packet is accounted for by call and sequence number on both sides of the NAT;
+the outside call IDs are unique; pptpd's and the NAT's memory before and after go into the
+JUnit report as properties."""
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from .faultkit import now, stream, wire
+
+pytestmark = pytest.mark.topology("topologies/many-clients.yaml", name="t-many")
+
+NAT_OUT, SERVER, SERVER_PPP = "198.18.70.2", "198.18.70.20", "172.90.0.1"
+SECONDS, INTERVAL = 60, 0.2
+
+
+def memory(lab) -> dict:
+    """RSS of pptpd, its pptpctrl and pppd children (KiB); the NAT's cgroup memory (KiB)
+    and its conntrack entries."""
+    rss = lab.run("vpn", "ps -o rss= -C pptpd,pptpctrl,pppd | awk '{s+=$1} END {print s+0}'").out.strip()
+    nat = lab.run("nat", "cat /sys/fs/cgroup/memory.current; conntrack -C").out.split()
+    return {"pptpd_rss_kib": int(rss), "nat_cgroup_kib": int(nat[0]) // 1024, "nat_conntrack": int(nat[1])}
+
+
+def by_call(packets, src, dst, call_id, until=float("inf")) -> set[int]:
+    return {p.seq for p in packets if p.src == src and p.dst == dst and p.call_id == call_id
+            and p.seq is not None and p.ts <= until}
+
+
+def test_S28_twenty_tunnels_carry_a_minute_of_traffic_each(lab, record_property):
+    clients = sorted(lab.topo.clients, key=lambda c: int(c[1:]))
+    assert len(clients) >= 20
+    assert all(lab.tunnel(c)[0] == "up" for c in clients)
+    before = memory(lab)
+    since = now(lab, "nat")
+    count = int(SECONDS / INTERVAL)
+    with ThreadPoolExecutor(8) as pool:
+        streams = list(pool.map(lambda c: stream(lab, c, SERVER_PPP, count=count, interval=INTERVAL), clients))
+    time.sleep(SECONDS - 5)
+    results = {c: s.result(timeout=60) for c, s in zip(clients, streams)}
+    after = memory(lab)
+    cut = now(lab, "nat") - 1.0  # packets before this are on both segments by the snapshot
+    seen = wire(lab, "home", "internet")
+    (home, home_sessions), (internet, internet_sessions) = seen["home"], seen["internet"]
+
+    # Nothing lost end to end, by ping's count...
+    short = {c: r for c, r in results.items() if r != (count, count)}
+    assert not short, f"pings lost (sent, received): {short}"
+    # ...and by GRE sequence number, on each side of the NAT, call by call.
+    calls = {}  # client address -> (client's own call ID, server's call ID) of its live call
+    for s in home_sessions:
+        for c in s.calls:
+            if c.server_call_id is not None and s.end >= since:
+                calls[s.client] = (c.client_call_id, c.server_call_id)
+    addresses = {lab.address(c) for c in clients}
+    assert set(calls) == addresses, addresses - set(calls)
+    outside = {}  # server's call ID -> the client's call ID as the server sees it (NAT-mapped)
+    for s in internet_sessions:
+        for c in s.calls:
+            if c.server_call_id is not None and s.end >= since:
+                outside[c.server_call_id] = c.client_call_id
+    problems = []
+    for addr, (own_id, server_id) in sorted(calls.items()):
+        out_id = outside.get(server_id)
+        if out_id is None:
+            problems.append(f"{addr}: call {server_id} not seen outside the NAT")
+            continue
+        sent = by_call(home, addr, SERVER, server_id, cut)           # client -> server
+        arrived = by_call(internet, NAT_OUT, SERVER, server_id)
+        back = by_call(internet, SERVER, NAT_OUT, out_id, cut)       # server -> client
+        delivered = by_call(home, SERVER, addr, own_id)
+        for what, a, b in (("to the server", sent, arrived), ("to the client", back, delivered)):
+            if len(a) < count:
+                problems.append(f"{addr} {what}: only {len(a)} GRE data packets before the cut")
+            if a - b:
+                problems.append(f"{addr} {what}: {len(a - b)} lost at the NAT (seq {sorted(a - b)[:5]}...)")
+            if max(a) - min(a) + 1 != len(a):
+                problems.append(f"{addr} {what}: gaps in the sender's own sequence ({len(a)} of "
+                                f"{max(a) - min(a) + 1})")
+    assert not problems, "\n".join(problems)
+    # The NAT editor gave each call its own outside call ID.
+    mapped = [outside[server_id] for _, server_id in calls.values()]
+    assert len(set(mapped)) == len(mapped), sorted(mapped)
+
+    record_property("clients", len(clients))
+    record_property("gre_packets_accounted", sum(len(by_call(home, a, SERVER, s, cut)) for a, (_, s) in calls.items()))
+    for key in before:
+        record_property(f"{key}_before_after", f"{before[key]} -> {after[key]}")
+    per_call = re.sub(r"\s+", " ", str({k: after[k] - before[k] for k in before}))
+    record_property("memory_growth", per_call)
