@@ -38,6 +38,7 @@ bench: setup
 	$(VENV)/bin/python bench/lab.py --fifty
 	$(VENV)/bin/python bench/parallel.py
 	$(VENV)/bin/python bench/apply.py
+	$(VENV)/bin/python bench/faults.py
 
 # The whole scenario suite's wall time and its shares (about 25 minutes here).
 bench-suite: setup
