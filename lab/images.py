@@ -48,7 +48,7 @@ def node_image_tag(suite: str = suites.DEFAULT) -> str:
 
 def base_tarball(suite: str = suites.DEFAULT) -> Path:
     """The node base rootfs of `suite` as a tar file, built with debootstrap when not cached."""
-    suites.check_userland(suite, "node image")
+    suites.check_userland(suite, "node image ")
     key = base_key(suite)
     name = suites.artefact("node", suite)
 
@@ -83,7 +83,7 @@ def _has(client: docker.DockerClient, tag: str) -> bool:
 def ensure_node_image(client: docker.DockerClient, suite: str = suites.DEFAULT) -> str:
     """Make sure the engine has the node image of `suite`; return its tag. Loads only what
     is missing."""
-    tag = node_image_tag(suites.check_userland(suite, "node image"))
+    tag = node_image_tag(suites.check_userland(suite, "node image "))
     if _has(client, tag):
         return tag
     base = base_tag(suite)

@@ -22,9 +22,14 @@ KERNEL_ENV = "PPTP_LAB_KERNEL"
 
 
 class KernelChoice(NamedTuple):
-    """A kernel that was asked for, and where (for errors: `--kernel`, a file's key, the env)."""
+    """A kernel that was asked for, and where: `source` is how errors name it before the
+    value ("--kernel ", "PPTP_LAB_KERNEL=", "FILE: engine.kernel ")."""
     kernel: str
     source: str
+
+    @property
+    def said(self) -> str:
+        return f"{self.source}{self.kernel}"
 
 
 def _one_of(values: tuple[str, ...]) -> str:
@@ -32,14 +37,15 @@ def _one_of(values: tuple[str, ...]) -> str:
 
 
 def check_kernel(value: str, where: str) -> str:
+    """`where` names the value in an error, e.g. "--kernel " or "PPTP_LAB_KERNEL="."""
     if value not in KERNELS:
-        raise LabError(f"{where} {value}: use {_one_of(KERNELS)}")
+        raise LabError(f"{where}{value}: use {_one_of(KERNELS)}")
     return value
 
 
 def check_userland(value: str, where: str) -> str:
     if value not in USERLANDS:
-        raise LabError(f"{where} {value}: use {_one_of(USERLANDS)}")
+        raise LabError(f"{where}{value}: use {_one_of(USERLANDS)}")
     return value
 
 
@@ -47,14 +53,14 @@ def wanted_kernel(option: str | None = None, topo=None, path: Path | str | None 
     """The kernel asked for, first of: the --kernel option, the topology's engine.kernel,
     $PPTP_LAB_KERNEL; None when none asks."""
     if option:
-        return KernelChoice(check_kernel(option, "--kernel"), "--kernel")
+        return KernelChoice(check_kernel(option, "--kernel "), "--kernel ")
     engine = getattr(topo, "engine", None)
     if engine is not None and engine.kernel:
-        where = f"engine.kernel of {path}" if path else f"engine.kernel of topology {topo.name}"
-        return KernelChoice(engine.kernel, where)  # the topology model has validated it
+        # The topology model has validated it.
+        return KernelChoice(engine.kernel, f"{path or 'topology ' + topo.name}: engine.kernel ")
     env = os.environ.get(KERNEL_ENV)
     if env:
-        return KernelChoice(check_kernel(env, f"{KERNEL_ENV}="), KERNEL_ENV)
+        return KernelChoice(check_kernel(env, f"{KERNEL_ENV}="), f"{KERNEL_ENV}=")
     return None
 
 
