@@ -16,7 +16,7 @@ import os
 import re
 
 from ..errors import LabError
-from ..suites import KernelChoice, kernel_of
+from ..suites import KernelChoice, kernel_of, wanted_kernel
 from .base import Engine, Probe
 from .docker import DockerEngine
 from .vm import VmEngine
@@ -89,8 +89,9 @@ def _vm_only(choice: str, kernel: KernelChoice | None) -> None:
 
 def select(choice: str | None = None, kernel: KernelChoice | None = None) -> Engine:
     """An engine whose kernel can run the lab, starting the VM if it is the one; with a
-    kernel asked for, the VM of that kernel."""
+    kernel asked for (here, or by PPTP_LAB_KERNEL), the VM of that kernel."""
     choice = check_spec(choice or wanted())
+    kernel = kernel or wanted_kernel()
     _vm_only(choice, kernel)
     if choice.startswith(URL_SCHEMES):
         return _endpoint(choice)
@@ -111,8 +112,9 @@ def select(choice: str | None = None, kernel: KernelChoice | None = None) -> Eng
 
 def running(choice: str | None = None, kernel: KernelChoice | None = None) -> Engine | None:
     """The engine labs would be on, without starting anything (for status and down); with
-    a kernel asked for, only that kernel's VM."""
+    a kernel asked for (here, or by PPTP_LAB_KERNEL), only that kernel's VM."""
     choice = check_spec(choice or wanted())
+    kernel = kernel or wanted_kernel()
     _vm_only(choice, kernel)
     if choice.startswith(URL_SCHEMES):
         eng = DockerEngine(choice, choice, "Docker endpoint given")
