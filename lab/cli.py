@@ -759,9 +759,10 @@ def vm_exec(ctx: typer.Context, kernel: Optional[str] = VmKernelOpt) -> None:
 
 
 @image_app.command("build")
-def image_build() -> None:
+def image_build(suite: str = typer.Option(suites.DEFAULT, "--suite", metavar="SUITE",
+                                          help=f"the userland: {' | '.join(suites.USERLANDS)}")) -> None:
     """Build (or find cached) the node base rootfs tarball."""
-    console.print(f"node base: {images.base_tarball()}")
+    console.print(f"node base: {images.base_tarball(suite)}")
 
 
 @image_app.command("load")

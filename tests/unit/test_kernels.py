@@ -359,3 +359,9 @@ def test_the_plugin_stops_the_vms_its_workers_started_whatever_their_kernel(monk
     pytest_plugin._stop_vms_started_by("s1")
     assert sorted(stopped) == [(1, "bookworm"), (1, "trixie"), (2, "bookworm"), (3, "bookworm-backports")]
     assert not list(state_dir().glob("vm-*/started-by-s1"))
+
+
+def test_image_build_takes_a_userland_suite(tmp_path):
+    res = _cli(tmp_path, "image", "build", "--suite", "bookworm-backports")
+    assert res.returncode == 2 and res.stderr.strip() == \
+        "error: node image bookworm-backports: use bullseye, bookworm or trixie"
