@@ -325,7 +325,7 @@ def _up() -> VmState:
     key = art.name.removeprefix("vm-")
     accel, why = choose_accel(art / "vmlinuz")
     console.print(f"VM accelerator: {accel} ({why})")
-    if snapshot.enabled():
+    if snapshot.enabled(_kernel):
         try:
             snap = _snapshot(art, accel)
         except Exception as exc:  # noqa: BLE001 - whatever stopped the save, a plain boot still works
@@ -336,6 +336,8 @@ def _up() -> VmState:
             except LabError as exc:
                 console.print(f"[yellow]VM snapshot {snap.name} unusable ({exc}): removed it; cold boot[/]")
                 shutil.rmtree(snap, ignore_errors=True)
+    elif _kernel in snapshot.COLD_KERNELS and not os.environ.get(snapshot.DISABLE_ENV):
+        console.print(f"VM {_kernel}: no snapshot (its kernel has no vmgenid); cold boot")
     return _start(art, _overlay(art, key), accel)
 
 
@@ -396,7 +398,9 @@ def sync_clock(st: VmState, force: bool = False) -> float:
 
 
 def _snapshot(art: Path, accel: str) -> Path:
-    """cache/vmsnap-<key>/ (disk.qcow2 + ram) for these inputs; made by a cold boot when missing."""
+    """cache/vmsnap-<key>/ (disk.qcow2 + ram) for these inputs, vmsnap-<kernel>-<key>/ for a
+    kernel other than bookworm; made by a cold boot when missing. art.name (vm-<kernel>-<key>)
+    puts the kernel in the key too; bookworm's keys are as before."""
     from ..images import ensure_node_image, node_key
 
     userland = suites.userland(_kernel)

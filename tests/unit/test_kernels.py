@@ -95,9 +95,10 @@ def test_wiping_one_kernels_vm_keeps_the_others_snapshots():
     vm.use(1, "trixie")
     assert "wiped" in vm.down(wipe=True)
     assert not mine.exists() and default.is_dir()
+    bullseye = artifacts.cached_dir("vmsnap-bullseye", "ccc333", lambda t: None)
     vm.use(1)
     vm.down(wipe=True)
-    assert not default.exists()
+    assert not default.exists() and bullseye.is_dir()
 
 
 def test_the_snapshot_is_of_the_kernels_userland(monkeypatch):
@@ -111,6 +112,49 @@ def test_the_snapshot_is_of_the_kernels_userland(monkeypatch):
 
     vm._snapshot(Path("vm-bookworm-backports-abc"), "tcg")
     assert seen == {"image": images.node_key("bookworm"), "name": "vmsnap-bookworm-backports"}
+
+
+def test_the_snapshot_key_and_dir_are_per_kernel_and_bookworms_as_before(monkeypatch):
+    from pathlib import Path
+
+    from lab import images
+
+    made = {}
+    monkeypatch.setattr(vm.artifacts, "cached_dir", lambda name, key, make: made.setdefault(vm.kernel(), (name, key)))
+    for kernel in suites.KERNELS:
+        vm.use(1, kernel)
+        vm._snapshot(Path(suites.artefact("vm", kernel) + "-" + vm.vm_key(kernel)), "tcg")
+    # bookworm's: the name and formula from before kernels, so its cached snapshots stay valid.
+    before = vm.snapshot.key(f"vm-{vm.vm_key()}", images.node_key(), "tcg", vm.MEMORY_MB, vm.CPUS, vm.QEMU)
+    assert made["bookworm"] == ("vmsnap", before)
+    assert made["bullseye"][0] == "vmsnap-bullseye" and made["trixie"][0] == "vmsnap-trixie"
+    assert made["bookworm-backports"][0] == "vmsnap-bookworm-backports"
+    assert len({key for _, key in made.values()}) == len(suites.KERNELS)
+
+
+def test_bullseye_boots_cold_unless_snapshots_are_asked_for(monkeypatch):
+    snapshot = vm.snapshot
+    monkeypatch.delenv(snapshot.DISABLE_ENV, raising=False)
+    assert not snapshot.enabled("bullseye")
+    assert all(snapshot.enabled(k) for k in suites.KERNELS if k != "bullseye") and snapshot.enabled()
+    monkeypatch.setenv(snapshot.DISABLE_ENV, "1")
+    assert snapshot.enabled("bullseye")
+    monkeypatch.setenv(snapshot.DISABLE_ENV, "0")
+    assert not any(snapshot.enabled(k) for k in suites.KERNELS)
+
+
+def test_bullseyes_vm_up_makes_no_snapshot(monkeypatch, tmp_path):
+    monkeypatch.delenv(vm.snapshot.DISABLE_ENV, raising=False)
+    started = []
+    monkeypatch.setattr(vm, "require_binary", lambda *a: None)
+    monkeypatch.setattr(vm, "_kill_strays", lambda: "")
+    monkeypatch.setattr(vm, "build", lambda: tmp_path / "vm-bullseye-abc")
+    monkeypatch.setattr(vm, "choose_accel", lambda kernel: ("tcg", "test"))
+    monkeypatch.setattr(vm, "_snapshot", lambda *a: pytest.fail("bullseye took a snapshot"))
+    monkeypatch.setattr(vm, "_overlay", lambda art, key: tmp_path / f"overlay-{key}.qcow2")
+    monkeypatch.setattr(vm, "_start", lambda art, disk, accel: started.append(disk.name) or "st")
+    vm.use(1, "bullseye")
+    assert vm.up() == "st" and started == ["overlay-bullseye-abc.qcow2"]
 
 
 # ---------------------------------------------------------------- choosing the engine
