@@ -112,7 +112,7 @@ def apply(eng: Engine, topo: Topology, new: Topology, name: str, redial: bool = 
     """Apply `new`'s rules for node `name` of running lab `topo.name` (topo: as it runs)."""
     lab, box = topo.name, eng.node(topo.name, name)
     sub = new.model_copy(update={"nodes": {name: new.nodes[name]}})
-    lifecycle.check_rulesets(eng, sub, eng.ensure_image())
+    lifecycle.check_rulesets(eng, sub, lifecycle.node_images(eng, sub))
     before = rules(eng, box)
     start = time.monotonic()
     if topo.nodes[name].ruleset or new.nodes[name].ruleset:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import re
 import shutil
 import tempfile
 from contextlib import contextmanager
@@ -60,7 +61,7 @@ def cached_dir(name: str, key: str, build: Callable[[Path], None]) -> Path:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         # Older builds of the same artefact are dead weight (a VM disk is GBs).
-        for old in cache_dir().glob(f"{name}-*"):
+        for old in entries(name):
             if old.name.startswith(final.name):
                 continue  # this build and its log
             if old.is_dir():
@@ -68,3 +69,10 @@ def cached_dir(name: str, key: str, build: Callable[[Path], None]) -> Path:
             else:
                 old.unlink(missing_ok=True)
     return final
+
+
+def entries(name: str) -> list[Path]:
+    """cache/<name>-<key>/ and their build logs: one word (a key) after the name, so `vm`'s
+    never include `vm-trixie-<key>` (another suite's artefact, with a name of its own)."""
+    pattern = re.compile(rf"{re.escape(name)}-[0-9A-Za-z]+(\.log)?")
+    return [p for p in cache_dir().glob(f"{name}-*") if pattern.fullmatch(p.name)]

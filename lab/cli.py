@@ -17,7 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from . import engines as engine_mod
-from . import images
+from . import images, suites
 from .engines import vm
 from .errors import LabError
 from .host import console
@@ -31,6 +31,12 @@ app.add_typer(vm_app, name="vm")
 app.add_typer(image_app, name="image")
 
 EngineOpt = typer.Option(None, "--engine", help=f"{engine_mod.HELP} (default: $PPTP_LAB_ENGINE or auto)")
+KERNELS = " | ".join(suites.KERNELS)
+KernelOpt = typer.Option(None, "--kernel", metavar="SUITE",
+                         help=f"the VM's Debian kernel: {KERNELS} (default: the topology's engine.kernel, "
+                         f"else ${suites.KERNEL_ENV}, else bookworm); implies the VM engine")
+VmKernelOpt = typer.Option(None, "--kernel", metavar="SUITE",
+                           help=f"which kernel's VM: {KERNELS} (default: ${suites.KERNEL_ENV}, else bookworm)")
 
 
 def _print(data, as_json: bool) -> None:
@@ -69,6 +75,9 @@ def doctor(engine: Optional[str] = EngineOpt, as_json: bool = typer.Option(False
     from . import doctor as doctor_mod
 
     choice = engine or engine_mod.wanted()
+    asked = suites.wanted_kernel()  # $PPTP_LAB_KERNEL: `up` then takes that kernel's VM
+    if asked:
+        vm.use(vm.instance(), asked.kernel)
     try:
         local = engine_mod.probe_local()
     except LabError as exc:  # the probe needs the node image, which may not be buildable here
@@ -81,8 +90,13 @@ def doctor(engine: Optional[str] = EngineOpt, as_json: bool = typer.Option(False
         "vm": vm.status()["state"],
     }
     chosen, report["why"] = engine_mod.decide(choice, local)  # the same decision `up` makes
+    if asked:
+        report["kernel"] = asked.said
+        chosen, report["why"] = (("vm", f"{asked.said} asked for: that kernel's VM") if choice != "local" else
+                                 (None, f"{asked.said}: the local engine runs its host's own kernel"))
     report["chosen"] = chosen or "none"
-    report["lacks"] = doctor_mod.lacks(needs_vm=report["chosen"] == "vm") + doctor_mod.local_lacks(local.reachable)
+    report["lacks"] = (doctor_mod.lacks(needs_vm=report["chosen"] == "vm", kernel=suites.kernel_of(asked))
+                       + doctor_mod.local_lacks(local.reachable))
     _print(report, as_json)
 
 
@@ -134,10 +148,10 @@ capture_app = typer.Typer(no_args_is_help=True, help="Captures of a running lab.
 app.add_typer(capture_app, name="capture")
 
 
-def _running_engine(engine: Optional[str]):
-    eng = engine_mod.running(engine)
+def _running_engine(engine: Optional[str], kernel: Optional[suites.KernelChoice] = None):
+    eng = engine_mod.running(engine, kernel)
     if eng is None:
-        raise LabError(engine_mod.not_running(engine))
+        raise LabError(engine_mod.not_running(engine, kernel))
     return eng
 
 
@@ -215,14 +229,16 @@ def _status_table(rows, title: str, wide: bool = False) -> None:
 def up(topology_arg: str = typer.Argument("default", metavar="TOPOLOGY",
                                            help="a topology file, or a shipped topology's name"),
        name: Optional[str] = typer.Option(None, "--name", help="lab name (default: the file's name:)"),
-       engine: Optional[str] = EngineOpt,
+       engine: Optional[str] = EngineOpt, kernel: Optional[str] = KernelOpt,
        capture: bool = typer.Option(True, "--capture/--no-capture", help="tcpdump on every segment"),
        as_json: bool = typer.Option(False, "--json"), wide: bool = WideOpt) -> None:
     """Bring a topology up: networks, nodes, configuration, capture, live tunnels."""
     from . import lifecycle, topology
 
-    topo = topology.load(topology_file(topology_arg), name)  # validate before touching any engine
-    eng = engine_mod.select(engine)
+    suites.wanted_kernel(kernel)  # a bad --kernel is said before the file is read
+    path = topology_file(topology_arg)
+    topo = topology.load(path, name)  # validate before touching any engine
+    eng = engine_mod.select(engine, suites.wanted_kernel(kernel, topo, path))
     try:
         rows = lifecycle.up(eng, topo, with_capture=capture)
     except lifecycle.Interrupted as exc:
@@ -236,14 +252,14 @@ def up(topology_arg: str = typer.Argument("default", metavar="TOPOLOGY",
 
 @app.command()
 def down(lab: str = typer.Argument("default", help="lab name or topology file"),
-         engine: Optional[str] = EngineOpt) -> None:
+         engine: Optional[str] = EngineOpt, kernel: Optional[str] = KernelOpt) -> None:
     """Remove exactly what the lab created (also after a crash half-way); collect captures."""
     from . import lifecycle
 
-    lab = _lab_name(lab)
-    eng = engine_mod.running(engine)
+    lab, asked = _lab_and_kernel(lab, kernel)
+    eng = engine_mod.running(engine, asked)
     if eng is None:
-        console.print(f"lab {lab}: nothing running to remove ({engine_mod.not_running(engine)})", soft_wrap=True,
+        console.print(f"lab {lab}: nothing running to remove ({engine_mod.not_running(engine, asked)})", soft_wrap=True,
                       markup=False, highlight=False)
         return
     gone, run = lifecycle.down(eng, lab)
@@ -257,14 +273,26 @@ def _lab_name(arg: str) -> str:
     return arg
 
 
+def _lab_and_kernel(arg: str, kernel: Optional[str]) -> tuple[str, Optional[suites.KernelChoice]]:
+    """A lab name or topology file, and the kernel asked for (a file's engine.kernel counts)."""
+    asked = suites.wanted_kernel(kernel)
+    if kernel or not arg.endswith((".yaml", ".yml")):
+        return _lab_name(arg), asked
+    from . import topology
+
+    topo = topology.load(arg)
+    return topo.name, suites.wanted_kernel(None, topo, arg)
+
+
 @app.command()
 def status(lab: str = typer.Argument("default"), engine: Optional[str] = EngineOpt,
+           kernel: Optional[str] = KernelOpt,
            as_json: bool = typer.Option(False, "--json"), wide: bool = WideOpt) -> None:
     """Nodes, addresses, tunnel state, PPP addresses and call IDs of a running lab."""
     from . import lifecycle
 
-    lab = _lab_name(lab)
-    rows = lifecycle.status(_running_engine(engine), lab)
+    lab, asked = _lab_and_kernel(lab, kernel)
+    rows = lifecycle.status(_running_engine(engine, asked), lab)
     if as_json:
         print(lifecycle.to_json(rows))
     else:
@@ -505,7 +533,7 @@ def checks_table(checks, title: str, wide: bool = False) -> Table:
 @app.command("test")
 def test_(topologies: list[str] = typer.Argument(..., metavar="TOPOLOGY...",
                                                help="topology files, or shipped topologies' names"),
-          engine: Optional[str] = EngineOpt, wide: bool = WideOpt,
+          engine: Optional[str] = EngineOpt, kernel: Optional[str] = KernelOpt, wide: bool = WideOpt,
           name: Optional[str] = typer.Option(None, "--name", help="lab name for a single topology "
                                              "(default: the file's name:)"),
           engines: Optional[str] = typer.Option(None, "--engines", metavar="A,B,...",
@@ -521,15 +549,25 @@ def test_(topologies: list[str] = typer.Argument(..., metavar="TOPOLOGY...",
 
     if name and len(topologies) > 1:
         raise LabError("--name renames one topology's lab: give a single TOPOLOGY with it")
+    suites.wanted_kernel(kernel)  # a bad --kernel is said before any file is read
     paths = [topology_file(p) for p in topologies]
     topos = [topology.load(p, name) for p in paths]  # all validated before anything runs
+    asks = [suites.wanted_kernel(kernel, t, p) for p, t in zip(paths, topos)]
     listed = [x.strip() for x in (engines or "").split(",") if x.strip()]
     if listed or jobs != 1:
-        _test_side_by_side(list(zip(paths, topos)), engine or engine_mod.wanted(), jobs, listed)
-    eng = engine_mod.select(engine)
-    testrun.refuse_running(eng, topos)
+        _test_side_by_side(list(zip(paths, topos)), engine or engine_mod.wanted(), jobs, listed, kernel,
+                           vm_only=any(asks))
+    # One engine per kernel the topologies ask for (a VM each), all known before any lab runs.
+    chosen: dict = {}
+    for ask in asks:
+        key = ask.kernel if ask else None
+        if key not in chosen:
+            chosen[key] = engine_mod.select(engine, ask)
+    for key, eng in chosen.items():
+        testrun.refuse_running(eng, [t for t, a in zip(topos, asks) if (a.kernel if a else None) == key])
     failed = 0
-    for topo in topos:
+    for topo, ask in zip(topos, asks):
+        eng = chosen[ask.kernel if ask else None]
         res = testrun.run(eng, topo)
         junit, page = runfiles.write(res)
         console.print(checks_table(res.checks, f"pptp-lab test {topo.name}: {'PASS' if res.passed else 'FAIL'}",
@@ -539,13 +577,14 @@ def test_(topologies: list[str] = typer.Argument(..., metavar="TOPOLOGY...",
     raise typer.Exit(1 if failed else 0)
 
 
-def _test_side_by_side(items, base: str, jobs: int, listed: list[str]) -> None:
+def _test_side_by_side(items, base: str, jobs: int, listed: list[str], kernel: Optional[str] = None,
+                       vm_only: bool = False) -> None:
     from . import parallel
 
-    pool = parallel.engine_pool(base, jobs, listed)
+    pool = parallel.engine_pool(base, jobs, listed, vm_only)
     console.print(f"{len(items)} lab(s) on {len(pool)} engine slot(s): {', '.join(pool)}")
     start = time.monotonic()
-    done, out_dir = parallel.run_all(items, pool)
+    done, out_dir = parallel.run_all(items, pool, kernel)
     junit, page = parallel.write_merged(done, out_dir, time.monotonic() - start)
     failed = [j for j in done if not j.passed]
     for j in failed:
@@ -639,7 +678,7 @@ def validate(topologies: list[str] = typer.Argument(..., metavar="TOPOLOGY...",
             continue
         try:
             same = lifecycle.preflight(eng, topo)
-            lifecycle.check_rulesets(eng, topo, eng.ensure_image())
+            lifecycle.check_rulesets(eng, topo, lifecycle.node_images(eng, topo))
         except LabError as exc:
             errors.append(f"{where}: {exc}")
             continue
@@ -674,40 +713,73 @@ def schema() -> None:
 @vm_app.callback()
 def vm_options(instance: int = typer.Option(1, "--instance", "-n", min=1, max=16,
                                             help="which VM: N is engine vm:N (labs side by side)")) -> None:
-    """The built-in VM engine (Debian kernel with PPP, dockerd inside)."""
+    """The built-in VM engine (Debian kernel with PPP, dockerd inside). Each kernel
+    (--kernel) is a VM of its own, beside the others."""
     vm.use(instance)
 
 
+def _use_kernel(kernel: Optional[str]) -> None:
+    """Drive the VM of this kernel (the callback chose its instance)."""
+    vm.use(vm.instance(), suites.kernel_of(suites.wanted_kernel(kernel)))
+
+
 @vm_app.command("build")
-def vm_build() -> None:
+def vm_build(kernel: Optional[str] = VmKernelOpt) -> None:
     """Build (or find cached) the guest disk, kernel and initrd."""
+    _use_kernel(kernel)
     art = vm.build()
     console.print(f"VM artefacts: {art}")
 
 
 @vm_app.command("up")
-def vm_up() -> None:
+def vm_up(kernel: Optional[str] = VmKernelOpt) -> None:
     """Boot the VM (idempotent) and load the node image into its Docker."""
+    _use_kernel(kernel)
     st = vm.up()
-    images.ensure_node_image(vm.client_for(st))
+    images.ensure_node_image(vm.client_for(st), suites.userland(vm.kernel()))
     console.print(f"DOCKER_HOST={st.url}")
 
 
 @vm_app.command("down")
-def vm_down(wipe: bool = typer.Option(False, help="also delete the overlay disk (loaded images)")) -> None:
-    """Power the VM off; nothing is left running."""
+def vm_down(wipe: bool = typer.Option(False, help="also delete the overlay disk (loaded images)"),
+            kernel: Optional[str] = VmKernelOpt) -> None:
+    """Power the VM off; nothing is left running. VMs of other kernels stay as they are."""
+    _use_kernel(kernel)
     console.print(vm.down(wipe=wipe))
 
 
 @vm_app.command("status")
-def vm_status(as_json: bool = typer.Option(False, "--json")) -> None:
-    """Truthful VM state: running, booting, crashed or stopped."""
-    _print(vm.status(), as_json)
+def vm_status(as_json: bool = typer.Option(False, "--json"), kernel: Optional[str] = VmKernelOpt) -> None:
+    """Truthful VM state: running, booting, crashed or stopped; and the other VMs' in short."""
+    _use_kernel(kernel)
+    info = vm.status()
+    others = _other_vms()
+    if others:
+        info["other VMs"] = others
+    _print(info, as_json)
 
 
-@vm_app.command("exec", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def vm_exec(ctx: typer.Context) -> None:
-    """Run a command in the guest (e.g. `pptp-lab vm exec lsmod`)."""
+def _other_vms() -> list[str]:
+    """"NAME: STATE [at URL]" of every other VM that has a state file (any kernel, any instance)."""
+    was, out = vm.current(), []
+    try:
+        for number, kernel in vm.known():
+            if (number, kernel) == was:
+                continue
+            eng = vm.VmEngine(number, kernel=kernel)
+            st = vm.status()
+            out.append(f"{eng.name}: {st['state']}" + (f" at {st['docker_url']}" if "docker_url" in st else ""))
+    finally:
+        vm.use(*was)
+    return out
+
+
+@vm_app.command("exec", context_settings={"allow_extra_args": True, "ignore_unknown_options": True,
+                                          "allow_interspersed_args": False})
+def vm_exec(ctx: typer.Context, kernel: Optional[str] = VmKernelOpt) -> None:
+    """Run a command in the guest (e.g. `pptp-lab vm exec lsmod`; `vm exec --kernel trixie
+    lsmod`: options before the command, whose own words are left alone)."""
+    _use_kernel(kernel)
     if not ctx.args:
         raise LabError("vm exec: give a command, e.g. `pptp-lab vm exec lsmod`")
     rc, out = vm.exec_in_guest(ctx.args)
@@ -716,9 +788,10 @@ def vm_exec(ctx: typer.Context) -> None:
 
 
 @image_app.command("build")
-def image_build() -> None:
+def image_build(suite: str = typer.Option(suites.DEFAULT, "--suite", metavar="SUITE",
+                                          help=f"the userland: {' | '.join(suites.USERLANDS)}")) -> None:
     """Build (or find cached) the node base rootfs tarball."""
-    console.print(f"node base: {images.base_tarball()}")
+    console.print(f"node base: {images.base_tarball(suite)}")
 
 
 @image_app.command("load")

@@ -8,7 +8,7 @@ import importlib.util
 import os
 import shutil
 
-from . import images
+from . import images, suites
 from .engines import vm
 from .errors import LabError
 from .paths import cache_dir
@@ -28,13 +28,14 @@ def _which(name: str) -> bool:
     return bool(shutil.which(name) or any(os.access(f"{d}/{name}", os.X_OK) for d in ("/usr/sbin", "/sbin")))
 
 
-def _cached() -> tuple[bool, bool]:
-    """(VM disk built, node base rootfs built) for the current inputs."""
-    return ((cache_dir() / f"vm-{vm.vm_key()}").is_dir(),
-            (cache_dir() / f"node-{images.base_key()}" / "rootfs.tar").is_file())
+def _cached(kernel: str = suites.DEFAULT) -> tuple[bool, bool]:
+    """(VM disk built, node base rootfs built) for the current inputs of this kernel's VM."""
+    userland = suites.userland(kernel)
+    return ((cache_dir() / f"{suites.artefact('vm', kernel)}-{vm.vm_key(kernel)}").is_dir(),
+            (cache_dir() / f"{suites.artefact('node', userland)}-{images.base_key(userland)}" / "rootfs.tar").is_file())
 
 
-def lacks(needs_vm: bool = True) -> list[str]:
+def lacks(needs_vm: bool = True, kernel: str = suites.DEFAULT) -> list[str]:
     """One line per missing piece, saying what follows and what to install."""
     out = []
     if not (_has_module("ansible_runner") and _has_module("ansible")):
@@ -49,7 +50,7 @@ def lacks(needs_vm: bool = True) -> list[str]:
             if not _which(binary):
                 out.append(f"{binary} missing: the VM engine needs it: apt-get install {package}")
     try:
-        vm_built, node_built = _cached()
+        vm_built, node_built = _cached(kernel)
     except LabError as exc:  # no Debian mirror known: nothing can be built
         return out + [f"cannot build the VM disk or node image: {exc}"]
     todo = [what for what, built in (("the VM disk", vm_built or not needs_vm), ("the node image", node_built))

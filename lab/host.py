@@ -6,6 +6,8 @@ import re
 import shutil
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 from rich.console import Console
@@ -31,10 +33,24 @@ def require_binary(name: str, package: str) -> str:
     return path
 
 
-def debian_mirror() -> str:
-    """The Debian mirror the host's apt uses (the lab builds only from it)."""
+def debian_mirror(suite: str = "bookworm") -> str:
+    """The Debian mirror the host's apt uses (the lab builds only from it): the entry that
+    lists `suite`, else the bookworm one (a Debian mirror carries every suite; a build
+    checks with check_suite before it starts)."""
     if os.environ.get("PPTP_LAB_MIRROR"):
         return os.environ["PPTP_LAB_MIRROR"]
+    for wanted in dict.fromkeys((suite, "bookworm")):
+        found = _mirror_listing(wanted)
+        if found:
+            return found
+    if suite == "bookworm":
+        raise LabError("no Debian bookworm mirror in /etc/apt/sources.list*: set PPTP_LAB_MIRROR=URL")
+    raise LabError(f"no Debian mirror for {suite} (nor bookworm) in /etc/apt/sources.list*: "
+                   "set PPTP_LAB_MIRROR=URL")
+
+
+def _mirror_listing(suite: str) -> str | None:
+    """The first non-security source entry of the host's apt that lists `suite`."""
     for src in SOURCES:
         if not src.is_file() or src.suffix not in (".list", ".sources", ""):
             continue
@@ -43,14 +59,29 @@ def debian_mirror() -> str:
             for stanza in re.split(r"\n\s*\n", text):
                 uris = re.search(r"^URIs:\s*(\S+)", stanza, re.M)
                 suites = re.search(r"^Suites:\s*(.+)$", stanza, re.M)
-                if uris and suites and "bookworm" in suites.group(1).split() and "security" not in uris.group(1):
+                if uris and suites and suite in suites.group(1).split() and "security" not in uris.group(1):
                     return uris.group(1)
         else:
             for line in text.splitlines():
-                m = re.match(r"\s*deb\s+(?:\[[^]]*\]\s+)?(\S+)\s+bookworm\s", line)
+                m = re.match(rf"\s*deb\s+(?:\[[^]]*\]\s+)?(\S+)\s+{re.escape(suite)}\s", line)
                 if m and "security" not in m.group(1):
                     return m.group(1)
-    raise LabError("no Debian bookworm mirror in /etc/apt/sources.list*: set PPTP_LAB_MIRROR=URL")
+    return None
+
+
+def check_suite(mirror: str, suite: str, timeout: float = 15) -> None:
+    """LabError unless `mirror` serves `suite` (has dists/SUITE/Release): said before a
+    build spends minutes in debootstrap finding out."""
+    url = f"{mirror.rstrip('/')}/dists/{suite}/Release"
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout):
+            return
+    except urllib.error.HTTPError as exc:
+        why = f"HTTP {exc.code}"
+    except (urllib.error.URLError, OSError) as exc:
+        why = str(getattr(exc, "reason", None) or exc)
+    raise LabError(f"the Debian mirror {mirror} does not serve {suite} ({url}: {why}): "
+                   "set PPTP_LAB_MIRROR to a mirror that does")
 
 
 def run_logged(title: str, cmd: list[str], log: Path, env: dict | None = None) -> float:

@@ -1,5 +1,8 @@
 """The lab's node image: a debootstrap rootfs (cached on the host) imported into an engine,
-then the Dockerfile in images/node/ on top. No container registry is involved."""
+then the Dockerfile in images/node/ on top. No container registry is involved.
+
+One image per userland suite (lab.suites.USERLANDS); bookworm's keys, cache entry and tags
+are the ones from before suites existed."""
 from __future__ import annotations
 
 import subprocess
@@ -9,49 +12,64 @@ from pathlib import Path
 import docker
 import docker.errors
 
-from . import artifacts, names
+from . import artifacts, names, suites
 from .errors import LabError
-from .host import console, debian_mirror, require_binary, require_root, run_logged
+from .host import check_suite, console, debian_mirror, require_binary, require_root, run_logged
 from .paths import resource
 
 BASE_REPO = "pptp-lab/base"
 NODE_REPO = "pptp-lab/node"
 
 
-def base_key() -> str:
+def base_key(suite: str = suites.DEFAULT) -> str:
     images = resource("images")
     return artifacts.input_key(
-        artifacts.tree_files(images / "rootfs.sh", images / "node" / "packages.txt"),
-        debian_mirror(), "bookworm")
+        artifacts.tree_files(images / "rootfs.sh", images / "node" / "packages.txt",
+                             *suites.rootfs_inputs(images, suite)),
+        debian_mirror(suite), suite)
 
 
-def node_key() -> str:
-    return artifacts.input_key(artifacts.tree_files(resource("images") / "node"), base_key())
+def node_key(suite: str = suites.DEFAULT) -> str:
+    return artifacts.input_key(artifacts.tree_files(resource("images") / "node"), base_key(suite))
 
 
-def node_image_tag() -> str:
-    return f"{NODE_REPO}:{node_key()}"
+def _tag(key: str, suite: str) -> str:
+    """A tag's name part: the key, with the suite in front for all but the default."""
+    return key if suite == suites.DEFAULT else f"{suite}-{key}"
 
 
-def base_tarball() -> Path:
-    """The node base rootfs as a tar file, built with debootstrap when not cached."""
-    key = base_key()
+def base_tag(suite: str = suites.DEFAULT) -> str:
+    return f"{BASE_REPO}:{_tag(base_key(suite), suite)}"
+
+
+def node_image_tag(suite: str = suites.DEFAULT) -> str:
+    return f"{NODE_REPO}:{_tag(node_key(suite), suite)}"
+
+
+def base_tarball(suite: str = suites.DEFAULT) -> Path:
+    """The node base rootfs of `suite` as a tar file, built with debootstrap when not cached."""
+    suites.check_userland(suite, "node image ")
+    key = base_key(suite)
+    name = suites.artefact("node", suite)
 
     def build(tmp: Path) -> None:
         require_root("building the node image")
         require_binary("debootstrap", "debootstrap")
-        log = tmp.parent / f"node-{key}.log"
+        mirror = debian_mirror(suite)
+        if suite != suites.DEFAULT:
+            check_suite(mirror, suite)
+        log = tmp.parent / f"{name}-{key}.log"
         rootfs = tmp / "rootfs"
         try:
             # `sh` explicitly: an installed copy's file modes are the packager's business.
-            run_logged("node image: debootstrap", ["sh", str(resource("images") / "rootfs.sh"), "node",
-                                                   str(rootfs), debian_mirror()], log)
+            run_logged(f"node image{'' if suite == suites.DEFAULT else ' ' + suite}: debootstrap",
+                       suites.rootfs_argv(resource("images"), "node", rootfs, mirror, suite), log)
             run_logged("node image: tar", ["tar", "-C", str(rootfs), "--numeric-owner", "-cf",
                                            str(tmp / "rootfs.tar"), "."], log)
         finally:
             subprocess.run(["rm", "-rf", str(rootfs)], check=False)
 
-    return artifacts.cached_dir("node", key, build) / "rootfs.tar"
+    return artifacts.cached_dir(name, key, build) / "rootfs.tar"
 
 
 def _has(client: docker.DockerClient, tag: str) -> bool:
@@ -62,18 +80,19 @@ def _has(client: docker.DockerClient, tag: str) -> bool:
         return False
 
 
-def ensure_node_image(client: docker.DockerClient) -> str:
-    """Make sure the engine has the node image; return its tag. Loads only what is missing."""
-    tag = node_image_tag()
+def ensure_node_image(client: docker.DockerClient, suite: str = suites.DEFAULT) -> str:
+    """Make sure the engine has the node image of `suite`; return its tag. Loads only what
+    is missing."""
+    tag = node_image_tag(suites.check_userland(suite, "node image "))
     if _has(client, tag):
         return tag
-    base = f"{BASE_REPO}:{base_key()}"
+    base = base_tag(suite)
     if not _has(client, base):
-        tar = base_tarball()
+        tar = base_tarball(suite)
         start = time.monotonic()
         with console.status(f"importing {base} ({tar.stat().st_size >> 20} MB) into the engine"):
             try:
-                client.api.import_image_from_file(str(tar), repository=BASE_REPO, tag=base_key())
+                client.api.import_image_from_file(str(tar), repository=BASE_REPO, tag=base.split(":", 1)[1])
             except docker.errors.APIError as exc:
                 raise LabError(f"importing {tar} into the engine failed: {exc.explanation}") from exc
         if not _has(client, base):

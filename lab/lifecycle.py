@@ -86,8 +86,25 @@ def existing(eng: Engine, lab: str) -> dict[str, object]:
             if c.labels.get(names.NODE)}
 
 
-def create(eng: Engine, topo: Topology, image: str) -> None:
-    """Networks and node containers (`up` removes them again when anything fails)."""
+def node_images(eng: Engine, topo: Topology, default: str | None = None) -> dict[str, str]:
+    """Node name -> the image tag it runs: its own `image:` suite's, else the engine's own
+    (`default` when the caller has it: the userland of the VM's kernel, bookworm elsewhere).
+    Each image is loaded once."""
+    tags: dict[str | None, str] = {None: default} if default else {}
+    for suite in dict.fromkeys(n.image for n in topo.nodes.values()):
+        if suite not in tags:
+            tags[suite] = eng.ensure_image(suite)
+    return {name: tags[node.image] for name, node in topo.nodes.items()}
+
+
+def _image_of(image: str | dict[str, str], name: str) -> str:
+    """`image` is one tag for every node, or node_images()."""
+    return image if isinstance(image, str) else image[name]
+
+
+def create(eng: Engine, topo: Topology, image: str | dict[str, str]) -> None:
+    """Networks and node containers (`up` removes them again when anything fails).
+    `image`: one tag for every node, or node name -> tag (node_images)."""
     labels = {HASH_LABEL: topo_hash(topo)}
     # The topology itself rides on the networks, so `pptp-lab graph LAB` can draw a running
     # lab without its file (the secrets are not in it: anyone with the engine reads labels).
@@ -101,13 +118,14 @@ def create(eng: Engine, topo: Topology, image: str) -> None:
 
     def make(item):
         name, node = item
+        tag = _image_of(image, name)
         try:
-            return eng.create_node(topo.name, name, image, dict(node.interfaces), node.kind, labels)
+            return eng.create_node(topo.name, name, tag, dict(node.interfaces), node.kind, labels)
         except requests.ConnectionError:
             # A busy engine behind QEMU's port forward now and then drops a connection:
             # clear what the first try may have made and try once more.
             eng.forget_node(topo.name, name)
-            return eng.create_node(topo.name, name, image, dict(node.interfaces), node.kind, labels)
+            return eng.create_node(topo.name, name, tag, dict(node.interfaces), node.kind, labels)
 
     start = time.monotonic()
     with console.status(f"starting {len(topo.nodes)} nodes"):
@@ -181,10 +199,11 @@ CHECK_SCRIPT = ('n=$1; shift; while [ "$n" -gt 0 ]; do ip link add "$1" type dum
                 'shift; n=$((n - 1)); done; exec "$@"')
 
 
-def check_rulesets(eng: Engine, topo: Topology, image: str) -> None:
+def check_rulesets(eng: Engine, topo: Topology, image: str | dict[str, str]) -> None:
     """Every node's own ruleset checked in a throwaway container (nft -c, iptables-restore
     in a namespace of its own) before anything of the lab exists; LabError naming the key,
-    the user's file and the line."""
+    the user's file and the line. Each is checked in its node's image (`image`: one tag, or
+    node_images): nft and iptables differ between suites."""
     from . import rulesets
 
     todo = [(name, node) for name, node in topo.nodes.items() if getattr(node, "ruleset", None)]
@@ -195,7 +214,7 @@ def check_rulesets(eng: Engine, topo: Topology, image: str) -> None:
             r = node.ruleset
             nets = list(node.interfaces)
             argv = ["sh", "-c", CHECK_SCRIPT, "sh", str(len(nets)), *nets, *rulesets.check_argv(r.flavour)]
-            res = eng.scratch_run(image, {r.node_path: (r.text, 0o600)}, argv)
+            res = eng.scratch_run(_image_of(image, name), {r.node_path: (r.text, 0o600)}, argv)
             if not res.ok:
                 raise LabError(rulesets.explain(r.flavour, res.out, f"nodes.{name}.ruleset.{r.flavour}", r.path))
     console.print(f"[green]✓[/] {len(todo)} ruleset(s) checked")
@@ -244,11 +263,12 @@ def up(eng: Engine, topo: Topology, with_capture: bool = True, dial: bool = True
                     c.start()
             console.print(f"lab {topo.name} is already up; checking its tunnels")
         else:
-            image = eng.ensure_image()
-            check_rulesets(eng, topo, image)
+            image = eng.ensure_image()  # the engine's own: the capture helper's too
+            per_node = node_images(eng, topo, image)
+            check_rulesets(eng, topo, per_node)
             phase = "building"
             _mark(eng, topo.name)
-            create(eng, topo, image)
+            create(eng, topo, per_node)
             if with_capture:
                 capture.start(eng, topo.name, image)
                 console.print(f"[green]✓[/] capturing on {len(topo.networks)} segment(s)")

@@ -21,7 +21,7 @@ from pathlib import Path
 from rich.live import Live
 from rich.table import Table
 
-from . import engines
+from . import engines, suites
 from .errors import LabError
 from .host import console
 from .paths import RUNS_ENV, private_dir, runs_dir
@@ -48,16 +48,17 @@ class Job:
         return self.rc == 0
 
 
-def engine_pool(base: str, count: int, listed: list[str]) -> list[str]:
+def engine_pool(base: str, count: int, listed: list[str], vm_only: bool = False) -> list[str]:
     """The engine names labs are spread over: the listed ones, else `count` of the base
-    kind (VM instances vm, vm:2, ...; any other engine is shared `count` times)."""
+    kind (VM instances vm, vm:2, ...; any other engine is shared `count` times). With
+    vm_only (a kernel is asked for), auto means the VM without probing the local engine."""
     if listed:
         return [engines.check_spec(x) for x in listed]
     if count < 1:
         raise LabError(f"-j {count}: give 1 or more")
     base = engines.check_spec(base)
     if base == "auto":
-        base, _ = engines.decide("auto", engines.probe_local())
+        base = "vm" if vm_only else engines.decide("auto", engines.probe_local())[0]
     if base == "vm":
         return ["vm"] + [f"vm:{i}" for i in range(2, count + 1)]
     return [base] * count
@@ -67,12 +68,12 @@ def _vm_urls() -> dict[str, str]:
     """URL -> vm:N of the VMs running now (a URL may name a VM's own Docker API)."""
     from .engines import vm
 
-    out, was = {}, vm.instance()
+    out, was = {}, vm.current()
     for n in range(1, 17):
         eng = vm.VmEngine(n).attach() if (vm.VmEngine.state_dir_of(n) / "state.json").exists() else None
         if eng is not None:
             out[eng.url] = f"vm:{n}"
-    vm.use(was)
+    vm.use(*was)
     return out
 
 
@@ -97,18 +98,30 @@ def clash(a: Topology, b: Topology) -> str | None:
     return None
 
 
-def _child_argv(job: Job) -> list[str]:
+def _child_argv(job: Job, kernel: str | None = None) -> list[str]:
+    """`kernel`: the parent's --kernel, passed on (else the child asks the topology and the
+    environment itself, as the parent did)."""
     return [sys.executable, "-c", "from lab.cli import main; main()", "test", str(job.path),
-            "--name", job.topo.name, "--engine", job.engine]
+            "--name", job.topo.name, "--engine", job.engine, *(["--kernel", kernel] if kernel else [])]
 
 
-def _run(job: Job, out_dir: Path) -> None:
+def kernels_of(items: list[tuple[Path, Topology]], kernel: str | None = None) -> set[str]:
+    """The VM kernels the labs run on (--kernel, else each topology's, else the environment's)."""
+    return {suites.kernel_of(suites.wanted_kernel(kernel, t, p)) for p, t in items}
+
+
+def userlands_of(items: list[tuple[Path, Topology]], kernels: set[str]) -> set[str]:
+    """The node image suites the labs need: each VM's own and the ones nodes name."""
+    return {suites.userland(k) for k in kernels} | {n.image for _, t in items for n in t.nodes.values() if n.image}
+
+
+def _run(job: Job, out_dir: Path, kernel: str | None = None) -> None:
     job.log = out_dir / f"{job.topo.name}.log"
     job.state, job.started, job.began_at = "running", time.monotonic(), time.time()
     env = {**os.environ, RUNS_ENV: str(runs_dir()), "COLUMNS": "200", "TERM": "dumb"}
     fd = os.open(job.log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as log:
-        job.rc = subprocess.run(_child_argv(job), stdout=log, stderr=subprocess.STDOUT,
+        job.rc = subprocess.run(_child_argv(job, kernel), stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, env=env).returncode
     job.seconds = time.monotonic() - job.started
     m = RESULT_LINE.findall(job.log.read_text(errors="replace"))
@@ -128,56 +141,68 @@ def _table(jobs: list[Job]) -> Table:
     return t
 
 
-def prepare(pool: list[str]) -> None:
-    """Build what every engine shares (VM disk, node rootfs) once, before the labs start,
+def prepare(pool: list[str], kernels: set[str] = frozenset({suites.DEFAULT}),
+            userlands: set[str] = frozenset({suites.DEFAULT})) -> None:
+    """Build what every engine shares (VM disks, node rootfs) once, before the labs start,
     so side-by-side processes never build the same artefact twice."""
     from . import images
     from .engines import vm
 
     if any(s == "vm" or s.startswith("vm:") for s in pool):
-        vm.build()
-    images.base_tarball()
+        for kernel in sorted(kernels, key=suites.KERNELS.index):
+            vm.build(kernel)
+    for suite in sorted(userlands, key=suites.USERLANDS.index):
+        images.base_tarball(suite)
 
 
 def _vm_numbers(pool: list[str]) -> set[int]:
     return {1 if s == "vm" else int(s[3:]) for s in pool if s == "vm" or s.startswith("vm:")}
 
 
-def _running_vms(pool: list[str]) -> set[int]:
+def _vms(pool: list[str], kernels: set[str]) -> set[tuple[int, str]]:
+    """(instance, kernel) of every VM the pool's slots may drive."""
+    return {(n, k) for n in _vm_numbers(pool) for k in kernels}
+
+
+def _running_vms(pool: list[str], kernels: set[str] = frozenset({suites.DEFAULT})) -> set[tuple[int, str]]:
     from .engines import vm
 
-    was = vm.instance()
-    up = {n for n in _vm_numbers(pool) if vm.VmEngine(n).attach() is not None}
-    vm.use(was)
+    was = vm.current()
+    up = {(n, k) for n, k in _vms(pool, kernels) if vm.VmEngine(n, kernel=k).attach() is not None}
+    vm.use(*was)
     return up
 
 
-def stop_vms(numbers: set[int]) -> None:
+def stop_vms(vms: set[tuple[int, str]]) -> None:
     from .engines import vm
 
-    was = vm.instance()
-    for n in sorted(numbers):
-        console.print(f"VM {n}: {vm.VmEngine(n).stop()}")
-    vm.use(was)
+    was = vm.current()
+    for n, k in sorted(vms, key=lambda x: (suites.KERNELS.index(x[1]), x[0])):
+        console.print(f"VM {n}{'' if k == suites.DEFAULT else f' ({k})'}: {vm.VmEngine(n, kernel=k).stop()}")
+    vm.use(*was)
 
 
-def run_all(items: list[tuple[Path, Topology]], pool: list[str]) -> tuple[list[Job], Path]:
+def run_all(items: list[tuple[Path, Topology]], pool: list[str],
+            kernel: str | None = None) -> tuple[list[Job], Path]:
     """Run every topology on the pool's engines; return the jobs and the merged-run folder.
-    VMs this run started (instances beyond the ones already up) are stopped at the end."""
-    before = _running_vms(pool)
+    VMs this run started (instances beyond the ones already up) are stopped at the end.
+    `kernel`: the --kernel option, if given."""
+    kernels = kernels_of(items, kernel)
+    before = _running_vms(pool, kernels)
     try:
-        return _run_all(items, pool)
+        return _run_all(items, pool, kernel, kernels)
     finally:
-        extra = _vm_numbers(pool) - before - {1}  # vm itself stays up, as after a single `test`
-        stop_vms(extra)
+        # Each kernel's first VM stays up, as after a single `test`.
+        stop_vms(_vms(pool, kernels) - before - {(1, k) for k in kernels})
 
 
-def _run_all(items: list[tuple[Path, Topology]], pool: list[str]) -> tuple[list[Job], Path]:
+def _run_all(items: list[tuple[Path, Topology]], pool: list[str], kernel: str | None = None,
+             kernels: set[str] = frozenset({suites.DEFAULT})) -> tuple[list[Job], Path]:
     names = [t.name for _, t in items]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise LabError(f"two topologies are both lab {dup[0]}: labs side by side need distinct names")
-    prepare(pool)
+    prepare(pool, kernels, userlands_of(items, kernels))
     _aliases.clear()
     _aliases.update(_vm_urls())
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
@@ -204,7 +229,7 @@ def _run_all(items: list[tuple[Path, Topology]], pool: list[str]) -> tuple[list[
     def worker(spec: str) -> None:
         while (job := take(spec)) is not None:
             try:
-                _run(job, out_dir)
+                _run(job, out_dir, kernel)
             except Exception as exc:  # e.g. no python to start: this lab errs, the others go on
                 job.rc, job.state = 2, "ERROR"
                 job.log = out_dir / f"{job.topo.name}.log"

@@ -13,7 +13,7 @@ from typing import Literal, Optional
 import yaml
 from pydantic import Field, ValidationError, create_model, field_validator, model_validator
 
-from . import kinds, names, rulesets
+from . import kinds, names, rulesets, suites
 from .errors import LabError
 from .kinds.firewall import interface as _firewall_interface, vpn_address as _vpn_address
 from .model import NAME, ROLES, Network, PppName, PppSecret, Route, Strict  # noqa: F401 (re-exported)
@@ -26,6 +26,9 @@ class NodeBase(Strict):
     kind: str
     interfaces: dict[str, str] = Field(min_length=1, description="network name -> IPv4 address")
     routes: list[Route] = Field(default_factory=list)
+    image: Optional[Literal[suites.USERLANDS]] = Field(  # type: ignore[valid-type]
+        None, description="the node's userland (pppd, pptpd, pptp-linux, ...) from this Debian suite; "
+        "default: the suite of the VM it runs in (bookworm on other engines)")
 
     @field_validator("interfaces")
     @classmethod
@@ -103,9 +106,17 @@ class Expect(Strict):
     nat: dict[str, NatExpect] = Field(default_factory=dict)
 
 
+class EngineSettings(Strict):
+    """What the lab needs of its engine."""
+    kernel: Optional[Literal[suites.KERNELS]] = Field(  # type: ignore[valid-type]
+        None, description="the VM's kernel, from this Debian suite (the VM's userland too); default "
+        "bookworm. --kernel overrides it; it overrides PPTP_LAB_KERNEL")
+
+
 class Topology(Strict):
     name: str = Field(pattern=NAME)
     description: str = ""
+    engine: Optional[EngineSettings] = Field(None, description="what the lab needs of its engine")
     networks: dict[str, Network] = Field(min_length=1)
     nodes: dict[str, Node] = Field(min_length=1)
     expect: Optional[Expect] = Field(None, description="expected results, checked by `pptp-lab test`")
@@ -197,7 +208,13 @@ def public_data(topo: Topology, placeholder: str = REMOVED, label: bool = False)
     no secrets and keep their text; with `label`, a long one is replaced by a comment saying
     so (lab.rulesets.for_label): labels ride on every call that lists the lab's networks."""
     data = topo.model_dump(mode="json")
+    # Unset suites are left out: a topology without them hashes (lifecycle.topo_hash) and
+    # records as it did before they existed, so labs already up stay recognised.
+    if data.get("engine") is None:
+        data.pop("engine", None)
     for node in data["nodes"].values():
+        if node.get("image") is None:
+            node.pop("image", None)
         kinds.hide_secrets(node, placeholder)
         if label and node.get("ruleset"):
             node["ruleset"]["text"] = rulesets.for_label(node["ruleset"]["text"])

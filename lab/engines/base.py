@@ -115,7 +115,8 @@ class Engine(abc.ABC):
 
     # -- the node image and health
     @abc.abstractmethod
-    def ensure_image(self) -> str: ...
+    def ensure_image(self, suite: str | None = None) -> str:
+        """The node image of a userland suite (default: the engine's own) is loaded; its tag."""
 
     @abc.abstractmethod
     def health(self) -> Probe: ...

@@ -5,13 +5,18 @@ Engine names: `auto` (the default), `local` (DOCKER_HOST or the default socket, 
 a throwaway container on it can open /dev/ppp and attach the pptp conntrack helper), `vm`
 (the built-in VM; `vm:N` is its Nth instance, for labs side by side), or a Docker endpoint
 URL (`unix://`, `tcp://`, `ssh://user@host`) whose host kernel has PPP. `--engine` or
-PPTP_LAB_ENGINE chooses; auto takes local when it fits, else the VM."""
+PPTP_LAB_ENGINE chooses; auto takes local when it fits, else the VM.
+
+A kernel asked for (lab.suites.wanted_kernel: --kernel, a topology's engine.kernel,
+PPTP_LAB_KERNEL) picks which VM: auto then means the VM of that kernel, and local or a URL
+is an error (their kernel is their host's)."""
 from __future__ import annotations
 
 import os
 import re
 
 from ..errors import LabError
+from ..suites import KernelChoice, kernel_of, wanted_kernel
 from .base import Engine, Probe
 from .docker import DockerEngine
 from .vm import VmEngine
@@ -75,14 +80,26 @@ def _endpoint(url: str) -> DockerEngine:
     return eng
 
 
-def select(choice: str | None = None) -> Engine:
-    """An engine whose kernel can run the lab, starting the VM if it is the one."""
+def _vm_only(choice: str, kernel: KernelChoice | None) -> None:
+    """A kernel asked for with an engine that cannot boot one is an error, not ignored."""
+    if kernel is not None and (choice == "local" or choice.startswith(URL_SCHEMES)):
+        raise LabError(f"{kernel.said}: the {choice} engine runs its host's own kernel; only the VM "
+                       "engine boots a chosen one (--engine vm, vm:N or auto)")
+
+
+def select(choice: str | None = None, kernel: KernelChoice | None = None) -> Engine:
+    """An engine whose kernel can run the lab, starting the VM if it is the one; with a
+    kernel asked for (here, or by PPTP_LAB_KERNEL), the VM of that kernel."""
     choice = check_spec(choice or wanted())
+    kernel = kernel or wanted_kernel()
+    _vm_only(choice, kernel)
     if choice.startswith(URL_SCHEMES):
         return _endpoint(choice)
     m = VM_INSTANCE.fullmatch(choice)
     if m:
-        return VmEngine(int(m.group(1)), "VM instance chosen explicitly").start()
+        return VmEngine(int(m.group(1)), "VM instance chosen explicitly", kernel_of(kernel)).start()
+    if kernel is not None:
+        return VmEngine(1, f"kernel {kernel.said} asked for: its VM", kernel.kernel).start()
     name, why = decide(choice, None if choice == "vm" else probe_local())
     if name is None:
         raise LabError(why)
@@ -93,16 +110,19 @@ def select(choice: str | None = None) -> Engine:
     return VmEngine(1, why).start()
 
 
-def running(choice: str | None = None) -> Engine | None:
-    """The engine labs would be on, without starting anything (for status and down)."""
+def running(choice: str | None = None, kernel: KernelChoice | None = None) -> Engine | None:
+    """The engine labs would be on, without starting anything (for status and down); with
+    a kernel asked for (here, or by PPTP_LAB_KERNEL), only that kernel's VM."""
     choice = check_spec(choice or wanted())
+    kernel = kernel or wanted_kernel()
+    _vm_only(choice, kernel)
     if choice.startswith(URL_SCHEMES):
         eng = DockerEngine(choice, choice, "Docker endpoint given")
         return eng if eng.reachable() else None
     m = VM_INSTANCE.fullmatch(choice)
     if m or choice != "local":
-        vm_eng = VmEngine(int(m.group(1)) if m else 1, "the VM is running").attach()
-        if vm_eng is not None or m:
+        vm_eng = VmEngine(int(m.group(1)) if m else 1, "the VM is running", kernel_of(kernel)).attach()
+        if vm_eng is not None or m or kernel is not None:
             return vm_eng
     if choice != "vm":
         eng = local()
@@ -111,7 +131,7 @@ def running(choice: str | None = None) -> Engine | None:
     return None
 
 
-def not_running(choice: str | None = None) -> str:
+def not_running(choice: str | None = None, kernel: KernelChoice | None = None) -> str:
     """Why `running` found no engine, as one line naming what to run."""
     choice = check_spec(choice or wanted())
     if choice.startswith(URL_SCHEMES):
@@ -119,5 +139,5 @@ def not_running(choice: str | None = None) -> str:
     if choice == "local":
         return f"no local Docker engine answers (DOCKER_HOST or {DEFAULT_SOCKET})"
     m = VM_INSTANCE.fullmatch(choice)
-    why = VmEngine(int(m.group(1)) if m else 1).not_running()
+    why = VmEngine(int(m.group(1)) if m else 1, kernel=kernel_of(kernel)).not_running()
     return why + (" (and no local engine answers)" if choice == "auto" else "")

@@ -14,7 +14,7 @@ import docker
 import docker.errors
 from docker.types import IPAMConfig, IPAMPool
 
-from .. import names
+from .. import names, suites
 from ..errors import LabError
 from .base import Engine, ExecResult, Probe, obj_name, tar_of
 
@@ -55,6 +55,8 @@ def connect(url: str, timeout: int = 600) -> docker.DockerClient:
 
 
 class DockerEngine(Engine):
+    userland = suites.DEFAULT  # the node image's suite for nodes that name none
+
     def __init__(self, name: str, url: str, why: str = "", client: docker.DockerClient | None = None):
         self.name, self.url, self.why = name, url, why
         self._client = client
@@ -221,10 +223,10 @@ class DockerEngine(Engine):
         return network.attrs.get("Options", {}).get("com.docker.network.bridge.name") or f"br-{network.id[:12]}"
 
     # -- image and health
-    def ensure_image(self) -> str:
+    def ensure_image(self, suite: str | None = None) -> str:
         from .. import images
 
-        return images.ensure_node_image(self.client)
+        return images.ensure_node_image(self.client, suite or self.userland)
 
     def health(self) -> Probe:
         """Run a throwaway container that opens /dev/ppp and attaches the pptp helper."""

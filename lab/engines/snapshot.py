@@ -2,7 +2,8 @@
 writes the guest's RAM and device state to a file, and the disk it booted on is kept frozen
 beside it. A later `vm up` starts QEMU on a fresh overlay of that disk with `-incoming`
 from the file: seconds instead of a boot. Cached by every input the saved state depends on
-(guest disk, node image, QEMU, accelerator, memory, CPUs), in cache/vmsnap-<key>/.
+(guest disk, node image, QEMU, accelerator, memory, CPUs), in cache/vmsnap-<key>/ (another
+kernel's in cache/vmsnap-<kernel>-<key>/).
 
 After a restore the guest's clock is set from the host (to within a Docker API round trip)
 and its kernel RNG gets fresh seed:
@@ -22,16 +23,24 @@ from typing import Callable
 from qemu.qmp import QMPError
 from qemu.qmp.legacy import QEMUMonitorProtocol
 
-from .. import artifacts
+from .. import artifacts, suites
 from ..errors import LabError
 
 FORMAT = "1"  # bump when what is saved, or how, changes
-DISABLE_ENV = "PPTP_LAB_VM_SNAPSHOT"  # =0: always boot cold (and save nothing)
+DISABLE_ENV = "PPTP_LAB_VM_SNAPSHOT"  # =0: always boot cold (and save nothing); =1: always snapshot
 SAVE_TIMEOUT = 180
+# bullseye's kernel (5.10) has no vmgenid driver: a restored guest would not reseed its RNG
+# at once and could replay call IDs and MPPE keys, so it boots cold unless asked (=1).
+COLD_KERNELS = ("bullseye",)
 
 
-def enabled() -> bool:
-    return os.environ.get(DISABLE_ENV, "1") != "0"
+def enabled(kernel: str = suites.DEFAULT) -> bool:
+    """Whether `vm up` of this kernel's VM restores a snapshot: $PPTP_LAB_VM_SNAPSHOT when
+    set, else yes except for COLD_KERNELS."""
+    value = os.environ.get(DISABLE_ENV, "")
+    if value:
+        return value != "0"
+    return kernel not in COLD_KERNELS
 
 
 def key(vm_key: str, image_key: str, accel: str, memory_mb: int, cpus: int, qemu: str) -> str:

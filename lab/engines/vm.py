@@ -4,12 +4,17 @@ The guest disk is built from Debian packages only (images/rootfs.sh vm) and cach
 hash of its inputs. The first boot is saved (lab.engines.snapshot) and later `vm up`s restore
 it on a fresh overlay; with snapshots off (PPTP_LAB_VM_SNAPSHOT=0) each boot is cold, on a
 qcow2 overlay kept in the state directory (images loaded survive `vm down`/`vm up`). The guest's Docker API is
-forwarded to a 127.0.0.1 port only, and its user-mode network is restricted (no way out)."""
+forwarded to a 127.0.0.1 port only, and its user-mode network is restricted (no way out).
+
+Each kernel (lab.suites.KERNELS: a Debian suite's kernel with that suite's userland) is a VM
+of its own: its own disk, snapshot, state directory, port and overlay, so VMs of several
+kernels run at once. bookworm's keeps the names it had before kernels were a choice."""
 from __future__ import annotations
 
 import fcntl
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -22,9 +27,9 @@ from pathlib import Path
 import docker
 import docker.errors
 
-from .. import artifacts, names
+from .. import artifacts, names, suites
 from ..errors import LabError
-from ..host import console, debian_mirror, require_binary, require_root, run_logged
+from ..host import check_suite, console, debian_mirror, require_binary, require_root, run_logged
 from ..paths import cache_dir, private_dir, resource, state_dir
 from . import snapshot
 from .docker import DockerEngine, connect
@@ -37,16 +42,19 @@ BOOT_TIMEOUT = 240  # seconds to Docker-ready; TCG on a busy 2-core host needs h
 GUEST_DOCKER_PORT = 2375
 
 
-# Several VMs may run side by side (`pptp-lab test -j N`): instance 1 lives in state/vm,
-# instance N in state/vmN, each with its own overlay, port and control socket. A process
-# drives one instance at a time (`use`).
+# Several VMs may run side by side: one or more per kernel (`pptp-lab test -j N`). bookworm's
+# instance 1 lives in state/vm, its instance N in state/vmN; another kernel's in
+# state/vm-<kernel> and state/vm-<kernel>-N. Each has its own overlay, port and control
+# socket. A process drives one VM at a time (`use`).
 _instance = 1
+_kernel = suites.DEFAULT
 
 
-def use(instance: int) -> None:
-    global _instance
+def use(instance: int, kernel: str = suites.DEFAULT) -> None:
+    global _instance, _kernel
     if not 1 <= instance <= 16:
         raise LabError(f"VM instance {instance}: use 1 to 16")
+    _kernel = suites.check_kernel(kernel, "VM kernel ")
     _instance = instance
 
 
@@ -54,8 +62,34 @@ def instance() -> int:
     return _instance
 
 
+def kernel() -> str:
+    return _kernel
+
+
+def current() -> tuple[int, str]:
+    """(instance, kernel) of the VM driven now: for use(*was) after driving others."""
+    return _instance, _kernel
+
+
 def vm_dir() -> Path:
-    return private_dir(VmEngine.state_dir_of(_instance))
+    return private_dir(VmEngine.state_dir_of(_instance, _kernel))
+
+
+def parse_state_dir(name: str) -> tuple[int, str] | None:
+    """(instance, kernel) of a state directory's name (vm, vm2, vm-trixie, vm-trixie-2)."""
+    m = re.fullmatch(r"vm([1-9][0-9]?)?", name)
+    if m:
+        return int(m.group(1) or 1), suites.DEFAULT
+    m = re.fullmatch(r"vm-([a-z-]+?)(?:-([1-9][0-9]?))?", name)
+    if m and m.group(1) in suites.KERNELS and m.group(1) != suites.DEFAULT:
+        return int(m.group(2) or 1), m.group(1)
+    return None
+
+
+def known() -> list[tuple[int, str]]:
+    """(instance, kernel) of every VM that has a state file: running, booting or crashed."""
+    found = [parse_state_dir(d.name) for d in state_dir().glob("vm*") if (d / "state.json").is_file()]
+    return sorted((x for x in found if x), key=lambda x: (suites.KERNELS.index(x[1]), x[0]))
 
 
 @dataclass
@@ -75,25 +109,32 @@ class VmState:
 
 # ---------------------------------------------------------------- build
 
-def vm_key() -> str:
+def vm_key(kernel: str = suites.DEFAULT) -> str:
     images = resource("images")
-    return artifacts.input_key(artifacts.tree_files(images / "rootfs.sh", images / "vm"),
-                               debian_mirror(), "bookworm", DISK_SIZE)
+    return artifacts.input_key(
+        artifacts.tree_files(images / "rootfs.sh", images / "vm", *suites.rootfs_inputs(images, kernel)),
+        debian_mirror(kernel), kernel, DISK_SIZE)
 
 
-def build() -> Path:
-    """The cached guest artefacts directory (disk.img, vmlinuz, initrd.img); built if missing."""
-    key = vm_key()
+def build(kernel: str | None = None) -> Path:
+    """The cached guest artefacts directory (disk.img, vmlinuz, initrd.img) of `kernel`
+    (default: the VM driven now); built if missing."""
+    kernel = kernel or _kernel
+    key = vm_key(kernel)
+    name = suites.artefact("vm", kernel)
 
     def make(tmp: Path) -> None:
         require_root("building the VM disk")
         require_binary("debootstrap", "debootstrap")
         mkfs = require_binary("mkfs.ext4", "e2fsprogs")
-        log = tmp.parent / f"vm-{key}.log"
+        mirror = debian_mirror(kernel)
+        if kernel != suites.DEFAULT:
+            check_suite(mirror, kernel)
+        log = tmp.parent / f"{name}-{key}.log"
         rootfs = tmp / "rootfs"
         try:
-            run_logged("VM disk: debootstrap (kernel, docker.io)",
-                       ["sh", str(resource("images") / "rootfs.sh"), "vm", str(rootfs), debian_mirror()], log)
+            run_logged(f"VM disk{'' if kernel == suites.DEFAULT else ' ' + kernel}: debootstrap (kernel, docker.io)",
+                       suites.rootfs_argv(resource("images"), "vm", rootfs, mirror, kernel), log)
             boot = rootfs / "boot"
             kernels = sorted(boot.glob("vmlinuz-*"))
             initrds = sorted(boot.glob("initrd.img-*"))
@@ -106,7 +147,7 @@ def build() -> Path:
         finally:
             subprocess.run(["rm", "-rf", str(rootfs)], check=False)
 
-    return artifacts.cached_dir("vm", key, make)
+    return artifacts.cached_dir(name, key, make)
 
 
 # ---------------------------------------------------------------- state
@@ -205,7 +246,8 @@ def choose_accel(kernel: Path) -> tuple[str, str]:
 # ---------------------------------------------------------------- lifecycle
 
 def _pick_port() -> int:
-    wanted = os.environ.get("PPTP_LAB_VM_PORT") if _instance == 1 else None
+    # The fixed port is the first bookworm VM's: VMs side by side each take a free one.
+    wanted = os.environ.get("PPTP_LAB_VM_PORT") if (_instance, _kernel) == (1, suites.DEFAULT) else None
     with socket.socket() as s:
         try:
             s.bind(("127.0.0.1", int(wanted or 0)))
@@ -223,7 +265,7 @@ def _qemu_cmd(art: Path, overlay: Path, accel: str, port: int) -> list[str]:
                   else ["-accel", "tcg,thread=multi", "-cpu", "max"])
     return [
         QEMU, *accel_args, "-smp", str(CPUS), "-m", str(MEMORY_MB),
-        "-name", "pptp-lab-vm" if _instance == 1 else f"pptp-lab-vm{_instance}", "-nodefaults", "-display", "none", "-no-reboot",
+        "-name", f"pptp-lab-{d.name}", "-nodefaults", "-display", "none", "-no-reboot",
         "-kernel", str(art / "vmlinuz"), "-initrd", str(art / "initrd.img"),
         "-append", "console=ttyS0 root=LABEL=pptp-lab rw init=/sbin/lab-init panic=-1 quiet",
         "-drive", f"file={overlay},if=virtio,format=qcow2,cache=unsafe",
@@ -298,7 +340,7 @@ def _up() -> VmState:
     key = art.name.removeprefix("vm-")
     accel, why = choose_accel(art / "vmlinuz")
     console.print(f"VM accelerator: {accel} ({why})")
-    if snapshot.enabled():
+    if snapshot.enabled(_kernel):
         try:
             snap = _snapshot(art, accel)
         except Exception as exc:  # noqa: BLE001 - whatever stopped the save, a plain boot still works
@@ -309,6 +351,8 @@ def _up() -> VmState:
             except LabError as exc:
                 console.print(f"[yellow]VM snapshot {snap.name} unusable ({exc}): removed it; cold boot[/]")
                 shutil.rmtree(snap, ignore_errors=True)
+    elif _kernel in snapshot.COLD_KERNELS and not os.environ.get(snapshot.DISABLE_ENV):
+        console.print(f"VM {_kernel}: no snapshot (its kernel has no vmgenid); cold boot")
     return _start(art, _overlay(art, key), accel)
 
 
@@ -369,10 +413,13 @@ def sync_clock(st: VmState, force: bool = False) -> float:
 
 
 def _snapshot(art: Path, accel: str) -> Path:
-    """cache/vmsnap-<key>/ (disk.qcow2 + ram) for these inputs; made by a cold boot when missing."""
+    """cache/vmsnap-<key>/ (disk.qcow2 + ram) for these inputs, vmsnap-<kernel>-<key>/ for a
+    kernel other than bookworm; made by a cold boot when missing. art.name (vm-<kernel>-<key>)
+    puts the kernel in the key too; bookworm's keys are as before."""
     from ..images import ensure_node_image, node_key
 
-    key = snapshot.key(art.name, node_key(), accel, MEMORY_MB, CPUS, QEMU)
+    userland = suites.userland(_kernel)
+    key = snapshot.key(art.name, node_key(userland), accel, MEMORY_MB, CPUS, QEMU)
 
     def make(tmp: Path) -> None:
         console.print("VM: no snapshot for these inputs yet: cold boot, then save the booted guest")
@@ -382,7 +429,7 @@ def _snapshot(art: Path, accel: str) -> Path:
         disk.chmod(0o600)
         st = _start(art, disk, accel)
         try:
-            ensure_node_image(client_for(st))
+            ensure_node_image(client_for(st), userland)
             # Dropped page cache is RAM the snapshot need not hold.
             exec_in_guest(["sh", "-c", "sync; echo 3 > /proc/sys/vm/drop_caches"])
             started = time.monotonic()
@@ -401,7 +448,7 @@ def _snapshot(art: Path, accel: str) -> Path:
             _kill(st.pid)
             _clear_state()
 
-    return artifacts.cached_dir("vmsnap", key, make)
+    return artifacts.cached_dir(suites.artefact("vmsnap", _kernel), key, make)
 
 
 def _restore(art: Path, snap: Path, accel: str) -> VmState:
@@ -502,7 +549,7 @@ def down(wipe: bool = False) -> str:
     if wipe:
         for old in [*vm_dir().glob("overlay-*.qcow2"), vm_dir() / "run.qcow2"]:
             old.unlink(missing_ok=True)
-        for snap in cache_dir().glob("vmsnap-*"):
+        for snap in artifacts.entries(suites.artefact("vmsnap", _kernel)):  # this kernel's only
             if snap.is_dir():
                 shutil.rmtree(snap, ignore_errors=True)
             else:
@@ -522,6 +569,8 @@ def _kill_strays() -> str:
 def status() -> dict:
     st = read_state()
     info: dict = {"state": "stopped", "state_dir": str(vm_dir())}
+    if _kernel != suites.DEFAULT:
+        info["kernel"] = _kernel
     if st is None:
         return info
     info.update(asdict(st))
@@ -543,7 +592,7 @@ def exec_in_guest(cmd: list[str], caps: list[str] = ()) -> tuple[int, str]:
     if not st or not alive(st.pid):
         raise LabError("the VM is not running: start it with `pptp-lab vm up`")
     client = client_for(st)
-    tag = ensure_node_image(client)
+    tag = ensure_node_image(client, suites.userland(_kernel))
     container = client.containers.run(
         tag, entrypoint=["nsenter", "-t", "1", "-m", "-u", "-n", "-i", "-p", "--", *cmd],
         # Not --privileged: entering pid 1's namespaces needs setns (SYS_ADMIN) on another
@@ -559,30 +608,35 @@ def exec_in_guest(cmd: list[str], caps: list[str] = ()) -> tuple[int, str]:
 
 class VmEngine(DockerEngine):
     """The built-in VM: a Docker engine whose endpoint is the guest's forwarded API. `start`
-    boots it when needed; instance N is `vm:N` (its own disk overlay, port and state)."""
+    boots it when needed; instance N is `vm:N` (its own disk overlay, port and state), and
+    each kernel has VMs of its own."""
 
-    def __init__(self, number: int = 1, why: str = ""):
-        use(number)
-        self.number = number
-        super().__init__("vm" if number == 1 else f"vm:{number}", "", why)
+    def __init__(self, number: int = 1, why: str = "", kernel: str = suites.DEFAULT):
+        use(number, kernel)
+        self.number, self.kernel = number, kernel
+        self.userland = suites.userland(kernel)  # what its nodes run unless a node says otherwise
+        name = "vm" if number == 1 else f"vm:{number}"
+        super().__init__(name if kernel == suites.DEFAULT else f"{name} ({kernel})", "", why)
 
     @property
     def key(self) -> str:
         return self.name  # its URL's port changes with every boot
 
     @staticmethod
-    def state_dir_of(number: int) -> Path:
-        return state_dir() / ("vm" if number == 1 else f"vm{number}")
+    def state_dir_of(number: int, kernel: str = suites.DEFAULT) -> Path:
+        if kernel == suites.DEFAULT:
+            return state_dir() / ("vm" if number == 1 else f"vm{number}")
+        return state_dir() / (f"vm-{kernel}" if number == 1 else f"vm-{kernel}-{number}")
 
     def start(self) -> "VmEngine":
-        use(self.number)
+        use(self.number, self.kernel)
         st = up()
         self.url, self._client = st.url, client_for(st)
         return self
 
     def attach(self) -> "VmEngine | None":
         """This engine if its VM is already running and answering, else None (starts nothing)."""
-        use(self.number)
+        use(self.number, self.kernel)
         st = read_state()
         if st and alive(st.pid) and docker_ready(st):
             self.url, self._client = st.url, client_for(st)
@@ -590,14 +644,16 @@ class VmEngine(DockerEngine):
         return None
 
     def stop(self) -> str:
-        use(self.number)
+        use(self.number, self.kernel)
         return down()
 
     def not_running(self) -> str:
         """Why attach() found nothing, as one line naming the command that helps."""
-        use(self.number)
+        use(self.number, self.kernel)
         what = "the VM" if self.number == 1 else f"the VM {self.name}"
         cmd = "pptp-lab vm up" if self.number == 1 else f"pptp-lab vm -n {self.number} up"
+        if self.kernel != suites.DEFAULT:
+            what, cmd = f"{what} of kernel {self.kernel}", f"{cmd} --kernel {self.kernel}"
         st = read_state()
         if st is None:
             return f"{what} is not running: `{cmd}` starts it"

@@ -313,7 +313,7 @@ runner = CliRunner()
 
 
 def test_ctrl_c_during_up_is_one_line_and_exit_130(monkeypatch):
-    monkeypatch.setattr(engine_mod, "select", lambda choice=None: FakeEngine())
+    monkeypatch.setattr(engine_mod, "select", lambda choice=None, kernel=None: FakeEngine())
 
     def stopped(*a, **k):
         raise lifecycle.Interrupted("removed what lab crashy had created (3 objects)")

@@ -496,7 +496,7 @@ def test_a_torn_line_in_the_log_is_skipped(eng):
 
 # ------------------------------------------------------------------ the command line
 def run_cli(monkeypatch, capsys, eng, *args):
-    monkeypatch.setattr(cli.engine_mod, "running", lambda choice=None: eng)
+    monkeypatch.setattr(cli.engine_mod, "running", lambda choice=None, kernel=None: eng)
     monkeypatch.setattr(sys, "argv", ["pptp-lab", *args])
     with pytest.raises(SystemExit) as done:
         cli.main()

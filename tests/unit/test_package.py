@@ -19,10 +19,10 @@ from tests import REPO
 from tests import wheel as wheel_build
 
 NEEDED = ["playbooks/lab.yml", "playbooks/action_plugins/lab_unpack.py", "playbooks/templates/peer.j2",
-          "playbooks/templates/configure.sh.j2", "images/rootfs.sh", "images/node/Dockerfile",
+          "playbooks/templates/configure.sh.j2", "images/rootfs.sh", "images/suite.sh", "images/node/Dockerfile",
           "images/node/entrypoint.sh", "images/vm/init.sh", "images/vm/post.sh", "images/vm/packages.txt",
           "topologies/default.yaml", "topologies/topology.schema.json"]
-EXECUTABLE = ["images/rootfs.sh", "images/node/entrypoint.sh", "images/vm/init.sh", "images/vm/post.sh"]
+EXECUTABLE = ["images/rootfs.sh", "images/suite.sh", "images/node/entrypoint.sh", "images/vm/init.sh", "images/vm/post.sh"]
 
 
 def shipped_files() -> list[str]:

@@ -45,7 +45,7 @@ def _fake_child(monkeypatch, seconds=0.3, fail=()):
     seen = {"max_per_engine": 0, "overlap": []}
     guard = threading.Lock()
 
-    def run(job, out_dir):
+    def run(job, out_dir, kernel=None):
         with guard:
             mine = running.setdefault(parallel._key(job.engine), [])
             for other in mine:
@@ -70,8 +70,8 @@ def _fake_child(monkeypatch, seconds=0.3, fail=()):
             running[parallel._key(job.engine)].remove(job.topo)
 
     monkeypatch.setattr(parallel, "_run", run)
-    monkeypatch.setattr(parallel, "prepare", lambda pool: None)
-    monkeypatch.setattr(parallel, "_running_vms", lambda pool: set())
+    monkeypatch.setattr(parallel, "prepare", lambda pool, *built: seen.setdefault("built", built))
+    monkeypatch.setattr(parallel, "_running_vms", lambda pool, kernels: set())
     monkeypatch.setattr(parallel, "_vm_urls", lambda: {})
     monkeypatch.setattr(parallel, "stop_vms", lambda numbers: seen.setdefault("stopped", numbers))
     return seen
@@ -87,12 +87,31 @@ def test_labs_spread_over_engines_and_clashing_labs_wait(tmp_path, monkeypatch):
     assert {j.engine for j in jobs} == {"vm", "vm:2"} and all(j.passed for j in jobs)
     assert took < 4 * 0.3 + 1.0  # two at a time, not one after another plus slack... loosely
     assert seen["overlap"] == [] and seen["max_per_engine"] == 1
-    assert seen["stopped"] == {2}  # the extra VM it started; vm itself stays up
+    assert seen["stopped"] == {(2, "bookworm")}  # the extra VM it started; vm itself stays up
 
     # one shared engine: the four default copies overlap, so they run one at a time there
     seen = _fake_child(monkeypatch, seconds=0.1)
     jobs, _ = parallel.run_all(items, ["tcp://127.0.0.1:9"] * 2)
     assert seen["overlap"] == [] and seen["max_per_engine"] == 1 and all(j.passed for j in jobs)
+
+
+def test_labs_side_by_side_on_a_kernel_asked_for(tmp_path, monkeypatch):
+    monkeypatch.setenv("PPTP_LAB_RUNS", str(tmp_path))
+    monkeypatch.delenv("PPTP_LAB_KERNEL", raising=False)
+    seen = _fake_child(monkeypatch, seconds=0.05)
+    items = [(Path("a.yaml"), load("default", "a")), (Path("b.yaml"), load("default", "b"))]
+    parallel.run_all(items, ["vm", "vm:2"], "trixie")
+    assert seen["stopped"] == {(2, "trixie")} and seen["built"] == ({"trixie"}, {"trixie"})
+    job = parallel.Job(Path("a.yaml"), items[0][1], engine="vm:2")
+    assert parallel._child_argv(job, "trixie")[-4:] == ["--engine", "vm:2", "--kernel", "trixie"]
+    assert "--kernel" not in parallel._child_argv(job)
+    # A topology's own kernel and node images count when no --kernel is given.
+    pinned = topology.Topology.model_validate({**topology.public_data(load("default", "p")),
+                                               "engine": {"kernel": "bullseye"}})
+    assert parallel.kernels_of(items + [(Path("p.yaml"), pinned)]) == {"bookworm", "bullseye"}
+    assert parallel.kernels_of(items + [(Path("p.yaml"), pinned)], "trixie") == {"trixie"}
+    assert parallel.userlands_of([(Path("p.yaml"), pinned)], {"bookworm-backports"}) == {"bookworm"}
+    assert parallel.engine_pool("auto", 2, [], vm_only=True) == ["vm", "vm:2"]
 
 
 def test_two_topologies_with_one_lab_name_are_refused(tmp_path, monkeypatch):

@@ -85,7 +85,7 @@ def test_up_brings_up_the_shipped_default_when_given_nothing(user_dir, monkeypat
     real = topology.load
     monkeypatch.setattr(topology, "load", lambda p, name=None: loaded.append(Path(p)) or real(p, name))
 
-    def no_engine(choice=None):
+    def no_engine(choice=None, kernel=None):
         raise LabError("no engine in unit tests")
 
     monkeypatch.setattr(cli.engine_mod, "select", no_engine)
@@ -202,5 +202,5 @@ def test_doctor_lacks_nothing_on_a_ready_machine(monkeypatch, tmp_path):
     kvm = tmp_path / "kvm"
     kvm.write_text("")
     monkeypatch.setattr(doctor, "KVM", str(kvm))
-    monkeypatch.setattr(doctor, "_cached", lambda: (True, True))
+    monkeypatch.setattr(doctor, "_cached", lambda kernel="bookworm": (True, True))
     assert doctor.lacks(needs_vm=True) == []
