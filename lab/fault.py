@@ -187,13 +187,20 @@ class Run:
         self.clock_offset = clock_offset(eng, self.box)
         self.started = time.time()
         self.commands: list[list[str]] = []
+        # (verb, args, what was done) once the node has been changed: a step failing after
+        # that is still a fault on the time line (recorded as failed half-way).
+        self.changed: tuple[str, list[str], str] | None = None
 
     def __call__(self, argv: list[str], check: bool = True) -> ExecResult:
         self.commands.append(list(argv))
         res = self.eng.exec(self.box, list(argv), check=False)
         if check and not res.ok:
             said = " ".join(res.out.split())[-200:] or "no output"
-            raise LabError(f"{self.node}: `{shlex.join(argv)}` failed (exit {res.rc}): {said}")
+            err = f"{self.node}: `{shlex.join(argv)}` failed (exit {res.rc}): {said}"
+            if self.changed:
+                verb, args, what = self.changed
+                self.finish(verb, args, f"FAILED half-way ({what}): {err}", failed=True)
+            raise LabError(err)
         return res
 
     def finish(self, verb: str, args: list[str], done: str, undo: list[str] | None = None,
@@ -257,6 +264,7 @@ def restart(eng: Engine, lab: str, node: str) -> Fault:
     check_node(topo, node)
     run = Run(eng, lab, node)
     eng.restart_node(run.box)
+    run.changed = ("restart", [], "the container restarted")
     run(["sh", render.SCRIPT])
     started = []
     for kind in kinds.of(topo.nodes[node]):
@@ -285,6 +293,7 @@ def link(eng: Engine, lab: str, node: str, net: str, action: str, seconds: str |
     if action == "up":
         kept = run(["cat", saved], check=False)
         routes = route_words(parsed(kept.out, saved)) if kept.ok else []
+        run.changed = ("link", [net, "up"], f"{dev} may be up without its routes")
         out = run(["sh", "-c", UP_SCRIPT, "sh", dev, *sum(routes, [])]).out
         run(["rm", "-f", saved])
         return run.finish("link", [net, "up"], f"{dev} up, {len(routes)} route(s) put back",
@@ -304,6 +313,7 @@ def link(eng: Engine, lab: str, node: str, net: str, action: str, seconds: str |
         return run.finish("link", [net, "down"], f"{dev} down ({len(routes)} route(s) kept for up)",
                           undo=["link", node, net, "up"], interface=dev)
     secs = f"{ms // 1000}" if ms % 1000 == 0 else f"{ms / 1000}"
+    run.changed = ("link", [net, "flap", secs], f"{dev} may be left down")
     out = run(["sh", "-c", FLAP_SCRIPT, "sh", dev, secs, *sum(routes, [])]).out
     return run.finish("link", [net, "flap", secs], f"{dev} down for {secs}s, then up, "
                       f"{len(routes)} route(s) put back", interface=dev,
@@ -356,6 +366,7 @@ def reload(eng: Engine, lab: str, node: str) -> Fault:
         raise LabError(f"reload: {node} ({topo.nodes[node].kind}) has no rules of the lab's to load again "
                        "(a firewall with a policy other than open, a nat, or a node with a ruleset has)")
     run = Run(eng, lab, node)
+    run.changed = ("reload", [], "the ruleset may be flushed and not loaded again")
     run(["sh", "-c", RELOAD_SCRIPT, "sh", *rules])
     return run.finish("reload", [], f"nft flush ruleset, then {', '.join(rules)} loaded again", files=rules)
 

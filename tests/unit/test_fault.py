@@ -331,6 +331,18 @@ def test_restart_that_cannot_configure_is_an_error_naming_the_command(eng):
     with pytest.raises(LabError) as err:
         fault.restart(eng, "default", "vpn")
     assert str(err.value) == "vpn: `sh /etc/pptp-lab/configure.sh` failed (exit 1): no interface holds 192.0.2.10"
+    # The container did restart: the fault is on the time line, marked as failed half-way.
+    [rec] = log()
+    assert (rec["verb"], rec["node"], rec["detail"]) == ("restart", "vpn", {"failed": True})
+    assert rec["done"].startswith("FAILED half-way (the container restarted): vpn: `sh /etc/pptp-lab/configure.sh`")
+
+
+def test_a_reload_that_fails_after_the_flush_is_recorded_as_failed(eng):
+    eng.answer = lambda node, argv: ExecResult(1, "nft: syntax error") if argv[:2] == ["sh", "-c"] else None
+    with pytest.raises(LabError, match="nft: syntax error"):
+        fault.inject(eng, "default", "reload", "nat")
+    [rec] = log()
+    assert rec["verb"] == "reload" and rec["detail"] == {"failed": True} and "flushed" in rec["done"]
 
 
 def test_reload_flushes_and_loads_the_nodes_rule_files_again(eng):
