@@ -172,21 +172,25 @@ def full_session(cap: Capture | None = None, data_frames=5, teardown="client") -
     for _ in range(data_frames):
         c.gre("client", mppe_data())
         c.gre("server", mppe_data())
-    if teardown:
-        a, b = ("client", "server") if teardown == "client" else ("server", "client")
-        c.gre(a, ppp(PPP_LCP_Terminate(code=5, id=2)))
-        c.gre(b, ppp(PPP_LCP_Terminate(code=6, id=2)))
-        call_id = CLIENT_CALL if a == "client" else SERVER_CALL
-        c.control(a, PPTPCallClearRequest(call_id=call_id))
-        c.control(b, PPTPCallDisconnectNotify(call_id=SERVER_CALL if b == "server" else CLIENT_CALL,
-                                              result_code=4))
-        c.control(a, PPTPStopControlConnectionRequest(reason=1))
-        c.control(b, PPTPStopControlConnectionReply(result_code=1))
-        c.fin(a)
-        c.fin(b)
+    return hang_up(c, teardown) if teardown else c
+
+
+def hang_up(c: Capture, by: str = "client") -> Capture:
+    """The teardown of full_session's call, started by `by`."""
+    a, b = ("client", "server") if by == "client" else ("server", "client")
+    c.gre(a, ppp(PPP_LCP_Terminate(code=5, id=2)))
+    c.gre(b, ppp(PPP_LCP_Terminate(code=6, id=2)))
+    call_id = CLIENT_CALL if a == "client" else SERVER_CALL
+    c.control(a, PPTPCallClearRequest(call_id=call_id))
+    c.control(b, PPTPCallDisconnectNotify(call_id=SERVER_CALL if b == "server" else CLIENT_CALL,
+                                          result_code=4))
+    c.control(a, PPTPStopControlConnectionRequest(reason=1))
+    c.control(b, PPTPStopControlConnectionReply(result_code=1))
+    c.fin(a)
+    c.fin(b)
     return c
 
 
-__all__ = ["Capture", "full_session", "sccrq", "sccrp", "ocrq", "ocrp", "ppp", "chap", "ccp", "ipcp",
+__all__ = ["Capture", "full_session", "hang_up", "sccrq", "sccrp", "ocrq", "ocrp", "ppp", "chap", "ccp", "ipcp",
            "mppe_data", "PPTPEchoRequest", "PPTPEchoReply", "PPTPSetLinkInfo", "CLIENT", "SERVER",
            "CPORT", "CLIENT_CALL", "SERVER_CALL"]
