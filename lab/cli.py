@@ -540,18 +540,34 @@ def test_(topologies: list[str] = typer.Argument(..., metavar="TOPOLOGY...",
                                                 help="run labs side by side, one per engine at a time "
                                                 "(e.g. vm,vm:2 or vm,tcp://127.0.0.1:2375)"),
           jobs: int = typer.Option(1, "-j", "--jobs", metavar="N",
-                                   help="N engines of --engine's kind side by side (VMs: vm, vm:2, ...)")) -> None:
+                                   help="N engines of --engine's kind side by side (VMs: vm, vm:2, ...)"),
+          matrix: Optional[list[str]] = typer.Option(
+              None, "--matrix", metavar="AXIS=V1,V2,...",
+              help=f"run every combination: kernel={','.join(suites.KERNELS)} and/or "
+              f"image={','.join(suites.USERLANDS)} (every node's userland); repeatable; one report in "
+              "runs/matrix/<stamp>/")) -> None:
     """Bring each topology up, check its `expect:` block on real tunnels and captures, and
     write JUnit XML and an HTML report (runs/<lab>/<run-id>/). With several engines
     (--engines, -j N) labs run side by side and runs/parallel/<stamp>/ gets the merged
-    junit.xml and an index.html over every lab's report."""
-    from . import runfiles, testrun, topology
+    junit.xml and an index.html over every lab's report. With --matrix each (topology,
+    kernel, image) cell runs in turn and runs/matrix/<stamp>/ gets a grid of the cells and
+    the differences between the passing ones."""
+    from . import matrix as matrix_mod, testrun, topology
 
     if name and len(topologies) > 1:
         raise LabError("--name renames one topology's lab: give a single TOPOLOGY with it")
     suites.wanted_kernel(kernel)  # a bad --kernel is said before any file is read
+    axes = matrix_mod.axes(matrix or [])
+    if matrix:
+        if kernel and "kernel" in axes:
+            raise LabError("--kernel and --matrix kernel=: give the kernels in --matrix only")
+        if engines or jobs != 1:
+            raise LabError("--matrix runs its cells one after another: leave out --engines and -j")
+        matrix_mod.check_engine(engine, axes)
     paths = [topology_file(p) for p in topologies]
     topos = [topology.load(p, name) for p in paths]  # all validated before anything runs
+    if matrix:
+        _test_matrix(matrix_mod.cells(list(zip(paths, topos)), axes), engine, kernel, wide)
     asks = [suites.wanted_kernel(kernel, t, p) for p, t in zip(paths, topos)]
     listed = [x.strip() for x in (engines or "").split(",") if x.strip()]
     if listed or jobs != 1:
@@ -567,14 +583,53 @@ def test_(topologies: list[str] = typer.Argument(..., metavar="TOPOLOGY...",
         testrun.refuse_running(eng, [t for t, a in zip(topos, asks) if (a.kernel if a else None) == key])
     failed = 0
     for topo, ask in zip(topos, asks):
-        eng = chosen[ask.kernel if ask else None]
-        res = testrun.run(eng, topo)
-        junit, page = runfiles.write(res)
-        console.print(checks_table(res.checks, f"pptp-lab test {topo.name}: {'PASS' if res.passed else 'FAIL'}",
-                                   wide))
-        console.print(f"JUnit: {junit}\nreport: {page}", soft_wrap=True)  # paths whole, never wrapped
+        res, _, _ = _test_one(chosen[ask.kernel if ask else None], topo, wide)
         failed += not res.passed
     raise typer.Exit(1 if failed else 0)
+
+
+def _test_one(eng, topo, wide: bool = False):
+    """`pptp-lab test` of one topology on one engine (a matrix cell too): (Result, junit, page)."""
+    from . import runfiles, testrun
+
+    res = testrun.run(eng, topo)
+    junit, page = runfiles.write(res)
+    console.print(checks_table(res.checks, f"pptp-lab test {topo.name}: {'PASS' if res.passed else 'FAIL'}", wide))
+    console.print(f"JUnit: {junit}\nreport: {page}", soft_wrap=True)  # paths whole, never wrapped
+    return res, junit, page
+
+
+def _test_matrix(cells, engine: Optional[str], kernel: Optional[str], wide: bool) -> None:
+    from . import matrix as matrix_mod, matrixreport
+
+    console.print(f"{len(cells)} matrix cell(s), one after another: "
+                  + ", ".join(dict.fromkeys(c.label for c in cells)))
+    start = time.monotonic()
+    finished = matrix_mod.run(cells, engine, kernel, lambda eng, topo: _test_one(eng, topo, wide))
+    junit, page = matrixreport.write(cells, time.monotonic() - start)
+    console.print(matrix_table(cells))
+    console.print(f"{sum(c.passed for c in cells)} of {len(cells)} cells passed\n"
+                  f"JUnit (matrix): {junit}\nreport: {page}", soft_wrap=True)
+    raise typer.Exit(130 if not finished else 0 if all(c.passed for c in cells) else 1)
+
+
+def matrix_table(cells) -> Table:
+    """The grid on the terminal: topology rows, kernel[/image] columns, a failing cell's verdict."""
+    labels = list(dict.fromkeys(c.label for c in cells))
+    table = Table(title="pptp-lab test: matrix", show_lines=True)
+    table.add_column("topology")
+    for label in labels:
+        table.add_column(label, overflow="fold")
+    by = {(c.topo.name, c.label): c for c in cells}
+    for topo in dict.fromkeys(c.topo.name for c in cells):
+        row = []
+        for label in labels:
+            c = by.get((topo, label))
+            colour = {"PASS": "green", "FAIL": "red"}.get(c.state, "dim") if c else "dim"
+            row.append(Text.assemble((c.state, colour), ("\n" + c.verdict if not c.passed and c.verdict else ""))
+                       if c else Text(""))
+        table.add_row(topo, *row)
+    return table
 
 
 def _test_side_by_side(items, base: str, jobs: int, listed: list[str], kernel: Optional[str] = None,
