@@ -13,6 +13,9 @@ Fixtures: `lab_engine` (session: the engine and node image), `lab` (a running to
 the test module; captures kept in runs/ when a test of the module failed), `sessions`
 (the analysed captures of `lab`), `lab_host` (testinfra host of a lab node).
 
+`@pytest.mark.kernel("bullseye", "trixie")` on a test or module runs it once per kernel,
+each on that kernel's VM (`lab_kernel` is the kernel; test IDs end in [kernel=trixie]).
+
 runs/ is <rootdir>/runs unless PPTP_LAB_RUNS says otherwise.
 
 Under pytest-xdist (`-n N`) the workers share one engine (on a 2-core machine one VM beats
@@ -47,6 +50,8 @@ def pytest_configure(config):
     if os.environ.get("PYTEST_XDIST_WORKER") and not os.environ.get(ENGINES_ENV):
         # Workers share the engine: wait for a lab holding our subnets rather than fail.
         os.environ.setdefault(lifecycle.WAIT_ENV, "1800")
+    config.addinivalue_line("markers", "kernel(*suites): run the test once per kernel, each with a `lab` "
+                            f"on that kernel's VM ({', '.join(suites.KERNELS)})")
     config.addinivalue_line("markers", "topology(path, name=None, overrides=None): the topology "
                             "file the `lab` fixture brings up (relative to the test file's folder or the "
                             "current directory, or a shipped name such as default); overrides maps "
@@ -98,21 +103,67 @@ def worker_engine() -> str:
     return engines.check_spec(listed[int(worker[2:]) % len(listed)])
 
 
-@pytest.fixture(scope="session")
-def lab_engine():
-    """(Engine, node image tag). A VM started here is stopped at the end of the session; one
-    that was already running (a user's lab) is left alone."""
+def _engine(kernel: suites.KernelChoice | None = None):
+    """(Engine, node image tag, stop it at the end): the stop is ours when this process
+    started the VM outside xdist; under xdist the controller stops it (a marker says so)."""
     from .engines.vm import VmEngine
 
     spec = worker_engine()
-    was_running = isinstance(engines.running(spec), VmEngine)
-    eng = engines.select(spec)
+    was_running = isinstance(engines.running(spec, kernel), VmEngine)
+    eng = engines.select(spec, kernel)
     image = eng.ensure_image()
     worker = bool(os.environ.get("PYTEST_XDIST_WORKER"))
     if isinstance(eng, VmEngine) and not was_running and worker:
         _started_marker(eng).touch()  # the controller stops it after every worker is done
+    return eng, image, isinstance(eng, VmEngine) and not was_running and not worker
+
+
+@pytest.fixture(scope="session")
+def lab_engine():
+    """(Engine, node image tag). A VM started here is stopped at the end of the session; one
+    that was already running (a user's lab) is left alone."""
+    eng, image, stop = _engine()
     yield eng, image
-    if isinstance(eng, VmEngine) and not was_running and not worker:
+    if stop:
+        eng.stop()
+
+
+KERNEL_MARK = "@pytest.mark.kernel "  # how errors name a kernel the marker asked for
+
+
+def pytest_generate_tests(metafunc):
+    """`@pytest.mark.kernel(...)`: the module's `lab` once per kernel (module-scoped, so the
+    tests of one kernel share its lab), IDs kernel=<k>."""
+    marker = metafunc.definition.get_closest_marker("kernel")
+    if marker is None or "lab_kernel" not in metafunc.fixturenames:
+        return
+    if not marker.args:
+        raise LabError(f"{KERNEL_MARK.strip()}(): name one kernel or more ({', '.join(suites.KERNELS)})")
+    kernels = [suites.check_kernel(k, KERNEL_MARK) for k in marker.args]
+    metafunc.parametrize("lab_kernel", kernels, ids=[f"kernel={k}" for k in kernels], indirect=True, scope="module")
+
+
+@pytest.fixture(scope="module")
+def lab_kernel(request):
+    """The kernel `@pytest.mark.kernel` gave this test, or None (no marker: `lab_engine`)."""
+    return getattr(request, "param", None)
+
+
+@pytest.fixture(scope="session")
+def lab_kernel_engines():
+    """kernel -> (Engine, node image tag) of that kernel's VM, started on first use; the ones
+    started here are stopped at the end of the session."""
+    found, stop = {}, []
+
+    def get(kernel: str):
+        if kernel not in found:
+            eng, image, ours = _engine(suites.KernelChoice(kernel, KERNEL_MARK))
+            found[kernel] = eng, image
+            stop.extend([eng] if ours else [])
+        return found[kernel]
+
+    yield get
+    for eng in stop:
         eng.stop()
 
 
@@ -256,10 +307,14 @@ class Lab:
 
 
 @pytest.fixture(scope="module")
-def lab(request, lab_engine):
+def lab(request, lab_kernel):
     """The topology of the module's `topology` marker (default: the shipped `default`), up
-    with live tunnels and capture; down at the end of the module."""
-    eng, _ = lab_engine
+    with live tunnels and capture; down at the end of the module. With `@pytest.mark.kernel`
+    once per kernel, on that kernel's VM."""
+    if lab_kernel is None:
+        eng, _ = request.getfixturevalue("lab_engine")
+    else:
+        eng, _ = request.getfixturevalue("lab_kernel_engines")(lab_kernel)
     marker = request.node.get_closest_marker("topology") if hasattr(request.node, "get_closest_marker") else None
     kwargs = marker.kwargs if marker else {}
     path = (marker_topology(marker.args[0], Path(request.fspath)) if marker and marker.args
@@ -274,10 +329,10 @@ def lab(request, lab_engine):
     topo = topology.load(fh.name, folder=path.parent)  # its rulesets are next to the original
     os.unlink(fh.name)
     asked = suites.wanted_kernel(None, topo, path)
-    if asked and getattr(eng, "kernel", None) != asked.kernel:
-        # The session's engine is one VM (lab_engine); a kernel per module is issue #11's matrix.
+    if lab_kernel is None and asked and getattr(eng, "kernel", None) != asked.kernel:
+        # The session's engine is one VM (lab_engine); the marker picks a VM per kernel.
         raise LabError(f"{asked.said}: this test session runs on the {eng.name} engine; run this "
-                       f"module with {suites.KERNEL_ENV}={asked.kernel}")
+                       f"module with {suites.KERNEL_ENV}={asked.kernel} or @pytest.mark.kernel({asked.kernel!r})")
     lifecycle.down(eng, topo.name)
     try:
         lifecycle.up(eng, topo)

@@ -19,6 +19,8 @@ from . import pptpgen as g
 
 DEFAULT = REPO / "topologies" / "default.yaml"
 
+pytest_plugins = ["pytester"]
+
 
 def items(*names):
     return [(DEFAULT, topology.load(DEFAULT, n)) for n in names]
@@ -210,3 +212,71 @@ def test_cli_matrix_errors_are_one_line(tmp_path, args, start):
                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
     assert res.returncode == 2 and len(lines) == 1 and lines[0].startswith(start), res.stderr
+
+
+# ---------------------------------------------------------------- the pytest plugin
+
+@pytest.fixture
+def plugin_stage(monkeypatch):
+    """The plugin's engine choice and lab up/down as stand-ins; what they were asked, in order."""
+    from lab import lifecycle
+
+    seen = {"select": [], "up": [], "stopped": []}
+
+    def select(spec, kernel=None):
+        seen["select"].append(kernel.said if kernel else None)
+        return VmEngine(1, kernel=kernel.kernel) if kernel else engines.choose.local()
+
+    monkeypatch.setattr(engines, "select", select)
+    monkeypatch.setattr(engines, "running", lambda spec, kernel=None: None)
+    monkeypatch.setattr(VmEngine, "ensure_image", lambda eng: f"node:{eng.kernel}")
+    monkeypatch.setattr(type(engines.choose.local()), "ensure_image", lambda eng: "node:local")
+    monkeypatch.setattr(VmEngine, "stop", lambda eng: seen["stopped"].append(eng.kernel))
+    monkeypatch.setattr(lifecycle, "up", lambda eng, topo: seen["up"].append((getattr(eng, "kernel", "local"),
+                                                                              topo.name)))
+    monkeypatch.setattr(lifecycle, "down", lambda eng, name: (0, None))
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
+    return seen
+
+
+
+def test_the_kernel_marker_gives_the_lab_once_per_kernel(pytester, plugin_stage):
+    pytester.makepyfile(test_k="""
+        import pytest
+
+        pytestmark = pytest.mark.kernel("bullseye", "trixie")
+
+        def test_one(lab, lab_kernel):
+            assert lab.eng.kernel == lab_kernel
+
+        def test_two(lab):
+            pass
+    """, test_plain="""
+        def test_default(lab, lab_kernel):
+            assert lab_kernel is None
+    """)
+    res = pytester.runpytest("-p", "lab.pytest_plugin", "-v")
+    res.assert_outcomes(passed=5)
+    res.stdout.fnmatch_lines(["*test_k.py::test_one?kernel=bullseye? PASSED*",
+                              "*test_k.py::test_two?kernel=trixie? PASSED*",
+                              "*test_plain.py::test_default PASSED*"])
+    # one lab per module and kernel (the tests of a kernel share it), each kernel's VM its own
+    assert sorted(plugin_stage["up"]) == [("bullseye", "t-test-k"), ("local", "t-test-plain"),
+                                          ("trixie", "t-test-k")]
+    assert sorted(plugin_stage["select"], key=str) == [
+        "@pytest.mark.kernel bullseye", "@pytest.mark.kernel trixie", None]
+    assert sorted(plugin_stage["stopped"]) == ["bullseye", "trixie"]  # started by the session: stopped
+
+
+def test_a_bad_kernel_in_the_marker_is_named(pytester, plugin_stage):
+    pytester.makepyfile(test_bad="""
+        import pytest
+
+        @pytest.mark.kernel("buster")
+        def test_x(lab):
+            pass
+    """)
+    res = pytester.runpytest("-p", "lab.pytest_plugin")
+    res.stdout.fnmatch_lines(["*@pytest.mark.kernel buster: use bullseye, bookworm, bookworm-backports or trixie*"])
+    assert plugin_stage["up"] == []
