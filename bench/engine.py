@@ -8,6 +8,11 @@
   boot in the same run (issue #15: target <= 5 s; a cold boot was 24-30 s before)
   container start and docker exec: VM vs local engine (ratio in one run)
 
+With --kernel K (repeatable: bullseye, bookworm, bookworm-backports, trixie) it prints, in
+place of the figures above, per kernel: the VM disk build (when one happens, else the
+cached lookup), `vm up` to Docker-ready (a snapshot restore where the kernel has one,
+else a cold boot), the node image load and container create+start, one VM at a time.
+
 The bench uses its own state directory, so a VM you have running is not touched. When no
 local engine runs, it starts a private dockerd on a socket under /tmp for the comparison."""
 from __future__ import annotations
@@ -48,6 +53,37 @@ def container_figures(client, image: str, n: int) -> tuple[float, float]:
     return statistics.median(starts), statistics.median(execs)
 
 
+def kernel_figures(kernel: str, n: int) -> list[tuple[str, str, str]]:
+    """Build (if one happens), up to Docker-ready, image load and container start of one
+    kernel's VM; the VM is powered off again before the next kernel's."""
+    from lab import artifacts, images, suites
+    from lab.engines import snapshot, vm
+
+    vm.use(1, kernel)
+    cached = (artifacts.cache_dir() / f"{suites.artefact('vm', kernel)}-{vm.vm_key(kernel)}").is_dir()
+    rows = []
+    t, _ = timed(lambda: vm.build(kernel))
+    rows.append((f"{kernel}: VM disk", f"{t:.1f} s", "cached lookup" if cached else "built (debootstrap + mkfs)"))
+    try:
+        t, st = timed(vm.up)
+        snap = snapshot.enabled(kernel)
+        rows.append((f"{kernel}: vm up to Docker-ready", f"{t:.1f} s", f"accel {st.accel}; " + (
+            "first up: makes the snapshot when the cache lacks it" if snap else "cold boot (no snapshot)")))
+        if snap:
+            vm.down()
+            t, st = timed(vm.up)
+            rows.append((f"{kernel}: vm up restored from its snapshot", f"{t:.1f} s", "to Docker-ready"))
+        client = vm.client_for(st)
+        suite = suites.userland(kernel)
+        t, tag = timed(lambda: images.ensure_node_image(client, suite))
+        rows.append((f"{kernel}: node image ({suite}) load", f"{t:.1f} s", "only when missing in the VM"))
+        start, _ = container_figures(client, tag, n)
+        rows.append((f"{kernel}: container create+start", f"{start:.2f} s", f"median of {n}"))
+    finally:
+        vm.down()
+    return rows
+
+
 def private_dockerd(root: Path):
     root.mkdir(parents=True, exist_ok=True)
     sock = root / "docker.sock"
@@ -71,7 +107,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--no-cold", action="store_true", help="skip the cold VM disk build")
     ap.add_argument("-n", type=int, default=5, help="containers per engine")
+    ap.add_argument("--kernel", action="append", metavar="K", default=[],
+                    help="per-kernel figures instead (repeatable): bullseye, bookworm, bookworm-backports, trixie")
     args = ap.parse_args()
+    if args.kernel:
+        return per_kernel(args.kernel, args.n)
 
     work = Path(tempfile.mkdtemp(prefix="pptp-lab-bench-"))
     os.environ["PPTP_LAB_STATE"] = str(work / "state")
@@ -134,12 +174,31 @@ def main() -> None:
         vm.down()
         shutil.rmtree(work, ignore_errors=True)
 
-    table = Table(title="pptp-lab engine figures")
+    show(rows, "pptp-lab engine figures")
+
+
+def show(rows: list[tuple[str, str, str]], title: str) -> None:
+    table = Table(title=title)
     for col in ("figure", "value", "note"):
         table.add_column(col)
     for r in rows:
         table.add_row(*r)
     out.print(table)
+
+
+def per_kernel(kernels: list[str], n: int) -> None:
+    """--kernel K...: each kernel's VM in turn (its own state directory: yours are not touched)."""
+    work = Path(tempfile.mkdtemp(prefix="pptp-lab-bench-"))
+    os.environ["PPTP_LAB_STATE"] = str(work / "state")
+    from lab import suites
+
+    rows: list[tuple[str, str, str]] = []
+    try:
+        for kernel in dict.fromkeys(suites.check_kernel(k, "--kernel ") for k in kernels):
+            rows += kernel_figures(kernel, n)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    show(rows, "pptp-lab engine figures per kernel")
 
 
 if __name__ == "__main__":
