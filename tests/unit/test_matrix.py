@@ -280,3 +280,11 @@ def test_a_bad_kernel_in_the_marker_is_named(pytester, plugin_stage):
     res = pytester.runpytest("-p", "lab.pytest_plugin")
     res.stdout.fnmatch_lines(["*@pytest.mark.kernel buster: use bullseye, bookworm, bookworm-backports or trixie*"])
     assert plugin_stage["up"] == []
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "topologies").rglob("*.yaml")), ids=lambda p: p.stem)
+def test_the_image_copy_of_every_shipped_topology_differs_only_in_images(path):
+    topo = topology.load(path)
+    copy = topology.public_data(matrix.with_image(topo, "bullseye"))
+    assert {n.pop("image") for n in copy["nodes"].values()} == {"bullseye"}
+    assert copy == topology.public_data(topo)
