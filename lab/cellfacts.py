@@ -117,8 +117,11 @@ def facts(report, topo=None) -> dict[str, str]:
         out[f"{where}: server call IDs"] = _seq([c.server_call_id for c in calls if c.server_call_id is not None])
         out[f"{where}: client call IDs"] = client_ids([c.client_call_id for c in calls
                                                        if c.client_call_id is not None])
-        for what, fn in (("teardown", teardown), ("PPTP echo", pptp_echo), ("LCP echo", lcp_echo)):
+        for what, fn in (("teardown", teardown), ("PPTP echo", pptp_echo)):
             out[f"{where}: {what}"] = " | ".join(fn(s) for s in ss)
+        # Which side echoed last depends on when the capture was read, and several clients
+        # behind one NAT share `where`: the set of values compares, their order does not.
+        out[f"{where}: LCP echo"] = " | ".join(sorted(set(lcp_echo(s) for s in ss)))
     if topo is not None:
         out.update(nat_facts(report, topo))
     return out
