@@ -192,7 +192,7 @@ def status_table(rows, title: str, wide: bool = False) -> Table:
     if wide:
         table = Table(title=title)
         for col in ("node", "kind", "state", "addresses", "tunnel", "PPP address", "peer", "call IDs (client/server)",
-                    "age", "last echo", "GRE ↑out ↓in", "lost ↑ ↓", "last GRE in", "unanswered for"):
+                    "age", "last echo", "GRE ↑out ↓in", "lost ↑ ↓", "last GRE in", "unanswered for", "versions"):
             table.add_column(col, overflow="fold")
         for r in rows:
             counted = r.gre_out is not None
@@ -200,7 +200,8 @@ def status_table(rows, title: str, wide: bool = False) -> Table:
                           tunnel(r), r.ppp_address, r.peer_address, r.call_ids, ago(r.age_s),
                           " ".join(x for x in (ago(r.last_echo_s), r.last_echo) if x),
                           f"↑{r.gre_out} ↓{r.gre_in}" if counted else "",
-                          f"↑{r.lost_out} ↓{r.lost_in}" if counted else "", ago(r.last_gre_in_s), ago(r.unanswered_s))
+                          f"↑{r.lost_out} ↓{r.lost_in}" if counted else "", ago(r.last_gre_in_s), ago(r.unanswered_s),
+                          " ".join(f"{k} {v}" for k, v in r.versions.items()))
         return table
     table = _compact(title)
     for col in ("node", "state", "addresses", "PPP address\n→ peer", "call"):

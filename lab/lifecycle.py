@@ -67,6 +67,8 @@ class NodeStatus:
     lost_in: int | None = None
     last_gre_in_s: float | None = None
     unanswered_s: float | None = None
+    # The kernel and the PPTP programs a pptp node runs (issue #11: which versions met).
+    versions: dict = field(default_factory=dict)
 
 
 def _parallel(fn, items, workers: int = 16):
@@ -459,9 +461,28 @@ def status(eng: Engine, topo_or_lab) -> list[NodeStatus]:
         st = NodeStatus(name, c.labels.get(names.ROLE, "?"), c.status, addrs)
         if c.status == "running" and st.kind in kinds.KINDS:  # its tunnel, by its kind (Kind.status)
             kinds.KINDS[st.kind].status(lambda cmd: eng.exec(c, cmd, check=False), st, seen)
+            if st.kind in ("pptp-client", "pptp-server"):
+                st.versions = parse_versions(eng.exec(c, VERSIONS_CMD, check=False).out)
         return st
 
     return sorted(_parallel(one, have.items()), key=lambda s: s.name)
+
+
+PPTP_PACKAGES = ("ppp", "pptpd", "pptp-linux")
+VERSIONS_CMD = ("uname -r; dpkg-query -W -f='${Package} ${Version}\\n' " + " ".join(PPTP_PACKAGES)
+                + " 2>/dev/null; true")
+
+
+def parse_versions(out: str) -> dict[str, str]:
+    """{"kernel": ..., package: version} from VERSIONS_CMD's output; what is not installed
+    (pptpd on a client) is left out."""
+    lines = [line.strip() for line in out.splitlines() if line.strip()]
+    found = {"kernel": lines[0]} if lines and " " not in lines[0] else {}
+    for line in lines[1:] if found else lines:
+        name, _, version = line.partition(" ")
+        if name in PPTP_PACKAGES and version:
+            found[name] = version
+    return found
 
 
 def recorded_topology(eng: Engine, lab: str) -> Topology:

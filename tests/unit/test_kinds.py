@@ -287,3 +287,11 @@ def test_ppp_timers_become_option_lines_with_numbers_only(tmp_path):
     (tmp_path / "t.yaml").write_text(yaml.safe_dump(data))
     with pytest.raises(LabError, match="nodes.vpn.pptp_server.ppp"):
         topology.load(tmp_path / "t.yaml")
+
+
+def test_status_reads_the_kernel_and_the_pptp_program_versions():
+    out = "6.12.117+deb13-amd64\nppp 2.5.2-1+1\npptpd 1.4.0-12+b2\n"
+    assert lifecycle.parse_versions(out) == {"kernel": "6.12.117+deb13-amd64", "ppp": "2.5.2-1+1",
+                                             "pptpd": "1.4.0-12+b2"}
+    assert lifecycle.parse_versions("") == {}
+    assert lifecycle.parse_versions("bash 5.2\nppp 2.4.9\n") == {"ppp": "2.4.9"}  # no kernel line
