@@ -452,6 +452,11 @@ def status(eng: Engine, topo_or_lab) -> list[NodeStatus]:
     if not have and not eng.networks(lab):
         raise LabError(f"no lab {lab} on the {eng.name} engine (labs there: {', '.join(sorted(eng.labs())) or 'none'})")
     seen = _seen(eng, lab)
+    # Nodes of one image in one engine run the same kernel and packages: read them once per image.
+    pptp = [c for c in have.values() if c.status == "running" and c.labels.get(names.ROLE) in VERSIONED]
+    firsts = {c.attrs.get("Image"): c for c in reversed(pptp)}
+    versions = dict(zip(firsts, _parallel(lambda c: parse_versions(eng.exec(c, VERSIONS_CMD, check=False).out),
+                                          firsts.values())))
 
     def one(item):
         name, c = item
@@ -461,14 +466,15 @@ def status(eng: Engine, topo_or_lab) -> list[NodeStatus]:
         st = NodeStatus(name, c.labels.get(names.ROLE, "?"), c.status, addrs)
         if c.status == "running" and st.kind in kinds.KINDS:  # its tunnel, by its kind (Kind.status)
             kinds.KINDS[st.kind].status(lambda cmd: eng.exec(c, cmd, check=False), st, seen)
-            if st.kind in ("pptp-client", "pptp-server"):
-                st.versions = parse_versions(eng.exec(c, VERSIONS_CMD, check=False).out)
+            if st.kind in VERSIONED:
+                st.versions = dict(versions.get(c.attrs.get("Image"), {}))
         return st
 
     return sorted(_parallel(one, have.items()), key=lambda s: s.name)
 
 
 PPTP_PACKAGES = ("ppp", "pptpd", "pptp-linux")
+VERSIONED = ("pptp-client", "pptp-server")  # the kinds whose versions status shows
 VERSIONS_CMD = ("uname -r; dpkg-query -W -f='${Package} ${Version}\\n' " + " ".join(PPTP_PACKAGES)
                 + " 2>/dev/null; true")
 
