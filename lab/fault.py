@@ -54,8 +54,10 @@ RESTORE = ('while [ $# -ge 3 ]; do if [ "$2" = - ]; then ip route replace "$1" d
            'else ip route replace "$1" via "$2" dev "$dev" metric "$3"; fi || exit 1; shift 3; done')
 # Times on the node's clock, which is the capture's: the outage is measured where it happened.
 UP_SCRIPT = 'dev=$1; shift; ip link set dev "$dev" up || exit 1; echo "up $(date +%s.%N)"; ' + RESTORE
-FLAP_SCRIPT = ('dev=$1 secs=$2; shift 2; echo "down $(date +%s.%N)"; ip link set dev "$dev" down || exit 1; '
-               'sleep "$secs"; ip link set dev "$dev" up || exit 1; echo "up $(date +%s.%N)"; ' + RESTORE)
+# A flap's times are read after `down` and before `up`, so the link was down for all of
+# [down_at, up_at]: under emulation each `ip` takes up to a few hundred ms.
+FLAP_SCRIPT = ('dev=$1 secs=$2; shift 2; ip link set dev "$dev" down || exit 1; echo "down $(date +%s.%N)"; '
+               'sleep "$secs"; echo "up $(date +%s.%N)"; ip link set dev "$dev" up || exit 1; ' + RESTORE)
 # One exec, so the node is without rules only as long as nft takes to load them again.
 RELOAD_SCRIPT = ('nft flush ruleset || exit 1; for f; do case "$f" in *.iptables) iptables-restore "$f" ;; '
                  '*) nft -f "$f" ;; esac || exit 1; done')

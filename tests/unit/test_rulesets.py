@@ -312,11 +312,11 @@ def test_forwards_render_in_a_dstnat_chain(tmp_path):
     chain = nft.split("chain portforward {")[1].split("}")[0]
     assert chain.splitlines()[1:] == [
         "        type nat hook prerouting priority dstnat; policy accept;",
-        "        iifname $out tcp dport 1723 dnat to 10.2.0.5",
-        "        iifname $out ip protocol gre dnat to 10.2.0.5",
-        "        iifname $out udp dport 500 dnat to 10.2.0.5:4500",
+        "        iifname $outside tcp dport 1723 dnat to 10.2.0.5",
+        "        iifname $outside ip protocol gre dnat to 10.2.0.5",
+        "        iifname $outside udp dport 500 dnat to 10.2.0.5:4500",
         "    "]
-    assert 'tcp dport 1723 ct helper set "pptp"' in nft and "oifname $out masquerade" in nft
+    assert 'tcp dport 1723 ct helper set "pptp"' in nft and "oifname $outside masquerade" in nft
     plain = render.node_files(topology.load(write(tmp_path, nat_data())), "fw")["/etc/pptp-lab/nat.nft"][0]
     assert "portforward" not in plain
 
