@@ -104,8 +104,9 @@ def worker_engine() -> str:
 
 
 def _engine(kernel: suites.KernelChoice | None = None):
-    """(Engine, node image tag, stop it at the end): the stop is ours when this process
-    started the VM outside xdist; under xdist the controller stops it (a marker says so)."""
+    """(Engine, node image tag, whether this process started its VM, stop it at the end):
+    the stop is ours when this process started the VM outside xdist; under xdist the
+    controller stops it (a marker says so)."""
     from .engines.vm import VmEngine
 
     spec = worker_engine()
@@ -113,16 +114,17 @@ def _engine(kernel: suites.KernelChoice | None = None):
     eng = engines.select(spec, kernel)
     image = eng.ensure_image()
     worker = bool(os.environ.get("PYTEST_XDIST_WORKER"))
-    if isinstance(eng, VmEngine) and not was_running and worker:
+    started = isinstance(eng, VmEngine) and not was_running
+    if started and worker:
         _started_marker(eng).touch()  # the controller stops it after every worker is done
-    return eng, image, isinstance(eng, VmEngine) and not was_running and not worker
+    return eng, image, started, started and not worker
 
 
 @pytest.fixture(scope="session")
 def lab_engine():
     """(Engine, node image tag). A VM started here is stopped at the end of the session; one
     that was already running (a user's lab) is left alone."""
-    eng, image, stop = _engine()
+    eng, image, _, stop = _engine()
     yield eng, image
     if stop:
         eng.stop()
@@ -151,14 +153,24 @@ def lab_kernel(request):
 
 @pytest.fixture(scope="session")
 def lab_kernel_engines():
-    """kernel -> (Engine, node image tag) of that kernel's VM, started on first use; the ones
-    started here are stopped at the end of the session."""
-    found, stop = {}, []
+    """kernel -> (Engine, node image tag) of that kernel's VM, started on first use. One such
+    VM at a time: asking for another kernel powers off the previous one if it was started
+    here (as a matrix run does; an idle guest still takes CPU from the one at work, and
+    `@pytest.mark.kernel` runs a module's tests kernel by kernel). The ones left are stopped
+    at the end of the session."""
+    found, started, stop = {}, set(), []
 
     def get(kernel: str):
         if kernel not in found:
-            eng, image, ours = _engine(suites.KernelChoice(kernel, KERNEL_MARK))
+            for old in [k for k in found if k in started]:
+                eng = found.pop(old)[0]
+                started.discard(old)
+                eng.stop()
+                if eng in stop:
+                    stop.remove(eng)
+            eng, image, here, ours = _engine(suites.KernelChoice(kernel, KERNEL_MARK))
             found[kernel] = eng, image
+            started.update([kernel] if here else [])
             stop.extend([eng] if ours else [])
         return found[kernel]
 

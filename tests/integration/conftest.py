@@ -20,8 +20,7 @@ REFERENCE = {
 
 
 # With them, the modules on the other kernels' VMs (issue #11): one guest of theirs at a time.
-OWN_VM = {"test_vm_snapshot", "test_crash_safety", "test_other_kernels_nat_editor",
-          "test_other_kernels_pptp_lab_test"}
+OWN_VM = {"test_vm_snapshot", "test_crash_safety", "test_other_kernels", "test_other_kernels_side_by_side"}
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -221,17 +221,19 @@ def plugin_stage(monkeypatch):
     """The plugin's engine choice and lab up/down as stand-ins; what they were asked, in order."""
     from lab import lifecycle
 
-    seen = {"select": [], "up": [], "stopped": []}
+    seen = {"select": [], "up": [], "stopped": [], "order": []}
 
     def select(spec, kernel=None):
         seen["select"].append(kernel.said if kernel else None)
+        seen["order"].append(("start", kernel.kernel if kernel else "local"))
         return VmEngine(1, kernel=kernel.kernel) if kernel else engines.choose.local()
 
     monkeypatch.setattr(engines, "select", select)
     monkeypatch.setattr(engines, "running", lambda spec, kernel=None: None)
     monkeypatch.setattr(VmEngine, "ensure_image", lambda eng: f"node:{eng.kernel}")
     monkeypatch.setattr(type(engines.choose.local()), "ensure_image", lambda eng: "node:local")
-    monkeypatch.setattr(VmEngine, "stop", lambda eng: seen["stopped"].append(eng.kernel))
+    monkeypatch.setattr(VmEngine, "stop", lambda eng: (seen["stopped"].append(eng.kernel),
+                                                       seen["order"].append(("stop", eng.kernel))))
     monkeypatch.setattr(lifecycle, "up", lambda eng, topo: seen["up"].append((getattr(eng, "kernel", "local"),
                                                                               topo.name)))
     monkeypatch.setattr(lifecycle, "down", lambda eng, name: (0, None))
@@ -267,6 +269,21 @@ def test_the_kernel_marker_gives_the_lab_once_per_kernel(pytester, plugin_stage)
     assert sorted(plugin_stage["select"], key=str) == [
         "@pytest.mark.kernel bullseye", "@pytest.mark.kernel trixie", None]
     assert sorted(plugin_stage["stopped"]) == ["bullseye", "trixie"]  # started by the session: stopped
+
+
+def test_the_kernel_marker_runs_one_vm_of_its_own_at_a_time(pytester, plugin_stage):
+    pytester.makepyfile(test_k="""
+        import pytest
+
+        pytestmark = pytest.mark.kernel("bullseye", "bookworm-backports", "trixie")
+
+        def test_one(lab):
+            pass
+    """)
+    pytester.runpytest("-p", "lab.pytest_plugin").assert_outcomes(passed=3)
+    # the previous kernel's VM goes before the next one starts; the last at the session's end
+    assert plugin_stage["order"] == [("start", "bullseye"), ("stop", "bullseye"), ("start", "bookworm-backports"),
+                                     ("stop", "bookworm-backports"), ("start", "trixie"), ("stop", "trixie")]
 
 
 def test_a_bad_kernel_in_the_marker_is_named(pytester, plugin_stage):

@@ -1,0 +1,58 @@
+"""Issue #11 item 5: on every shipped kernel besides the default (which the rest of the
+suite runs on), SPEC S19/S20 (the NAT editor with one and three clients, with and without
+it) and the default topology's `expect:`. The S19/S20 tests are test_s19_s20_nat_editor's
+own, collected here once more per kernel; then, on the same VM, the default topology runs
+through `pptp-lab test --matrix kernel=K` (one cell: the matrix report's path in CI). A
+kernel whose helper or programs behave otherwise fails here by name ([kernel=...]).
+
+Kernel by kernel, one VM of theirs at a time (the plugin powers the previous one off), in
+the suite's "own-vm" scope (tests/integration/conftest.py): never more than two guests run
+at once."""
+import json
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lab import lifecycle, suites
+from tests import REPO
+from tests.integration.test_s19_s20_nat_editor import (  # noqa: F401 - collected here per kernel
+    test_S19_editor_rewrites_the_call_id_in_control_and_gre,
+    test_S20_same_call_id_with_editor_all_tunnels_carry_data_at_once,
+    test_S20_without_the_editor_the_tunnels_fail_and_the_capture_says_how,
+    test_S19_editor_back_on_all_tunnels_up_again)
+
+OTHER_KERNELS = [k for k in suites.KERNELS if k != suites.DEFAULT]
+
+pytestmark = [pytest.mark.topology("nat-clients", name="t-nat"), pytest.mark.kernel(*OTHER_KERNELS)]
+
+
+def pptp_lab(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", "from lab.cli import main; main()", *args],
+                          capture_output=True, text=True, cwd=REPO)
+
+
+def test_default_topology_meets_its_expectations(lab, lab_kernel, tmp_path):
+    lifecycle.down(lab.eng, lab.topo.name)  # the same reference subnets as the default topology
+    data = yaml.safe_load((REPO / "topologies" / "default.yaml").read_text())
+    data["name"] = "t-expect-kernel"
+    path = tmp_path / "t-expect-kernel.yaml"
+    path.write_text(yaml.safe_dump(data))
+    res = pptp_lab("test", str(path), "--matrix", f"kernel={lab_kernel}")
+    out = res.stdout + res.stderr
+    found = [line.split("JUnit (matrix): ", 1)[1].strip() for line in out.splitlines() if "JUnit (matrix): " in line]
+    assert found, f"no matrix report (exit {res.returncode}):\n{out[-3000:]}"
+    report = Path(found[0]).parent
+    (cell,) = json.loads((report / "matrix.json").read_text())["cells"]
+    assert (cell["kernel"], cell["state"]) == (lab_kernel, "PASS"), out[-3000:]
+    assert res.returncode == 0, out[-3000:]
+    root = ET.parse(report / "junit.xml").getroot()
+    assert [c.get("name") for c in root.iter("testcase")] == [f"kernel={lab_kernel}"]
+    # the cell's own report: the same checks as on the default kernel, all passed
+    cases = {t.get("name"): t for t in ET.parse(Path(cell["run_dir"]) / "junit.xml").getroot().iter("testcase")}
+    assert {"client: tunnel up", "home-client: reaches 10.10.0.20", "nat: unique outside call IDs"} <= set(cases)
+    assert not any(t.find("failure") is not None for t in cases.values())
+    assert lab.eng.attach() is not None  # the matrix did not start this VM, so it left it running
