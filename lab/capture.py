@@ -38,8 +38,11 @@ def start(eng: Engine, lab: str, image: str):
         existing.remove(force=True)
     segments = {n.attrs["Labels"][names.NETWORK]: eng.bridge(n) for n in eng.networks(lab)}
     script = [f"mkdir -p {DIR}", f"date +%s.%N > {DIR}/started"]
+    # --immediate-mode: each packet reaches tcpdump at once, not when the kernel's capture
+    # buffer block times out (up to a second or more under emulation), so a snapshot read
+    # right after a dial or a ping holds its packets; -U writes each one out.
     for seg, br in segments.items():
-        script.append(f"tcpdump -i {br} -U -n -s 0 -w {DIR}/{seg}.pcap 2>{DIR}/{seg}.log &")
+        script.append(f"tcpdump -i {br} --immediate-mode -U -n -s 0 -w {DIR}/{seg}.pcap 2>{DIR}/{seg}.log &")
     script.append("trap 'kill -INT $(jobs -p) 2>/dev/null; wait; exit 0' TERM INT; wait")
     box = eng.run_helper(lab, ROLE, image, "\n".join(script), {names.SEGMENTS: json.dumps(segments)})
     # tcpdump needs a moment to open its interfaces; nothing of the lab's traffic may precede it.
