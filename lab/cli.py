@@ -186,12 +186,14 @@ def status_table(rows, title: str, wide: bool = False) -> Table:
     """lifecycle.NodeStatus rows as a table. The default layout fits 80 columns for the usual
     lab (name over kind, state over tunnel, one address a line, PPP local over peer, the
     call's figures one a line); `wide` gives one column per field. Nothing is ever cut
-    short: a value too wide is folded."""
+    short: a value too wide is folded. Every value is escaped whole, cell by cell: names,
+    addresses, versions (dpkg's) and the call come from the engine, the nodes and the
+    capture, and rich would take "[...]" in them for markup."""
     from .tunnels import ago
 
     def tunnel(r) -> str:
         colour = TUNNEL_COLOURS.get(r.tunnel)
-        return f"[{colour}]{r.tunnel}[/]" if colour else r.tunnel
+        return f"[{colour}]{r.tunnel}[/]" if colour else escape(r.tunnel)
 
     if wide:
         table = Table(title=title)
@@ -200,29 +202,32 @@ def status_table(rows, title: str, wide: bool = False) -> Table:
             table.add_column(col, overflow="fold")
         for r in rows:
             counted = r.gre_out is not None
-            table.add_row(r.name, r.kind, r.state, ", ".join(f"{k} {v}" for k, v in r.addresses.items()),
-                          tunnel(r), r.ppp_address, r.peer_address, r.call_ids, ago(r.age_s),
-                          " ".join(x for x in (ago(r.last_echo_s), r.last_echo) if x),
-                          f"↑{r.gre_out} ↓{r.gre_in}" if counted else "",
-                          f"↑{r.lost_out} ↓{r.lost_in}" if counted else "", ago(r.last_gre_in_s), ago(r.unanswered_s),
-                          " ".join(f"{k} {v}" for k, v in r.versions.items()))
+            plain = [r.name, r.kind, r.state, ", ".join(f"{k} {v}" for k, v in r.addresses.items()),
+                     r.ppp_address, r.peer_address, r.call_ids, ago(r.age_s),
+                     " ".join(x for x in (ago(r.last_echo_s), r.last_echo) if x),
+                     f"↑{r.gre_out} ↓{r.gre_in}" if counted else "",
+                     f"↑{r.lost_out} ↓{r.lost_in}" if counted else "", ago(r.last_gre_in_s), ago(r.unanswered_s),
+                     " ".join(f"{k} {v}" for k, v in r.versions.items())]
+            cells = ["" if x is None else escape(str(x)) for x in plain]
+            table.add_row(*cells[:4], tunnel(r), *cells[4:])
         return table
     table = _compact(title)
     for col in ("node", "state", "addresses", "PPP address\n→ peer", "call"):
         table.add_column(col, overflow="fold")
     for r in rows:
         if r.state != "running":
-            state = f"[red]{r.state}[/]"
+            state = f"[red]{escape(r.state)}[/]"
         elif r.tunnel == "stalled":  # one word a line, and for how long: the column stays narrow
             state = f"running\n[yellow]tunnel\nstalled {ago(r.unanswered_s)}[/]"
         elif r.tunnel in TUNNEL_COLOURS:
             state = f"running\n[{TUNNEL_COLOURS[r.tunnel]}]tunnel {r.tunnel}[/]"
         else:  # a server's "N call(s)"
-            state = "running" + (f"\n{r.tunnel.replace('(s)', '' if r.tunnel.startswith('1 ') else 's')}"
+            state = "running" + (f"\n{escape(r.tunnel.replace('(s)', '' if r.tunnel.startswith('1 ') else 's'))}"
                                  if r.tunnel else "")
         ppp = "\n".join(x for x in (r.ppp_address, r.peer_address and f"→ {r.peer_address}") if x)
-        table.add_row(f"[bold]{r.name}[/]\n[dim]{r.kind}[/]", state,
-                      "\n".join(f"{k} {v}" for k, v in r.addresses.items()), ppp, "\n".join(_traffic(r)))
+        table.add_row(f"[bold]{escape(r.name)}[/]\n[dim]{escape(r.kind)}[/]", state,
+                      escape("\n".join(f"{k} {v}" for k, v in r.addresses.items())), escape(ppp),
+                      escape("\n".join(_traffic(r))))
     return table
 
 
