@@ -506,7 +506,8 @@ def policy_show(lab: str, node: str, engine: Optional[str] = EngineOpt, kernel: 
     for col in ("chain", "rule", "packets", "bytes"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r["chain"], r["comment"], str(r["packets"]), str(r["bytes"]))
+        # Read from the node's nft: text, never markup.
+        table.add_row(*(escape(str(r[k])) for k in ("chain", "comment", "packets", "bytes")))
     console.print(table)
 
 
@@ -525,8 +526,10 @@ def nat_show(lab: str, node: str, engine: Optional[str] = EngineOpt, kernel: Opt
     for col in ("proto", "state", "original", "reply", "call IDs (orig / reply)", "helper"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r["proto"], r["state"], r["orig"], r["reply"],
-                      f"{r.get('orig_call_ids', '')} / {r.get('reply_call_ids', '')}".strip(" /"), r["helper"])
+        # Read from the node's conntrack: text, never markup.
+        table.add_row(*(escape(str(x)) for x in (
+            r["proto"], r["state"], r["orig"], r["reply"],
+            f"{r.get('orig_call_ids', '')} / {r.get('reply_call_ids', '')}".strip(" /"), r["helper"])))
     console.print(table)
 
 

@@ -219,3 +219,16 @@ def test_a_running_labs_name_and_a_file_name_the_same_lab(stands, tmp_path):
     res = runner.invoke(cli.app, ["exec", path, "cli", "true"])
     assert res.exit_code == 0, res.output
     assert stands["trixie"].calls == [(("t", "cli"), ["true"])]
+
+
+def test_the_show_tables_print_what_the_node_says_as_text(stands, monkeypatch):
+    from lab import queries
+
+    monkeypatch.setattr(queries, "filter_counters", lambda eng, node: [
+        {"chain": "forward", "comment": "S12a [red]x[/]", "packets": 1, "bytes": 2}])
+    monkeypatch.setattr(queries, "nat_entries", lambda eng, node: [
+        {"proto": "gre", "state": "[/]", "orig": "[b]src=1", "reply": "", "helper": "pptp", "orig_call_ids": "7"}])
+    res = runner.invoke(cli.app, ["policy", "show", "default", "fw"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0 and "S12a [red]x[/]" in res.output, res.output
+    res = runner.invoke(cli.app, ["nat", "show", "default", "nat"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0 and "[b]src=1" in res.output and "[/]" in res.output, res.output
