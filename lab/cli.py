@@ -21,6 +21,7 @@ from . import images, suites
 from .engines import vm
 from .errors import LabError
 from .host import console
+from .nodecommand import NodeCommand
 from .paths import RUNS_ENV, topology_file
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
@@ -35,6 +36,9 @@ KERNELS = " | ".join(suites.KERNELS)
 KernelOpt = typer.Option(None, "--kernel", metavar="SUITE",
                          help=f"the VM's Debian kernel: {KERNELS} (default: the topology's engine.kernel, "
                          f"else ${suites.KERNEL_ENV}, else bookworm); implies the VM engine")
+LabKernelOpt = typer.Option(None, "--kernel", metavar="SUITE",
+                            help=f"the lab on this kernel's VM: {KERNELS} (default: a topology file's "
+                            f"engine.kernel, else ${suites.KERNEL_ENV}); implies the VM engine")
 VmKernelOpt = typer.Option(None, "--kernel", metavar="SUITE",
                            help=f"which kernel's VM: {KERNELS} (default: ${suites.KERNEL_ENV}, else bookworm)")
 
@@ -182,12 +186,14 @@ def status_table(rows, title: str, wide: bool = False) -> Table:
     """lifecycle.NodeStatus rows as a table. The default layout fits 80 columns for the usual
     lab (name over kind, state over tunnel, one address a line, PPP local over peer, the
     call's figures one a line); `wide` gives one column per field. Nothing is ever cut
-    short: a value too wide is folded."""
+    short: a value too wide is folded. Every value is escaped whole, cell by cell: names,
+    addresses, versions (dpkg's) and the call come from the engine, the nodes and the
+    capture, and rich would take "[...]" in them for markup."""
     from .tunnels import ago
 
     def tunnel(r) -> str:
         colour = TUNNEL_COLOURS.get(r.tunnel)
-        return f"[{colour}]{r.tunnel}[/]" if colour else r.tunnel
+        return f"[{colour}]{r.tunnel}[/]" if colour else escape(r.tunnel)
 
     if wide:
         table = Table(title=title)
@@ -196,29 +202,32 @@ def status_table(rows, title: str, wide: bool = False) -> Table:
             table.add_column(col, overflow="fold")
         for r in rows:
             counted = r.gre_out is not None
-            table.add_row(r.name, r.kind, r.state, ", ".join(f"{k} {v}" for k, v in r.addresses.items()),
-                          tunnel(r), r.ppp_address, r.peer_address, r.call_ids, ago(r.age_s),
-                          " ".join(x for x in (ago(r.last_echo_s), r.last_echo) if x),
-                          f"↑{r.gre_out} ↓{r.gre_in}" if counted else "",
-                          f"↑{r.lost_out} ↓{r.lost_in}" if counted else "", ago(r.last_gre_in_s), ago(r.unanswered_s),
-                          " ".join(f"{k} {v}" for k, v in r.versions.items()))
+            plain = [r.name, r.kind, r.state, ", ".join(f"{k} {v}" for k, v in r.addresses.items()),
+                     r.ppp_address, r.peer_address, r.call_ids, ago(r.age_s),
+                     " ".join(x for x in (ago(r.last_echo_s), r.last_echo) if x),
+                     f"↑{r.gre_out} ↓{r.gre_in}" if counted else "",
+                     f"↑{r.lost_out} ↓{r.lost_in}" if counted else "", ago(r.last_gre_in_s), ago(r.unanswered_s),
+                     " ".join(f"{k} {v}" for k, v in r.versions.items())]
+            cells = ["" if x is None else escape(str(x)) for x in plain]
+            table.add_row(*cells[:4], tunnel(r), *cells[4:])
         return table
     table = _compact(title)
     for col in ("node", "state", "addresses", "PPP address\n→ peer", "call"):
         table.add_column(col, overflow="fold")
     for r in rows:
         if r.state != "running":
-            state = f"[red]{r.state}[/]"
+            state = f"[red]{escape(r.state)}[/]"
         elif r.tunnel == "stalled":  # one word a line, and for how long: the column stays narrow
             state = f"running\n[yellow]tunnel\nstalled {ago(r.unanswered_s)}[/]"
         elif r.tunnel in TUNNEL_COLOURS:
             state = f"running\n[{TUNNEL_COLOURS[r.tunnel]}]tunnel {r.tunnel}[/]"
         else:  # a server's "N call(s)"
-            state = "running" + (f"\n{r.tunnel.replace('(s)', '' if r.tunnel.startswith('1 ') else 's')}"
+            state = "running" + (f"\n{escape(r.tunnel.replace('(s)', '' if r.tunnel.startswith('1 ') else 's'))}"
                                  if r.tunnel else "")
         ppp = "\n".join(x for x in (r.ppp_address, r.peer_address and f"→ {r.peer_address}") if x)
-        table.add_row(f"[bold]{r.name}[/]\n[dim]{r.kind}[/]", state,
-                      "\n".join(f"{k} {v}" for k, v in r.addresses.items()), ppp, "\n".join(_traffic(r)))
+        table.add_row(f"[bold]{escape(r.name)}[/]\n[dim]{escape(r.kind)}[/]", state,
+                      escape("\n".join(f"{k} {v}" for k, v in r.addresses.items())), escape(ppp),
+                      escape("\n".join(_traffic(r))))
     return table
 
 
@@ -253,7 +262,7 @@ def up(topology_arg: str = typer.Argument("default", metavar="TOPOLOGY",
 
 @app.command()
 def down(lab: str = typer.Argument("default", help="lab name or topology file"),
-         engine: Optional[str] = EngineOpt, kernel: Optional[str] = KernelOpt) -> None:
+         engine: Optional[str] = EngineOpt, kernel: Optional[str] = LabKernelOpt) -> None:
     """Remove exactly what the lab created (also after a crash half-way); collect captures."""
     from . import lifecycle
 
@@ -285,15 +294,22 @@ def _lab_and_kernel(arg: str, kernel: Optional[str]) -> tuple[str, Optional[suit
     return topo.name, suites.wanted_kernel(None, topo, arg)
 
 
+def _lab_on(arg: str, engine: Optional[str], kernel: Optional[str]):
+    """(the running engine, the lab's name) of a lab name or topology file: with a kernel
+    asked for, the lab on that kernel's VM."""
+    lab, asked = _lab_and_kernel(arg, kernel)
+    return _running_engine(engine, asked), lab
+
+
 @app.command()
 def status(lab: str = typer.Argument("default"), engine: Optional[str] = EngineOpt,
-           kernel: Optional[str] = KernelOpt,
+           kernel: Optional[str] = LabKernelOpt,
            as_json: bool = typer.Option(False, "--json"), wide: bool = WideOpt) -> None:
     """Nodes, addresses, tunnel state, PPP addresses and call IDs of a running lab."""
     from . import lifecycle
 
-    lab, asked = _lab_and_kernel(lab, kernel)
-    rows = lifecycle.status(_running_engine(engine, asked), lab)
+    eng, lab = _lab_on(lab, engine, kernel)
+    rows = lifecycle.status(eng, lab)
     if as_json:
         print(lifecycle.to_json(rows))
     else:
@@ -308,7 +324,7 @@ def apply_(lab: str = typer.Argument(..., help="a running lab"), node: str = typ
            without: Optional[str] = typer.Option(None, "--without", metavar="S12b,...", help="filters left out of --policy"),
            nat_editor: Optional[str] = typer.Option(None, "--nat-editor", metavar="on|off", help="the PPTP NAT editor"),
            redial: bool = typer.Option(False, "--redial", help="hang up every tunnel and dial again afterwards"),
-           engine: Optional[str] = EngineOpt) -> None:
+           engine: Optional[str] = EngineOpt, kernel: Optional[str] = LabKernelOpt) -> None:
     """Replace a running node's rules without redeploying, and show what changed."""
     from . import apply as apply_mod
 
@@ -316,8 +332,7 @@ def apply_(lab: str = typer.Argument(..., help="a running lab"), node: str = typ
         raise LabError(f"--nat-editor {nat_editor}: give on or off")
     if without and policy is None:
         raise LabError("--without goes with --policy")
-    eng = _running_engine(engine)
-    lab = _lab_name(lab)
+    eng, lab = _lab_on(lab, engine, kernel)
     topo = apply_mod.current(eng, lab)
     new = apply_mod.changed(topo, node, ruleset=ruleset, policy=policy,
                             without=[x.strip() for x in without.split(",") if x.strip()] if without else None,
@@ -334,7 +349,7 @@ def apply_(lab: str = typer.Argument(..., help="a running lab"), node: str = typ
 def fault_(lab: str = typer.Argument(..., metavar="LAB", help="a running lab"),
            verb: str = typer.Argument(..., metavar="VERB", help="kill, restart, link, netem, conntrack-flush or reload"),
            args: Optional[list[str]] = typer.Argument(None, metavar="ARGS...", help="the verb's words (above)"),
-           engine: Optional[str] = EngineOpt,
+           engine: Optional[str] = EngineOpt, kernel: Optional[str] = LabKernelOpt,
            as_json: bool = typer.Option(False, "--json", help="print the fault's record")) -> None:
     """Break a running lab's path: kill, restart, link, netem, conntrack-flush, reload.
 
@@ -357,23 +372,25 @@ def fault_(lab: str = typer.Argument(..., metavar="LAB", help="a running lab"),
     clear). A bad value is a one-line error and exit status 2."""
     from . import fault as fault_mod
 
-    eng = _running_engine(engine)
-    lab = _lab_name(lab)
-    f = fault_mod.inject(eng, lab, verb, *(args or []))
+    name, asked = _lab_and_kernel(lab, kernel)
+    eng = _running_engine(engine, asked)
+    f = fault_mod.inject(eng, name, verb, *(args or []))
     if as_json:
         print(json.dumps(f.to_dict(), indent=1))
         return
     what = escape(f"{' '.join([f.verb, f.node, *f.args])}: {f.done} ({f.ended - f.started:.1f}s)")
     console.print(f"[green]✓[/] {what}", soft_wrap=True, highlight=False)
     if f.undo:
-        console.print(f"undo: pptp-lab fault {lab} {' '.join(f.undo)}", soft_wrap=True,
+        # The same engine and kernel options, so that the undo acts on the same VM.
+        where = (f"--engine {engine} " if engine else "") + (f"--kernel {asked.kernel} " if asked else "")
+        console.print(f"undo: pptp-lab fault {where}{name} {' '.join(f.undo)}", soft_wrap=True,
                       markup=False, highlight=False)
 
 
 @app.command("why")
 def why_(lab: str = typer.Argument(..., help="a running lab"), client: str = typer.Argument(..., help="a client node"),
          timeout: float = typer.Option(30, "--timeout", help="seconds to wait for the redialled tunnel"),
-         engine: Optional[str] = EngineOpt) -> None:
+         engine: Optional[str] = EngineOpt, kernel: Optional[str] = LabKernelOpt) -> None:
     """Why a client's tunnel fails: redial it with kernel tracing on in the lab's firewall,
     nat and router nodes, and name the node, chain and rule that dropped its packets,
     checked against where the captures saw them."""
@@ -381,8 +398,7 @@ def why_(lab: str = typer.Argument(..., help="a running lab"), client: str = typ
 
     from . import apply as apply_mod, capture, lifecycle, pptp, render, trace, why as why_mod
 
-    eng = _running_engine(engine)
-    lab = _lab_name(lab)
+    eng, lab = _lab_on(lab, engine, kernel)
     topo = apply_mod.current(eng, lab)
     if client not in topo.clients:
         raise LabError(f"lab {lab} has no client {client} (clients: {', '.join(topo.clients) or 'none'})")
@@ -398,29 +414,31 @@ def why_(lab: str = typer.Argument(..., help="a running lab"), client: str = typ
     raise typer.Exit(1)
 
 
-@app.command("exec", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@app.command("exec", cls=NodeCommand, context_settings={"allow_extra_args": True})
 def exec_(ctx: typer.Context, lab: str = typer.Argument(...), node: str = typer.Argument(...),
-          engine: Optional[str] = EngineOpt) -> None:
-    """Run a command in a lab node, e.g. `pptp-lab exec default client ip addr`."""
+          engine: Optional[str] = EngineOpt, kernel: Optional[str] = LabKernelOpt) -> None:
+    """Run a command in a lab node, e.g. `pptp-lab exec default client ip addr`. Options go
+    before the command (`exec --kernel trixie default client ip addr`): its own words, from
+    the first one on, are all passed to it."""
     if not ctx.args:
         raise LabError("exec: give a command after the node name")
-    eng = _running_engine(engine)
-    res = eng.exec(eng.node(_lab_name(lab), node), ctx.args, check=False)
+    eng, lab = _lab_on(lab, engine, kernel)
+    res = eng.exec(eng.node(lab, node), ctx.args, check=False)
     sys.stdout.write(res.out)
     raise typer.Exit(res.rc)
 
 
 @app.command()
-def logs(lab: str, node: str, engine: Optional[str] = EngineOpt) -> None:
+def logs(lab: str, node: str, engine: Optional[str] = EngineOpt, kernel: Optional[str] = LabKernelOpt) -> None:
     """pppd's log of a node (and pptpd's calls on a server)."""
-    from . import lifecycle, queries
+    from . import queries
 
-    eng = _running_engine(engine)
-    sys.stdout.write(queries.ppp_log(eng, eng.node(_lab_name(lab), node)))
+    eng, lab = _lab_on(lab, engine, kernel)
+    sys.stdout.write(queries.ppp_log(eng, eng.node(lab, node)))
 
 
 @capture_app.command("live")
-def capture_live(lab: str, segment: str, engine: Optional[str] = EngineOpt,
+def capture_live(lab: str, segment: str, engine: Optional[str] = EngineOpt, kernel: Optional[str] = LabKernelOpt,
                  bpf: str = typer.Option("", "--filter", help="a BPF filter, e.g. 'ip proto 47'")) -> None:
     """A live pcap stream of one segment on stdout, while the lab's own capture keeps running:
     `pptp-lab capture live default internet | wireshark -k -i -` (or `| tshark -r -`)."""
@@ -429,8 +447,9 @@ def capture_live(lab: str, segment: str, engine: Optional[str] = EngineOpt,
     out = sys.stdout.buffer
     if out.isatty():
         raise LabError("capture live writes pcap bytes: pipe it into wireshark -k -i - or tshark -r -")
+    eng, lab = _lab_on(lab, engine, kernel)
     try:
-        with live.stream(_running_engine(engine), _lab_name(lab), segment, bpf) as chunks:
+        with live.stream(eng, lab, segment, bpf) as chunks:
             for chunk in chunks:
                 out.write(chunk)
                 out.flush()
@@ -439,7 +458,8 @@ def capture_live(lab: str, segment: str, engine: Optional[str] = EngineOpt,
 
 
 @capture_app.command("watch")
-def capture_watch(lab: str = typer.Argument("default"), engine: Optional[str] = EngineOpt) -> None:
+def capture_watch(lab: str = typer.Argument("default"), engine: Optional[str] = EngineOpt,
+                  kernel: Optional[str] = LabKernelOpt) -> None:
     """The PPTP events of every segment as the analyser sees them, live, one line each
     (control messages, PPP steps, phase changes, GRE losses). Ctrl-C ends it."""
     from . import live
@@ -447,18 +467,21 @@ def capture_watch(lab: str = typer.Argument("default"), engine: Optional[str] = 
     def write(line: str) -> None:
         print(line, flush=True)
 
+    eng, lab = _lab_on(lab, engine, kernel)
     try:
-        live.watch(_running_engine(engine), _lab_name(lab), write)
+        live.watch(eng, lab, write)
     except (BrokenPipeError, KeyboardInterrupt):
         pass
 
 
 @capture_app.command("stop")
-def capture_stop(lab: str = typer.Argument("default"), engine: Optional[str] = EngineOpt) -> None:
+def capture_stop(lab: str = typer.Argument("default"), engine: Optional[str] = EngineOpt,
+                 kernel: Optional[str] = LabKernelOpt) -> None:
     """Stop capturing and collect the pcaps into runs/<lab>/<run-id>/."""
     from . import capture
 
-    run = capture.stop(_running_engine(engine), _lab_name(lab))
+    eng, lab = _lab_on(lab, engine, kernel)
+    run = capture.stop(eng, lab)
     console.print(f"captures in {run}" if run else f"lab {lab} has no capture running", soft_wrap=True)
 
 
@@ -469,13 +492,13 @@ app.add_typer(nat_app, name="nat")
 
 
 @policy_app.command("show")
-def policy_show(lab: str, node: str, engine: Optional[str] = EngineOpt,
+def policy_show(lab: str, node: str, engine: Optional[str] = EngineOpt, kernel: Optional[str] = LabKernelOpt,
                 as_json: bool = typer.Option(False, "--json")) -> None:
     """The firewall node's rules with their packet counters."""
-    from . import lifecycle, names, queries
+    from . import names, queries
 
-    eng = _running_engine(engine)
-    rows = queries.filter_counters(eng, eng.node(_lab_name(lab), node))
+    eng, lab = _lab_on(lab, engine, kernel)
+    rows = queries.filter_counters(eng, eng.node(lab, node))
     if as_json:
         print(json.dumps(rows, indent=1))
         return
@@ -483,18 +506,19 @@ def policy_show(lab: str, node: str, engine: Optional[str] = EngineOpt,
     for col in ("chain", "rule", "packets", "bytes"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r["chain"], r["comment"], str(r["packets"]), str(r["bytes"]))
+        # Read from the node's nft: text, never markup.
+        table.add_row(*(escape(str(r[k])) for k in ("chain", "comment", "packets", "bytes")))
     console.print(table)
 
 
 @nat_app.command("show")
-def nat_show(lab: str, node: str, engine: Optional[str] = EngineOpt,
+def nat_show(lab: str, node: str, engine: Optional[str] = EngineOpt, kernel: Optional[str] = LabKernelOpt,
              as_json: bool = typer.Option(False, "--json")) -> None:
     """Conntrack entries for TCP 1723 and GRE on a NAT node, with the call IDs seen."""
-    from . import lifecycle, queries
+    from . import queries
 
-    eng = _running_engine(engine)
-    rows = queries.nat_entries(eng, eng.node(_lab_name(lab), node))
+    eng, lab = _lab_on(lab, engine, kernel)
+    rows = queries.nat_entries(eng, eng.node(lab, node))
     if as_json:
         print(json.dumps(rows, indent=1))
         return
@@ -502,8 +526,10 @@ def nat_show(lab: str, node: str, engine: Optional[str] = EngineOpt,
     for col in ("proto", "state", "original", "reply", "call IDs (orig / reply)", "helper"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r["proto"], r["state"], r["orig"], r["reply"],
-                      f"{r.get('orig_call_ids', '')} / {r.get('reply_call_ids', '')}".strip(" /"), r["helper"])
+        # Read from the node's conntrack: text, never markup.
+        table.add_row(*(escape(str(x)) for x in (
+            r["proto"], r["state"], r["orig"], r["reply"],
+            f"{r.get('orig_call_ids', '')} / {r.get('reply_call_ids', '')}".strip(" /"), r["helper"])))
     console.print(table)
 
 
@@ -676,13 +702,16 @@ def graph(target: str = typer.Argument("default", metavar="TOPOLOGY|LAB",
           output: Optional[Path] = typer.Option(None, "-o", "--output", metavar="FILE",
                                                 help="out.svg or out.html; - for SVG on stdout "
                                                 "(default: <lab>.svg here)"),
-          engine: Optional[str] = EngineOpt) -> None:
+          engine: Optional[str] = EngineOpt,
+          kernel: Optional[str] = typer.Option(None, "--kernel", metavar="SUITE",
+                                               help=f"a running lab on this kernel's VM: {KERNELS} (default: "
+                                               f"${suites.KERNEL_ENV}); a file is drawn as written")) -> None:
     """Draw the topology without deploying it: networks, nodes, every address, NAT and
     firewall roles, and the tunnel each client dials. A running lab's name adds its live
     tunnels (state, PPP addresses, call IDs)."""
     from . import graph as graph_mod
 
-    topo, state = _graph_source(target, engine)
+    topo, state = _graph_source(target, engine, suites.wanted_kernel(kernel) if kernel else None)
     out = output if output is not None else Path(f"{topo.name}.svg")
     if str(out) == "-":
         sys.stdout.write(graph_mod.topology_svg(topo, state) + "\n")
@@ -698,14 +727,15 @@ def graph(target: str = typer.Argument("default", metavar="TOPOLOGY|LAB",
                   soft_wrap=True, markup=False, highlight=False)
 
 
-def _graph_source(target: str, engine: Optional[str]):
+def _graph_source(target: str, engine: Optional[str], kernel: Optional[suites.KernelChoice] = None):
     """(topology, live state or None). A file is drawn as written, without asking any
-    engine; a name is a running lab's when one of that name is up, else a shipped topology."""
+    engine; a name is a running lab's when one of that name is up (on `kernel`'s VM when
+    one is asked for), else a shipped topology."""
     from . import graph as graph_mod, lifecycle, topology
 
     path = Path(target)
     if not (path.is_file() or path.suffix in (".yaml", ".yml") or len(path.parts) != 1):
-        eng = engine_mod.running(engine)
+        eng = engine_mod.running(engine, kernel)
         if eng is not None and target in eng.labs():
             return (lifecycle.recorded_topology(eng, target),
                     graph_mod.state_from(lifecycle.status(eng, target)))

@@ -282,7 +282,7 @@ class Lab:
     def hangup(self, client: str, timeout: float = 20) -> None:
         """Client-initiated teardown: pppd sends LCP Terminate, pptp clears the call."""
         self.run(client, "pkill -TERM pppd", check=False)
-        self._wait_down(client, timeout)
+        self.wait_ended(client, timeout)
 
     def hangup_from_server(self, client: str, timeout: float = 20) -> None:
         """Server-initiated teardown of one client's call: end the server pppd serving it."""
@@ -292,9 +292,11 @@ class Lab:
         # is this client's tunnel address.
         self.run(server, f"dev=$(ip -o -4 addr show | awk -v a='peer {addr}/' 'index($0, a) {{print $2}}'); "
                          f"kill -TERM $(cat /var/run/$dev.pid)")
-        self._wait_down(client, timeout)
+        self.wait_ended(client, timeout)
 
-    def _wait_down(self, client: str, timeout: float) -> None:
+    def wait_ended(self, client: str, timeout: float = 20) -> None:
+        """Until the client's pppd and pptp have exited, so the call's teardown is on the
+        wire; AssertionError if they still run after `timeout` seconds."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.run(client, "pgrep -x pppd >/dev/null || pgrep -x pptp >/dev/null", check=False).rc != 0:

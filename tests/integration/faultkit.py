@@ -43,7 +43,7 @@ def wait_down(lab, client: str, timeout: float) -> float | None:
 
 def wait_ended(lab, client: str, timeout: float = 20) -> None:
     """Until the client's pppd and pptp have exited (the call's teardown is on the wire)."""
-    lab._wait_down(client, timeout)
+    lab.wait_ended(client, timeout)
 
 
 def wait_up(lab, client: str, timeout: float) -> float | None:

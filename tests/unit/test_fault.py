@@ -478,6 +478,22 @@ def test_a_failing_undo_after_a_block_that_went_well_is_the_error(eng):
             eng.answer = answers(tc=(1, "Error: busy"))
 
 
+def test_lab_wait_ended_waits_for_pppd_and_pptp_to_exit():
+    still = {"left": 1}  # pgrep finds pppd or pptp once, then neither
+
+    def answer(node, argv):
+        if "pgrep -x pppd" in argv[-1]:
+            still["left"] -= 1
+            return ExecResult(0 if still["left"] >= 0 else 1, "")
+        return None
+    lab = Lab(FakeEngine(default(), answer), default())
+    lab.wait_ended("client")
+    assert still["left"] == -1
+    still["left"] = 10 ** 9
+    with pytest.raises(AssertionError, match="^client: pppd/pptp still running 0s after the hang-up"):
+        lab.wait_ended("client", timeout=0.05)
+
+
 # ------------------------------------------------------------------ the record
 def test_the_fault_log_is_owner_only_and_goes_into_the_manifest_of_its_capture(eng, tmp_path):
     fault.inject(eng, "default", "conntrack-flush", "nat")

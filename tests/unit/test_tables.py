@@ -121,3 +121,19 @@ def test_check_table_puts_the_detail_under_the_check():
 def test_markup_in_a_detail_is_shown_as_is():
     text = flat(render(checks_table([Check("x", "", False, "[red]not markup[/] [bold]")], "t")))
     assert "[red]not markup[/] [bold]" in text
+
+
+@pytest.mark.parametrize("wide", [False, True])
+def test_status_shows_what_nodes_say_as_text_never_as_markup(wide):
+    """Versions come from dpkg in a node image, addresses and the call from the node and the
+    capture: "[...]" in them is shown as written, and a stray "[/]" is no markup error."""
+    odd = NodeStatus("c", "pptp-client", "[red]exited", {"internet[b]": "198.51.100.10[/]"},
+                     "up", "[i]172.16.0.10", "[u]172.16.0.1", "[s]1/2", **TRAFFIC | dict(last_echo="LCP [blink]x"),
+                     versions={"kernel": "[bold]6.1[/bold]", "ppp": "2.4.9[/]"})
+    server = NodeStatus("vpn", "pptp-server", "running", {}, "[dim]2 call(s)")
+    text = flat(render(status_table([odd, server], "lab x", wide=wide), width=300))
+    for shown in ("[red]exited", "internet[b] 198.51.100.10[/]", "[i]172.16.0.10", "[u]172.16.0.1", "[s]1/2",
+                  "[dim]2 call" if not wide else "[dim]2 call(s)"):
+        assert shown in text, (shown, text)
+    if wide:
+        assert "LCP [blink]x" in text and "kernel [bold]6.1[/bold] ppp 2.4.9[/]" in text
