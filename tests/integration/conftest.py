@@ -1,14 +1,15 @@
 """Integration tests use the pptp_lab pytest plugin (lab/pytest_plugin.py): the `lab_engine`,
 `lab`, `sessions` and `host` fixtures come from it.
 
-Under `pytest -n 2 --dist loadscope` (what `make test` runs) the two workers share one VM and
+Under `pytest -n 3 --dist loadscope` (what `make test` runs) the workers share one VM and
 each takes whole modules (a module's `lab` fixture is module-scoped). The modules whose labs
 use the reference subnets (198.51.100.0/24 and friends: the shipped default, nat-clients,
 router-to-router and server-behind-nat topologies) would only wait for each other, so they
 form one scope, run by one worker one after another; every other module has subnets of its
 own and runs beside them. (xdist's own `loadgroup` does not group under pytest 9 here.)
-The modules that boot a VM of their own (vm:8, vm:9) take turns too: three guests under
-software emulation on two cores would slow every lab past its timeouts."""
+The modules that boot a VM of their own (vm:8, vm:9, the other kernels' VMs) form one scope
+too, so they take turns: three guests under software emulation on two cores would slow
+every lab past its timeouts."""
 from pathlib import Path
 
 import pytest
