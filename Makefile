@@ -18,11 +18,9 @@ lab-down: setup
 	$(LAB) vm down
 
 # pytest exits 5 when a selection holds no tests: that is not a failure here.
-# Three workers: the modules with the reference subnets stay together on one of them, the
-# modules with VMs of their own (other kernels, crash tests) on another, one guest at a
-# time; the rest run beside them on the suite's VM (tests/integration/conftest.py). Never
-# more than two guests at once on this 2-core machine. JOBS=1: one at a time.
-JOBS ?= 3
+# Two workers share one VM; modules with the reference subnets stay together on one of
+# them (tests/integration/conftest.py), the rest run beside them. JOBS=1: one at a time.
+JOBS ?= 2
 XDIST = $(if $(filter 1,$(JOBS)),,-n $(JOBS) --dist loadscope)
 test: setup
 	$(PYTEST) $(XDIST) tests/unit tests/integration -ra --junitxml=runs/junit.xml; rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc

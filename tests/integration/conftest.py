@@ -1,7 +1,7 @@
 """Integration tests use the pptp_lab pytest plugin (lab/pytest_plugin.py): the `lab_engine`,
 `lab`, `sessions` and `host` fixtures come from it.
 
-Under `pytest -n 3 --dist loadscope` (what `make test` runs) the workers share one VM and
+Under `pytest -n 2 --dist loadscope` (what `make test` runs) the two workers share one VM and
 each takes whole modules (a module's `lab` fixture is module-scoped). The modules whose labs
 use the reference subnets (198.51.100.0/24 and friends: the shipped default, nat-clients,
 router-to-router and server-behind-nat topologies) would only wait for each other, so they
