@@ -2,21 +2,14 @@
 with its own tunnel; taking one lab down and then its VM leaves the other's tunnel carrying
 data. This powers the trixie VM off at the end (`pptp-lab vm down --kernel trixie`).
 
-In the suite's "own-vm" scope after test_other_kernels.py, which left the trixie VM up."""
-import subprocess
-import sys
-
+In the suite's "own-vm" scope (one extra guest at a time); the trixie VM is started here
+unless `make test-kernels` left it up."""
 import yaml
 
 from lab import lifecycle, suites, topology
 from lab.engines import vm
 from lab.pytest_plugin import Lab
-from tests import REPO
-
-
-def pptp_lab(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", "from lab.cli import main; main()", *args],
-                          capture_output=True, text=True, cwd=REPO)
+from tests.integration.test_other_kernels import pptp_lab
 
 
 SIDE = {
