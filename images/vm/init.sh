@@ -30,6 +30,11 @@ modprobe -a virtio_net virtio_console overlay bridge br_netfilter veth ip_tables
     iptable_filter iptable_raw iptable_mangle nf_tables nft_ct nft_nat nft_masq xt_CT \
     xt_TCPMSS || echo "lab-init: some base modules failed to load"
 sysctl -qw net.ipv4.ip_forward=1
+# No address-space randomisation in this throwaway guest: QEMU 7.2's TCG keys its translated
+# code by virtual address, so with ASLR every new process (each exec, each container start,
+# dockerd's network hook) translated its binaries afresh. Off, a lab costs half the CPU
+# (measured: `pptp-lab test` of the default topology 71 -> 36 s of QEMU CPU, 50 -> 28 s).
+sysctl -qw kernel.randomize_va_space=0
 # Docker networks created by the lab are bridged; let their frames skip the host's filters.
 sysctl -qw net.bridge.bridge-nf-call-iptables=0 2>/dev/null
 
@@ -40,7 +45,10 @@ ip link set "$nic" up
 ip addr add 10.0.2.15/24 dev "$nic"
 ip route add default via 10.0.2.2
 
+# crun, not runc, starts the containers and their execs: under TCG an exec costs the guest
+# 0.27 s of CPU with crun, 0.50 s with runc (which copies its own binary on every one).
 dockerd -H unix:///var/run/docker.sock -H tcp://0.0.0.0:2375 --tls=false \
+        --add-runtime crun=/usr/bin/crun --default-runtime crun \
         --storage-driver overlay2 --log-level warn >/var/log/dockerd.log 2>&1 &
 dpid=$!
 echo "lab-init: dockerd started at $(up)s"
