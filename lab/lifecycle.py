@@ -254,7 +254,10 @@ class Interrupted(KeyboardInterrupt):
     line saying what became of the lab."""
 
 
-def up(eng: Engine, topo: Topology, with_capture: bool = True, dial: bool = True) -> list[NodeStatus]:
+def up(eng: Engine, topo: Topology, with_capture: bool = True, dial: bool = True,
+       with_status: bool = True) -> list[NodeStatus]:
+    """Bring the lab up (or check the one that is up); its status rows, or [] without
+    `with_status` (a caller that reads nothing of them saves an exec per node under TCG)."""
     phase = "checks"  # then "was up" (nothing of it is this run's) or "building", "built"
     try:
         have = preflight(eng, topo)
@@ -297,7 +300,7 @@ def up(eng: Engine, topo: Topology, with_capture: bool = True, dial: bool = True
             if not done:
                 console.print(line, soft_wrap=True, markup=False, highlight=False)
         raise
-    return status(eng, topo)
+    return status(eng, topo) if with_status else []
 
 
 def _undo(eng: Engine, lab: str, settle_until: float = 0.0) -> tuple[bool, str]:

@@ -349,7 +349,7 @@ def lab(request, lab_kernel):
                        f"module with {suites.KERNEL_ENV}={asked.kernel} or @pytest.mark.kernel({asked.kernel!r})")
     lifecycle.down(eng, topo.name)
     try:
-        lifecycle.up(eng, topo)
+        lifecycle.up(eng, topo, with_status=False)
     except BaseException:
         lifecycle.down(eng, topo.name)  # `up` keeps a lab whose dial failed; its captures stay in runs/
         raise

@@ -10,7 +10,6 @@ Kernel by kernel, one VM of theirs at a time (the plugin powers the previous one
 the suite's "own-vm" scope (tests/integration/conftest.py): never more than two guests run
 at once."""
 import json
-import os
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -28,13 +27,7 @@ from tests.integration.test_s19_s20_nat_editor import (  # noqa: F401 - collecte
 
 OTHER_KERNELS = [k for k in suites.KERNELS if k != suites.DEFAULT]
 
-ALL_KERNELS_ENV = "PPTP_LAB_ALL_KERNELS"  # `make test-kernels` sets it
-
-# Not in `make test` yet: with it the suite took 35 min on this 2-core machine (over the
-# 30 min budget), the other kernels' guest slowing the suite's labs (issue #11 notes).
-pytestmark = [pytest.mark.topology("nat-clients", name="t-nat"), pytest.mark.kernel(*OTHER_KERNELS),
-              pytest.mark.skipif(not os.environ.get(ALL_KERNELS_ENV),
-                                 reason=f"the other kernels run with `make test-kernels` ({ALL_KERNELS_ENV}=1)")]
+pytestmark = [pytest.mark.topology("nat-clients", name="t-nat"), pytest.mark.kernel(*OTHER_KERNELS)]
 
 
 def pptp_lab(*args: str) -> subprocess.CompletedProcess:

@@ -3,7 +3,7 @@ with its own tunnel; taking one lab down and then its VM leaves the other's tunn
 data. This powers the trixie VM off at the end (`pptp-lab vm down --kernel trixie`).
 
 In the suite's "own-vm" scope (one extra guest at a time); the trixie VM is started here
-unless `make test-kernels` left it up."""
+unless test_other_kernels left it up."""
 import yaml
 
 from lab import lifecycle, suites, topology

@@ -234,7 +234,7 @@ def plugin_stage(monkeypatch):
     monkeypatch.setattr(type(engines.choose.local()), "ensure_image", lambda eng: "node:local")
     monkeypatch.setattr(VmEngine, "stop", lambda eng: (seen["stopped"].append(eng.kernel),
                                                        seen["order"].append(("stop", eng.kernel))))
-    monkeypatch.setattr(lifecycle, "up", lambda eng, topo: seen["up"].append((getattr(eng, "kernel", "local"),
+    monkeypatch.setattr(lifecycle, "up", lambda eng, topo, **_: seen["up"].append((getattr(eng, "kernel", "local"),
                                                                               topo.name)))
     monkeypatch.setattr(lifecycle, "down", lambda eng, name: (0, None))
     monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
