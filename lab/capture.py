@@ -15,6 +15,7 @@ import docker.errors
 
 from . import faultlog, names
 from .engines import Engine
+from .engines.docker import remove_container
 from .errors import LabError
 from .paths import private_dir, runs_dir
 
@@ -127,11 +128,11 @@ def stop(eng: Engine, lab: str) -> Path | None:
         files = _extract(eng, box, dest)
     except docker.errors.APIError:
         # Never started (an `up` killed between creating and starting it): nothing captured.
-        box.remove(force=True)
+        remove_container(box)
         return None
     since = float(started) if started else None
     write_manifest(dest, lab, run_id, files, segments, since, stopped, faultlog.take(lab, since))
-    box.remove(force=True)
+    remove_container(box)
     return dest
 
 

@@ -7,6 +7,7 @@ handle is the SDK's Container (name, status, labels, reload)."""
 from __future__ import annotations
 
 import shlex
+import time
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -46,6 +47,26 @@ def run(container, cmd: str | list[str], check: bool = True) -> ExecResult:
         shown = cmd if isinstance(cmd, str) else shlex.join(cmd)
         raise LabError(f"{container.name}: `{shown}` failed (exit {rc}): {res.out.strip()[-300:]}")
     return res
+
+
+REMOVE_TRIES = 4
+
+
+def remove_container(c) -> bool:
+    """`docker rm -f`; False when it was gone already. A refused removal (the daemon may still
+    be cleaning up the container's task) is tried again for a few seconds: once, under load,
+    a `down` stopped half-way and left its lab's subnets taken."""
+    for attempt in range(REMOVE_TRIES):
+        try:
+            c.remove(force=True)
+            return True
+        except docker.errors.NotFound:
+            return False  # removed meanwhile (another `down`)
+        except docker.errors.APIError:
+            if attempt == REMOVE_TRIES - 1:
+                raise
+            time.sleep(1 + attempt)
+    return False
 
 
 def connect(url: str, timeout: int = 600) -> docker.DockerClient:
@@ -161,7 +182,7 @@ class DockerEngine(Engine):
                 return 0  # removed meanwhile (another `down`)
             return 1
 
-        gone = sum(removed(c.remove, force=True) for c in self.containers(lab))
+        gone = sum(remove_container(c) for c in self.containers(lab))
         return gone + sum(removed(n.remove) for n in self.networks(lab))
 
     # -- exec and files

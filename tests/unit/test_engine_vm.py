@@ -184,3 +184,29 @@ def test_the_vm_has_a_generation_id_and_a_monitor(tmp_path, monkeypatch):
     assert "vmgenid" in cmd and any(a.startswith("unix:") and a.endswith("qmp.sock,server=on,wait=off")
                                     for a in cmd)
     assert "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:1234-:2375" in cmd  # still no way out
+
+
+def test_a_refused_container_removal_is_tried_again(monkeypatch):
+    import docker.errors
+
+    from lab.engines import docker as dk
+
+    class Box:
+        def __init__(self, refusals, gone=False):
+            self.refusals, self.gone, self.calls = refusals, gone, 0
+
+        def remove(self, force):
+            self.calls += 1
+            if self.gone:
+                raise docker.errors.NotFound("gone")
+            if self.calls <= self.refusals:
+                raise docker.errors.APIError("409 removal of container is already in progress")
+
+    monkeypatch.setattr(dk.time, "sleep", lambda s: None)
+    twice = Box(2)
+    assert dk.remove_container(twice) and twice.calls == 3
+    assert not dk.remove_container(Box(0, gone=True))
+    always = Box(99)
+    with pytest.raises(docker.errors.APIError):
+        dk.remove_container(always)
+    assert always.calls == dk.REMOVE_TRIES
