@@ -24,17 +24,17 @@ REFERENCE = {
 OWN_VM = {"test_vm_snapshot", "test_crash_safety", "test_other_kernels", "test_other_kernels_side_by_side"}
 
 
-# Seconds each module took in a full `make test` (2 workers, 2026-11-27); unlisted ones count
-# a minute, a unit module a second. The costliest scope waiting goes first (xdist's own order
-# is by number of tests: S28's one 4-minute test came last and ran alone at the end).
+# Seconds each module took in a full `make test` (2 workers, 2026-11-27, crun and no ASLR in
+# the guest); unlisted ones count a minute, a unit module a second. The costliest scope
+# waiting goes first (xdist's own order is by number of tests: S28's one long test came last).
 COST = {
-    "test_other_kernels": 800, "test_pptp_lab_test": 300, "test_s16_firewall": 295,
-    "test_examples": 260, "test_s23_s27_faults": 240, "test_s28_many_tunnels": 240,
-    "test_crash_safety": 230, "test_installed_package": 190, "test_spec_s1_s11": 190,
-    "test_apply": 185, "test_lab_default": 175, "test_s19_s20_nat_editor": 130,
-    "test_s17_router": 105, "test_radius": 100, "test_s21_port_forward": 80,
-    "test_other_kernels_side_by_side": 70, "test_s18_server_nat": 60, "test_engine_proof": 60,
-    "test_capture_live": 55, "test_hostile_values": 30, "test_vm_snapshot": 25,
+    "test_other_kernels": 390, "test_s16_firewall": 185, "test_s28_many_tunnels": 175,
+    "test_spec_s1_s11": 165, "test_crash_safety": 160, "test_s23_s27_faults": 150,
+    "test_pptp_lab_test": 150, "test_installed_package": 120, "test_examples": 120,
+    "test_lab_default": 95, "test_s19_s20_nat_editor": 90, "test_apply": 80,
+    "test_s18_server_nat": 50, "test_s17_router": 50, "test_s21_port_forward": 45,
+    "test_radius": 45, "test_other_kernels_side_by_side": 35, "test_capture_live": 30,
+    "test_vm_snapshot": 20, "test_hostile_values": 15, "test_engine_proof": 10,
 }
 
 
