@@ -52,6 +52,11 @@ dockerd -H unix:///var/run/docker.sock -H tcp://0.0.0.0:2375 --tls=false \
         --storage-driver overlay2 --log-level warn >/var/log/dockerd.log 2>&1 &
 dpid=$!
 echo "lab-init: dockerd started at $(up)s"
+# One socket that asks for receive timestamps, held for the guest's life, so the kernel's
+# netstamp static key stays on: every ping (SO_TIMESTAMP) turning it on and off patched
+# kernel text, and once a vCPU under TCG ran the patch's int3 after it was gone ("Oops:
+# int3" in __netif_receive_skb_core, panic). AF_INET, SOCK_DGRAM; SOL_SOCKET, SO_TIMESTAMP.
+perl -e 'socket(S, 2, 2, 0) or die "socket: $!"; setsockopt(S, 1, 29, pack("i", 1)) or die "SO_TIMESTAMP: $!"; sleep' &
 
 modprobe -a ppp_generic ppp_async ppp_mppe ppp_deflate bsd_comp nf_conntrack_pptp nf_nat_pptp \
     sch_netem tun || echo "lab-init: some PPP/PPTP modules failed to load"

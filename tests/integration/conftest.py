@@ -28,7 +28,10 @@ OWN_VM = {"test_vm_snapshot", "test_crash_safety", "test_other_kernels", "test_o
 # the guest); unlisted ones count a minute, a unit module a second. The costliest scope
 # waiting goes first (xdist's own order is by number of tests: S28's one long test came last).
 COST = {
-    "test_other_kernels": 390, "test_s16_firewall": 185, "test_s28_many_tunnels": 175,
+    "test_other_kernels": 390, "test_s16_firewall": 185,
+    # S28 (175 s) goes last, on a quieter machine: run beside the other kernels' guest, its
+    # 20 tunnels lost pings in two runs of three (ping's count and GRE sequence gaps).
+    "test_s28_many_tunnels": 0,
     "test_spec_s1_s11": 165, "test_crash_safety": 160, "test_s23_s27_faults": 150,
     "test_pptp_lab_test": 150, "test_installed_package": 120, "test_examples": 120,
     "test_lab_default": 95, "test_s19_s20_nat_editor": 90, "test_apply": 80,

@@ -75,12 +75,9 @@ class Stream:
         raise AssertionError(f"{self.client}: the ping stream did not end in {timeout:.0f}s")
 
 
-def stream(lab, client: str, target: str, count: int, interval: float = 0.2, late: int = 0) -> Stream:
-    """With `late`, ping waits up to that many seconds past its last request for replies
-    still on their way (`-w`): a slow guest answers the last ones late, not never."""
+def stream(lab, client: str, target: str, count: int, interval: float = 0.2) -> Stream:
     log = f"/tmp/stream-{time.monotonic_ns()}.log"
-    wait = f"-w {int(count * interval) + late}" if late else ""
-    lab.run(client, f"nohup setsid ping -q -n -i {interval} -c {count} -W 1 {wait} {target} >{log} 2>&1 </dev/null &")
+    lab.run(client, f"nohup setsid ping -q -n -i {interval} -c {count} -W 1 {target} >{log} 2>&1 </dev/null &")
     return Stream(lab, client, log)
 
 

@@ -30,6 +30,7 @@ def test_costliest_scope_first_and_groups_stay_together():
     while sched.workqueue:
         sched._assign_work_unit(worker)
     stems = [sorted(p.rsplit("/", 1)[1] for p in sent) for sent in worker.sent]
-    assert stems == [["test_lab_default.py", "test_spec_s1_s11.py"], ["test_s28_many_tunnels.py"],
-                     ["test_crash_safety.py"], ["test_new_thing.py"], ["test_s21_port_forward.py"],
-                     ["test_a.py"], ["test_b.py"]]
+    # S28 last: on a quieter machine (its COST is 0)
+    assert stems == [["test_lab_default.py", "test_spec_s1_s11.py"], ["test_crash_safety.py"],
+                     ["test_new_thing.py"], ["test_s21_port_forward.py"], ["test_a.py"], ["test_b.py"],
+                     ["test_s28_many_tunnels.py"]]
