@@ -54,8 +54,8 @@ REMOVE_TRIES = 4
 
 def remove_container(c) -> bool:
     """`docker rm -f`; False when it was gone already. A refused removal (the daemon may still
-    be cleaning up the container's task) is tried again for a few seconds: once, under load,
-    a `down` stopped half-way and left its lab's subnets taken."""
+    be cleaning up the container's task) is tried again for a few seconds: a `down` that
+    stops half-way leaves its lab's subnets taken (seen once under load, cause not caught)."""
     for attempt in range(REMOVE_TRIES):
         try:
             c.remove(force=True)
