@@ -46,7 +46,7 @@ bench: setup
 	$(VENV)/bin/python bench/apply.py
 	$(VENV)/bin/python bench/faults.py
 
-# The whole scenario suite's wall time and its shares (about 19 minutes here).
+# The whole scenario suite's wall time and its shares (about 18 minutes here).
 bench-suite: setup
 	$(VENV)/bin/python bench/suite.py
 
