@@ -12,10 +12,9 @@ bookworm VM in a private state directory: a VM you have running is not touched."
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
-import socket
+import shutil
 import statistics
 import subprocess
 import sys
@@ -39,17 +38,16 @@ def qemu_cpu(pid: int) -> float:
 
 
 def flushes(qmp_sock: Path) -> int:
-    """QEMU's translation-cache flush count so far (HMP "info jit" through QMP)."""
-    with socket.socket(socket.AF_UNIX) as s:
-        s.connect(str(qmp_sock))
-        f = s.makefile("rw")
-        f.readline()
-        for cmd in ({"execute": "qmp_capabilities"},
-                    {"execute": "human-monitor-command", "arguments": {"command-line": "info jit"}}):
-            f.write(json.dumps(cmd) + "\n")
-            f.flush()
-            reply = json.loads(f.readline())
-    m = re.search(r"TB flush count\s+(\d+)", reply["return"])
+    """QEMU's translation-cache flush count so far (HMP "info jit", through the monitor
+    connection `vm up` itself uses)."""
+    from lab.engines import snapshot
+
+    qmp = snapshot.monitor(qmp_sock, lambda: True)
+    try:
+        text = qmp.cmd("human-monitor-command", **{"command-line": "info jit"})
+    finally:
+        qmp.close()
+    m = re.search(r"TB flush count\s+(\d+)", text)
     return int(m.group(1)) if m else -1
 
 
@@ -134,7 +132,7 @@ def main() -> None:
                              f"{cpu:.1f}", f"{wall:.1f}", str(fl)))
     finally:
         vm.down()
-        subprocess.run(["rm", "-rf", str(work)], check=False)
+        shutil.rmtree(work, ignore_errors=True)
 
     table = Table(title="guest settings for TCG: QEMU CPU and wall time, one run")
     for col in ("setting", "operation", "QEMU CPU (s)", "wall (s)", "cache flushes"):

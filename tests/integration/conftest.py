@@ -42,8 +42,9 @@ COST = {
 
 
 def scope_of(nodeid: str) -> str:
-    stem = Path(nodeid.split("::", 1)[0]).stem
-    return "reference-subnets" if stem in REFERENCE else "own-vm" if stem in OWN_VM else nodeid.split("::", 1)[0]
+    module = nodeid.split("::", 1)[0]
+    stem = Path(module).stem
+    return "reference-subnets" if stem in REFERENCE else "own-vm" if stem in OWN_VM else module
 
 
 def cost(nodeids) -> float:
