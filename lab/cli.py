@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
+import docker.errors
 import typer
 from rich import box
 from rich.console import Group
@@ -892,6 +893,9 @@ def main() -> None:
         app()
     except LabError as exc:
         print(f"error: {exc}", file=sys.stderr)  # one line, never wrapped
+        sys.exit(2)
+    except (*vm.LOST_CONNECTION, docker.errors.DockerException) as exc:  # e.g. its guest hung under it
+        print(f"error: {vm.one_line(exc)}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         console.print("[red]interrupted[/]")

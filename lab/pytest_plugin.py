@@ -31,11 +31,12 @@ import tempfile
 import time
 from pathlib import Path
 
+import docker.errors
 import pytest
 import yaml
 
 from . import capture, engines, lifecycle, pptp, suites, topology
-from .engines import ExecResult, obj_name
+from .engines import ExecResult, obj_name, vm
 from .errors import LabError
 from .paths import RUNS_ENV, shipped_topology, topology_file
 
@@ -355,9 +356,27 @@ def lab(request, lab_kernel):
         raise
     failed_before = request.session.testsfailed
     yield Lab(eng, topo)
-    _, run = lifecycle.down(eng, topo.name)
+    try:
+        _, run = lifecycle.down(eng, topo.name)
+    except (*vm.LOST_CONNECTION, docker.errors.DockerException) as exc:
+        if vm.engine_lost(exc) is None:
+            raise
+        return  # its guest hung or died: the lab went with it, and its tests said so
     if run and request.session.testsfailed == failed_before:
         shutil.rmtree(run, ignore_errors=True)  # keep captures only when something failed
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A test whose lab's VM guest hung or died under it fails with the incident's one line
+    (the guest's state and its console), not a connection traceback."""
+    outcome = yield
+    report = outcome.get_result()
+    exc = call.excinfo.value if call.excinfo else None
+    if report.failed and isinstance(exc, (*vm.LOST_CONNECTION, docker.errors.DockerException)):
+        lost = vm.engine_lost(exc)
+        if lost is not None:
+            report.longrepr = f"{type(exc).__name__}: {lost}"
 
 
 @pytest.fixture

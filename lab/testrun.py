@@ -6,9 +6,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import docker.errors
+
 from . import capture, checks, lifecycle, pptp, render, trace, why
 from .checks import Check
-from .engines import Engine
+from .engines import Engine, vm
 from .errors import LabError
 from .host import console
 from .runfiles import Result, manifest_faults
@@ -42,6 +44,7 @@ def run(eng: Engine, topo: Topology) -> Result:
     """Up, checks, down. A failing `up` is a failed check (the report is still written);
     whatever was created is removed in any case."""
     res = Result(topo)
+    lost = None
     try:
         res.checks.append(up := _lab_up(eng, topo))
         if up.passed:
@@ -49,8 +52,16 @@ def run(eng: Engine, topo: Topology) -> Result:
                 _checks(eng, topo, res)
             except LabError as exc:  # after a good `up`: not an `up` failure, but no pass either
                 res.checks.append(Check("checks ran", "", False, str(exc)))
+    except (*vm.LOST_CONNECTION, docker.errors.DockerException) as exc:
+        lost = vm.engine_lost(exc)
+        if lost is None:
+            raise
+        res.checks.append(Check("engine", "", False, str(lost)))  # its guest hung or died under the lab
     finally:
-        _, res.run_dir = lifecycle.down(eng, topo.name)
+        if lost is None:
+            _, res.run_dir = lifecycle.down(eng, topo.name)
+        else:
+            res.run_dir = None  # the guest took the lab's nodes and captures with it
     files = sorted(res.run_dir.glob("*.pcap")) if res.run_dir else []
     res.report = pptp.analyze(files) if files else None
     res.faults = manifest_faults(res.run_dir) if res.run_dir else []

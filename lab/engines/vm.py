@@ -12,6 +12,7 @@ kernels run at once. bookworm's keeps the names it had before kernels were a cho
 from __future__ import annotations
 
 import fcntl
+import http.client
 import json
 import os
 import re
@@ -26,12 +27,14 @@ from pathlib import Path
 
 import docker
 import docker.errors
+import requests
+import urllib3
 
 from .. import artifacts, names, suites
 from ..errors import LabError
 from ..host import check_suite, console, debian_mirror, require_binary, require_root, run_logged
 from ..paths import cache_dir, private_dir, resource, state_dir
-from . import snapshot
+from . import guestwatch, snapshot
 from .docker import DockerEngine, connect
 
 QEMU = "qemu-system-x86_64"
@@ -101,6 +104,7 @@ class VmState:
     overlay: str
     started: float
     restored: bool = False  # from a snapshot: its console never shows the boot lines
+    stopping: bool = False  # `vm down` is powering it off: its watchers stand down
 
     @property
     def url(self) -> str:
@@ -152,17 +156,20 @@ def build(kernel: str | None = None) -> Path:
 
 # ---------------------------------------------------------------- state
 
-def _state_file() -> Path:
-    return vm_dir() / "state.json"
+# The functions taking `d` (a VM state directory) work on any VM, not only the one driven
+# now: the guest watchdog's thread uses them.
+
+def _state_file(d: Path | None = None) -> Path:
+    return (d or vm_dir()) / "state.json"
 
 
-def read_state() -> VmState | None:
+def read_state(d: Path | None = None) -> VmState | None:
     try:
-        return VmState(**json.loads(_state_file().read_text()))
+        return VmState(**json.loads(_state_file(d).read_text()))
     except FileNotFoundError:
         return None
     except (ValueError, TypeError) as exc:
-        raise LabError(f"VM state file {_state_file()} is unreadable ({exc}): "
+        raise LabError(f"VM state file {_state_file(d)} is unreadable ({exc}): "
                        "run `pptp-lab vm down` to clear it") from exc
 
 
@@ -172,18 +179,18 @@ def _write_state(st: VmState) -> None:
     tmp.rename(_state_file())
 
 
-def _clear_state() -> None:
-    _state_file().unlink(missing_ok=True)
+def _clear_state(d: Path | None = None) -> None:
+    _state_file(d).unlink(missing_ok=True)
 
 
-def alive(pid: int) -> bool:
+def alive(pid: int, d: Path | None = None) -> bool:
     """True when pid is a QEMU of ours (not a reused pid of something else)."""
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
     # The directory with its slash: state/vm must not match state/vm2's QEMU.
-    return b"qemu-system" in cmdline and (str(vm_dir()) + "/").encode() in cmdline
+    return b"qemu-system" in cmdline and (str(d or vm_dir()) + "/").encode() in cmdline
 
 
 def client_for(st: VmState, timeout: int = 600) -> docker.DockerClient:
@@ -317,7 +324,56 @@ def up() -> VmState:
     starting the same instance at once (pytest-xdist workers) take turns: one boots it."""
     with open(vm_dir() / ".up.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        return _up()
+        st = _up()
+    restored = guestwatch.mark_restored(vm_dir(), time.time())
+    if restored:
+        console.print(f"[yellow]VM {_engine_name()}: the guest that {restored.state} at {restored.when()} "
+                      f"({restored.reason}) was replaced by a {'restored' if st.restored else 'booted'} one[/]")
+    return st
+
+
+def _engine_name(number: int | None = None, kernel: str | None = None) -> str:
+    number, kernel = number or _instance, kernel or _kernel
+    name = "vm" if number == 1 else f"vm:{number}"
+    return name if kernel == suites.DEFAULT else f"{name} ({kernel})"
+
+
+def lose(d: Path, generation: float, verdict: guestwatch.Verdict, name: str) -> guestwatch.Incident | None:
+    """Stop a guest judged hung or dead and write its incident; the caller holds d's
+    .up.lock. Nothing happens when the state file names another generation by now (another
+    process restored it, or `vm down` stopped it)."""
+    st = read_state(d)
+    if st is None or st.started != generation or st.stopping:
+        return None
+    at = time.time()
+    kept = guestwatch.keep_console(d, at)
+    if alive(st.pid, d):
+        os.kill(st.pid, signal.SIGKILL)  # hung or frozen: it would not act on SIGTERM
+        deadline = time.monotonic() + 10
+        while alive(st.pid, d) and time.monotonic() < deadline:
+            _reap(st.pid)
+            time.sleep(0.1)
+    inc = guestwatch.Incident(vm=name, state=verdict.state, reason=verdict.reason, at=at, generation=generation,
+                              pid=st.pid, lines=guestwatch.evidence(kept.read_text(errors="replace"))
+                              if verdict.lines else [], console=str(kept))
+    guestwatch.record(d, inc)
+    _clear_state(d)
+    return inc
+
+
+def _on_lost(d: Path, generation: float, verdict: guestwatch.Verdict) -> None:
+    """A watcher thread's action (it must not use the VM driven now: it names its own d)."""
+    parsed = parse_state_dir(d.name)
+    name = _engine_name(*parsed) if parsed else d.name
+    with open(d / ".up.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        inc = lose(d, generation, verdict, name)
+    if inc:
+        console.print(f"[red]{inc.line()}[/]", soft_wrap=True)
+
+
+def _watch(st: VmState) -> None:
+    guestwatch.watch(vm_dir(), _engine_name(), st.pid, st.port, st.started, _on_lost)
 
 
 def _up() -> VmState:
@@ -325,8 +381,10 @@ def _up() -> VmState:
     if st and alive(st.pid):
         if docker_ready(st):
             return st
-        return _wait_ready(st)
-    if st:
+        st = _wait_found(st)  # None: it was hung, and is stopped now
+        if st:
+            return st
+    elif st:
         console.print(f"[yellow]previous VM (pid {st.pid}) is gone; starting a new one[/]")
         _clear_state()
     strays = _kill_strays()  # a QEMU of ours that no state file names would hold the disk lock
@@ -476,6 +534,32 @@ def _modules_loaded() -> bool:
         return False
 
 
+def _wait_found(st: VmState) -> VmState | None:
+    """A VM that runs but whose Docker does not answer, found by a process that did not start
+    it: other processes' labs may be on it, so it is never stopped for being slow, only when
+    the watchdog's judgement says hung or dead (then it is lost, and None is returned)."""
+    w = guestwatch.Watchdog(vm_dir(), _engine_name(), st.pid, st.port, st.started, None)
+    w.answered = start = time.monotonic()
+    stopped_since = start
+    with console.status("VM not answering: waiting for it or for a verdict") as status:
+        while True:
+            if docker_ready(st):
+                return st
+            proc = guestwatch.process_state(st.pid)
+            now = time.monotonic()
+            if proc not in ("T", "t"):
+                stopped_since = now
+            w._console()
+            verdict = guestwatch.judge(proc, w.found, now - start, now - stopped_since)
+            if verdict.fell:
+                inc = lose(vm_dir(), st.started, verdict, _engine_name())
+                if inc:
+                    console.print(f"[red]{inc.line()}[/]", soft_wrap=True)
+                return None
+            status.update(f"VM not answering for {now - start:.0f}s ({proc}): waiting for it or for a verdict")
+            time.sleep(1)
+
+
 def _wait_ready(st: VmState, proc: subprocess.Popen | None = None) -> VmState:
     start = time.monotonic()
     with console.status("VM booting") as status:
@@ -528,6 +612,8 @@ def down(wipe: bool = False) -> str:
         return f"VM state file was unreadable; cleared it{_kill_strays()}"
     msg = "VM was not running"
     if st and alive(st.pid):
+        st.stopping = True  # its watchers (here and in other processes) stand down
+        _write_state(st)
         try:
             with socket.socket(socket.AF_UNIX) as s:
                 s.settimeout(3)
@@ -566,14 +652,33 @@ def _kill_strays() -> str:
     return f"; killed stray QEMU pid(s) {killed}" if killed else ""
 
 
+def last_incident(within: float = 24 * 3600) -> guestwatch.Incident | None:
+    """The newest hang or death of this VM's guest in the last `within` seconds."""
+    found = guestwatch.incidents(vm_dir())
+    return found[-1] if found and time.time() - found[-1].at < within else None
+
+
+def incident_info(inc: guestwatch.Incident) -> dict:
+    """An incident as status/doctor show it."""
+    then = (f"restored {time.strftime('%H:%M:%S', time.localtime(inc.restored_at))}" if inc.restored_at
+            else "not restored yet: `pptp-lab vm up` restores it")
+    return {"guest lost": f"{inc.state} at {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(inc.at))}: "
+                          f"{inc.reason}; {then}",
+            "guest console": inc.lines or ["(nothing on its console)"], "guest console kept": inc.console}
+
+
 def status() -> dict:
     st = read_state()
     info: dict = {"state": "stopped", "state_dir": str(vm_dir())}
     if _kernel != suites.DEFAULT:
         info["kernel"] = _kernel
+    inc = last_incident()
+    if inc:
+        info.update(incident_info(inc))
     if st is None:
         return info
     info.update(asdict(st))
+    info.pop("stopping", None)
     if not alive(st.pid):
         info["state"] = "crashed"
         info["hint"] = "QEMU is gone; `pptp-lab vm down` clears the state, `vm up` starts anew"
@@ -628,10 +733,28 @@ class VmEngine(DockerEngine):
             return state_dir() / ("vm" if number == 1 else f"vm{number}")
         return state_dir() / (f"vm-{kernel}" if number == 1 else f"vm-{kernel}-{number}")
 
+    _generation: float = 0.0  # VmState.started of the guest this engine's client talks to
+
+    @property
+    def client(self) -> docker.DockerClient:
+        """The guest's Docker client; after a lost guest was replaced (restored from its
+        snapshot), a client of the new one: labs made later run there. A call for a lab that
+        was on the lost guest then finds nothing of it (engine_lost explains why)."""
+        if self._client is not None and self._generation:
+            st = read_state(self.state_dir_of(self.number, self.kernel))
+            if st is None or st.started != self._generation:
+                was = current()
+                try:
+                    self.start()
+                finally:
+                    use(*was)
+        return super().client
+
     def start(self) -> "VmEngine":
         use(self.number, self.kernel)
         st = up()
-        self.url, self._client = st.url, client_for(st)
+        self.url, self._client, self._generation = st.url, client_for(st), st.started
+        _watch(st)
         return self
 
     def attach(self) -> "VmEngine | None":
@@ -639,7 +762,8 @@ class VmEngine(DockerEngine):
         use(self.number, self.kernel)
         st = read_state()
         if st and alive(st.pid) and docker_ready(st):
-            self.url, self._client = st.url, client_for(st)
+            self.url, self._client, self._generation = st.url, client_for(st), st.started
+            _watch(st)
             return self
         return None
 
@@ -655,8 +779,41 @@ class VmEngine(DockerEngine):
         if self.kernel != suites.DEFAULT:
             what, cmd = f"{what} of kernel {self.kernel}", f"{cmd} --kernel {self.kernel}"
         st = read_state()
+        inc = last_incident()
+        if st is None and inc and not inc.restored_at:
+            return f"{what} is not running: its guest {inc.state} at {inc.when()} ({inc.reason}); `{cmd}` restores it"
         if st is None:
             return f"{what} is not running: `{cmd}` starts it"
         if not alive(st.pid):
             return f"{what} is not running: its QEMU (pid {st.pid}) is gone; `{cmd}` starts it again"
         return f"{what} runs (pid {st.pid}) but its Docker does not answer: `{cmd}` waits for it"
+
+
+# What a Docker call raises when its engine went away under it (connection refused, reset,
+# or a read that never ended).
+LOST_CONNECTION = (requests.exceptions.RequestException, ConnectionError,
+                   urllib3.exceptions.HTTPError, http.client.HTTPException)
+
+
+def engine_lost(exc: BaseException) -> LabError | None:
+    """The one-line error for a Docker failure caused by a lost guest this process used (its
+    watchdog judged it hung or dead): None when no such guest explains it."""
+    if isinstance(exc, LabError):
+        return None
+    if isinstance(exc, LOST_CONNECTION):
+        found = guestwatch.wait_judged(time.monotonic())
+    elif isinstance(exc, docker.errors.DockerException):
+        found = guestwatch.lost_here()
+    else:
+        return None
+    return LabError(found[-1].line()) if found else None
+
+
+def one_line(exc: BaseException) -> str:
+    """A Docker or connection failure as one line: the lost guest's incident when there is
+    one, else the error itself with what failed."""
+    lost = engine_lost(exc)
+    if lost:
+        return str(lost)
+    text = " ".join(str(exc).split())
+    return f"the Docker engine failed ({type(exc).__name__}): {text[:300]}"
