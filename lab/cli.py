@@ -50,7 +50,8 @@ def _print(data, as_json: bool) -> None:
         return
     table = Table(show_header=False)
     for k, v in data.items():
-        table.add_row(str(k), ("\n".join(map(str, v)) or "nothing") if isinstance(v, list) else str(v))
+        # Escaped: values hold console lines ("[pptpd:18600]") and paths that rich would take for markup.
+        table.add_row(escape(str(k)), escape(("\n".join(map(str, v)) or "nothing") if isinstance(v, list) else str(v)))
     console.print(table)
 
 
@@ -94,6 +95,9 @@ def doctor(engine: Optional[str] = EngineOpt, as_json: bool = typer.Option(False
         "local detail": "; ".join(local.detail),
         "vm": vm.status()["state"],
     }
+    lost = vm.last_incident()
+    if lost:  # a guest of this VM hung or died lately: what its console showed
+        report.update(vm.incident_info(lost))
     chosen, report["why"] = engine_mod.decide(choice, local)  # the same decision `up` makes
     if asked:
         report["kernel"] = asked.said

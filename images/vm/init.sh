@@ -52,11 +52,40 @@ dockerd -H unix:///var/run/docker.sock -H tcp://0.0.0.0:2375 --tls=false \
         --storage-driver overlay2 --log-level warn >/var/log/dockerd.log 2>&1 &
 dpid=$!
 echo "lab-init: dockerd started at $(up)s"
-# One socket that asks for receive timestamps, held for the guest's life, so the kernel's
-# netstamp static key stays on: every ping (SO_TIMESTAMP) turning it on and off patched
-# kernel text, and once a vCPU under TCG ran the patch's int3 after it was gone ("Oops:
-# int3" in __netif_receive_skb_core, panic). AF_INET, SOCK_DGRAM; SOL_SOCKET, SO_TIMESTAMP.
+# The kernel patches its own code when a static key flips (text_poke: int3, then an IPI to
+# every CPU). Under QEMU's multi-threaded TCG a vCPU can run the old translation of patched
+# code: an "Oops: int3" panic and soft lockups were seen. A lab flipped keys ~10 times per
+# `pptp-lab test` (traced with a kprobe on arch_jump_label_transform_apply): netfilter hooks
+# registered by a node's nft chains, nftrace set by `why`, cgroup BPF device filters
+# (crun's, when the guest goes from 0 containers to 1 and back), and netstamp (ping). Each is
+# held on here for the guest's life, so a lab flips none of them:
+# - netstamp: a socket asking for receive timestamps (AF_INET, SOCK_DGRAM; SO_TIMESTAMP);
 perl -e 'socket(S, 2, 2, 0) or die "socket: $!"; setsockopt(S, 1, 29, pack("i", 1)) or die "SO_TIMESTAMP: $!"; sleep' &
+# - every IPv4 and IPv6 hook (an inet base chain on each, empty, policy accept) and nftrace;
+nft -f - <<'KEYS' || echo "lab-init: could not hold the netfilter static keys"
+table inet pptp_lab_keys {
+    chain pre { type filter hook prerouting priority 0; }
+    chain in { type filter hook input priority 0; }
+    chain fwd { type filter hook forward priority 0; }
+    chain out { type filter hook output priority 0; }
+    chain post { type filter hook postrouting priority 0; }
+    chain never { meta nftrace set 1; }
+}
+KEYS
+# - cgroup BPF device filters: one container that sleeps for the guest's life (an empty
+#   image with the guest's own /usr bound read-only; no network).
+(
+    i=0
+    until docker info >/dev/null 2>&1 || [ $i -ge 300 ]; do sleep 1; i=$((i+1)); done
+    tar -cf - -T /dev/null | docker import - pptp-lab/keyholder >/dev/null \
+        && docker run -d --name pptp-lab-keyholder --network none --log-driver none \
+               -v /usr:/usr:ro -v /lib:/lib:ro -v /lib64:/lib64:ro --entrypoint /usr/bin/sleep \
+               pptp-lab/keyholder infinity >/dev/null \
+        && echo "lab-init: keyholder container running at $(up)s" \
+        || echo "lab-init: keyholder container failed"
+) &
+# Show the stack of a soft lockup or stall on the console (warning level and up), on every CPU.
+sysctl -qw kernel.printk="5 4 1 5" kernel.softlockup_all_cpu_backtrace=1
 
 modprobe -a ppp_generic ppp_async ppp_mppe ppp_deflate bsd_comp nf_conntrack_pptp nf_nat_pptp \
     sch_netem tun || echo "lab-init: some PPP/PPTP modules failed to load"

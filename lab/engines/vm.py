@@ -27,6 +27,7 @@ from pathlib import Path
 
 import docker
 import docker.errors
+from rich.markup import escape
 import requests
 import urllib3
 
@@ -402,7 +403,9 @@ def _up() -> VmState:
         try:
             snap = _snapshot(art, accel)
         except Exception as exc:  # noqa: BLE001 - whatever stopped the save, a plain boot still works
-            console.print(f"[yellow]no VM snapshot ({type(exc).__name__}: {exc}); cold boot[/]")
+            # QEMU's own words first: the cold boot below overwrites its log.
+            said = _tail(vm_dir() / "qemu.log") or "nothing in qemu.log"
+            console.print(f"[yellow]no VM snapshot ({type(exc).__name__}: {exc}; QEMU: {escape(said)}); cold boot[/]")
         else:
             try:
                 return _restore(art, snap, accel)
@@ -741,8 +744,11 @@ class VmEngine(DockerEngine):
         snapshot), a client of the new one: labs made later run there. A call for a lab that
         was on the lost guest then finds nothing of it (engine_lost explains why)."""
         if self._client is not None and self._generation:
-            st = read_state(self.state_dir_of(self.number, self.kernel))
-            if st is None or st.started != self._generation:
+            d = self.state_dir_of(self.number, self.kernel)
+            st = read_state(d)
+            # Not after a `vm down` (no state, no incident): a VM stopped on purpose stays so.
+            lost = st is None and any(i.generation == self._generation for i in guestwatch.incidents(d))
+            if lost or (st is not None and st.started != self._generation):
                 was = current()
                 try:
                     self.start()

@@ -222,3 +222,57 @@ def test_any_http_answer_is_a_guest_that_runs():
         server.shutdown()
         server.server_close()
     assert not w._answers(docker.APIClient(base_url=f"tcp://127.0.0.1:{port}", timeout=2, version="1.24"))
+
+
+def test_vm_status_and_not_running_name_the_lost_guest():
+    vm.use(3)
+    try:
+        d = vm.vm_dir()
+        gw.record(d, gw.Incident(vm="vm:3", state="hung", reason="soft lockup, and its Docker API silent for 20s",
+                                 at=time.time(), generation=1.0, pid=9,
+                                 lines=["watchdog: BUG: soft lockup - CPU#1 stuck for 343s! [runc:4242]"],
+                                 console=str(d / "incidents" / "x-console.log")))
+        info = vm.status()
+        assert info["state"] == "stopped" and "not restored yet" in info["guest lost"]
+        assert info["guest console"] == ["watchdog: BUG: soft lockup - CPU#1 stuck for 343s! [runc:4242]"]
+        said = vm.VmEngine(3).not_running()
+        assert said.startswith("the VM vm:3 is not running: its guest hung at ")
+        assert said.endswith("(soft lockup, and its Docker API silent for 20s); `pptp-lab vm -n 3 up` restores it")
+        gw.mark_restored(d, time.time())
+        assert "; restored " in vm.status()["guest lost"]
+        assert vm.VmEngine(3).not_running().endswith("`pptp-lab vm -n 3 up` starts it")
+    finally:
+        vm.use(1)
+
+
+def test_a_vm_found_silent_is_waited_for_not_stopped(monkeypatch):
+    """The bug of issue #26: one process's readiness check stopped the VM the others used."""
+    vm.use(4)
+    d = vm.vm_dir()
+    qemu = fake_qemu(d)
+    try:
+        write_state(d, qemu.pid, 50.0)
+        answers = iter([False, False, False, True])
+        monkeypatch.setattr(vm, "docker_ready", lambda st: next(answers))
+        monkeypatch.setattr(vm.time, "sleep", lambda s: None)
+        st = vm._up()
+        assert st.pid == qemu.pid and vm.alive(qemu.pid, d) and gw.incidents(d) == []
+
+        monkeypatch.setattr(gw, "SILENT_HUNG", 0.0)  # silent past the verdict: lost, then started anew
+        monkeypatch.setattr(vm, "docker_ready", lambda st: False)
+        started = []
+        monkeypatch.setattr(vm, "_kill_strays", lambda: "")
+        monkeypatch.setattr(vm, "require_binary", lambda *a: None)
+        monkeypatch.setattr(vm, "build", lambda: d / "vm-abc")
+        monkeypatch.setattr(vm, "choose_accel", lambda kernel: ("tcg", "test"))
+        monkeypatch.setattr(vm.snapshot, "enabled", lambda kernel: False)
+        monkeypatch.setattr(vm, "_overlay", lambda art, key: d / "overlay.qcow2")
+        monkeypatch.setattr(vm, "_start", lambda art, disk, accel: started.append(disk) or "new")
+        assert vm._up() == "new" and started
+        assert not vm.alive(qemu.pid, d)
+        [inc] = gw.incidents(d)
+        assert inc.state == "hung" and inc.reason.startswith("its Docker API silent for")
+    finally:
+        qemu.kill()
+        qemu.wait()
+        vm.use(1)
