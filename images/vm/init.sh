@@ -64,12 +64,12 @@ perl -e 'socket(S, 2, 2, 0) or die "socket: $!"; setsockopt(S, 1, 29, pack("i", 
 # - every IPv4 and IPv6 hook (an inet base chain on each, empty, policy accept) and nftrace;
 nft -f - <<'KEYS' || echo "lab-init: could not hold the netfilter static keys"
 table inet pptp_lab_keys {
-    chain pre { type filter hook prerouting priority 0; }
-    chain in { type filter hook input priority 0; }
-    chain fwd { type filter hook forward priority 0; }
-    chain out { type filter hook output priority 0; }
-    chain post { type filter hook postrouting priority 0; }
-    chain never { meta nftrace set 1; }
+    chain hold_prerouting { type filter hook prerouting priority 0; }
+    chain hold_input { type filter hook input priority 0; }
+    chain hold_forward { type filter hook forward priority 0; }
+    chain hold_output { type filter hook output priority 0; }
+    chain hold_postrouting { type filter hook postrouting priority 0; }
+    chain hold_nftrace { meta nftrace set 1; }
 }
 KEYS
 # - cgroup BPF device filters: one container that sleeps for the guest's life (an empty
@@ -77,6 +77,7 @@ KEYS
 (
     i=0
     until docker info >/dev/null 2>&1 || [ $i -ge 300 ]; do sleep 1; i=$((i+1)); done
+    docker rm -f pptp-lab-keyholder >/dev/null 2>&1  # a cold boot on a kept overlay has the last one
     tar -cf - -T /dev/null | docker import - pptp-lab/keyholder >/dev/null \
         && docker run -d --name pptp-lab-keyholder --network none --log-driver none \
                -v /usr:/usr:ro -v /lib:/lib:ro -v /lib64:/lib64:ro --entrypoint /usr/bin/sleep \

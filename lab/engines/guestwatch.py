@@ -187,6 +187,9 @@ def keep_console(vm_dir: Path, at: float) -> Path:
 # drove was on them, so their incidents explain its errors.
 _seen: set[tuple[str, float]] = set()
 _watchers: dict[str, "Watchdog"] = {}
+# VM state directories whose .up.lock this process holds (its main thread is booting, saving
+# or restoring that VM): a watcher here acts at once, or it would wait for its own process.
+holding: set[str] = set()
 _lock = threading.Lock()
 
 

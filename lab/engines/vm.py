@@ -267,10 +267,17 @@ def _pick_port() -> int:
         return s.getsockname()[1]
 
 
+def tcg_threads() -> str:
+    value = os.environ.get("PPTP_LAB_VM_TCG", "multi")
+    if value not in ("single", "multi"):
+        raise LabError(f"PPTP_LAB_VM_TCG={value}: use single or multi")
+    return value
+
+
 def _qemu_cmd(art: Path, overlay: Path, accel: str, port: int) -> list[str]:
     d = vm_dir()
     accel_args = (["-accel", "kvm"] if accel == "kvm"
-                  else ["-accel", "tcg,thread=multi", "-cpu", "max"])
+                  else ["-accel", f"tcg,thread={tcg_threads()}", "-cpu", "max"])
     return [
         QEMU, *accel_args, "-smp", str(CPUS), "-m", str(MEMORY_MB),
         "-name", f"pptp-lab-{d.name}", "-nodefaults", "-display", "none", "-no-reboot",
@@ -325,7 +332,11 @@ def up() -> VmState:
     starting the same instance at once (pytest-xdist workers) take turns: one boots it."""
     with open(vm_dir() / ".up.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        st = _up()
+        guestwatch.holding.add(str(vm_dir()))  # this process's watchers act without the lock
+        try:
+            st = _up()
+        finally:
+            guestwatch.holding.discard(str(vm_dir()))
     restored = guestwatch.mark_restored(vm_dir(), time.time())
     if restored:
         console.print(f"[yellow]VM {_engine_name()}: the guest that {restored.state} at {restored.when()} "
@@ -366,9 +377,12 @@ def _on_lost(d: Path, generation: float, verdict: guestwatch.Verdict) -> None:
     """A watcher thread's action (it must not use the VM driven now: it names its own d)."""
     parsed = parse_state_dir(d.name)
     name = _engine_name(*parsed) if parsed else d.name
-    with open(d / ".up.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    if str(d) in guestwatch.holding:  # our main thread holds the lock, booting or saving this guest
         inc = lose(d, generation, verdict, name)
+    else:
+        with open(d / ".up.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            inc = lose(d, generation, verdict, name)
     if inc:
         console.print(f"[red]{inc.line()}[/]", soft_wrap=True)
 
@@ -381,9 +395,11 @@ def _up() -> VmState:
     st = read_state()
     if st and alive(st.pid):
         if docker_ready(st):
+            _watch(st)
             return st
         st = _wait_found(st)  # None: it was hung, and is stopped now
         if st:
+            _watch(st)
             return st
     elif st:
         console.print(f"[yellow]previous VM (pid {st.pid}) is gone; starting a new one[/]")
@@ -433,6 +449,7 @@ def _start(art: Path, disk: Path, accel: str, incoming: Path | None = None) -> V
     if incoming is None:
         _wait_ready(st, proc)
         sync_clock(st)
+        _watch(st)
         return st
     start = time.monotonic()
     try:
@@ -452,6 +469,7 @@ def _start(art: Path, disk: Path, accel: str, incoming: Path | None = None) -> V
         _kill(st.pid)
         _clear_state()
         raise LabError(str(exc)) from exc
+    _watch(st)
     console.print(f"[green]✓[/] VM restored from snapshot, Docker ready at {st.url} "
                   f"({time.monotonic() - start:.1f}s, {accel})")
     return st
@@ -493,6 +511,8 @@ def _snapshot(art: Path, accel: str) -> Path:
             ensure_node_image(client_for(st), userland)
             # Dropped page cache is RAM the snapshot need not hold.
             exec_in_guest(["sh", "-c", "sync; echo 3 > /proc/sys/vm/drop_caches"])
+            st.stopping = True  # paused, then quit: its watcher stands down
+            _write_state(st)
             started = time.monotonic()
             qmp = snapshot.monitor(vm_dir() / "qmp.sock", lambda: alive(st.pid))
             try:
