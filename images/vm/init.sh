@@ -24,6 +24,15 @@ mkdir -p /var/run/pptp
 hostname pptp-lab-vm
 
 up() { cut -d' ' -f1 /proc/uptime; }
+# The static keys below are flipped on with the second vCPU offline: a text patch with one
+# CPU running has no other vCPU to run a stale translation of it (see the keys below).
+cpu1=/sys/devices/system/cpu/cpu1/online
+[ -w "$cpu1" ] && echo 0 > "$cpu1"
+# The first memory cgroup turns memcg kmem accounting on for good (a key in every slab
+# allocation): a cold boot whose first container did so with both vCPUs running hung (RCU
+# stall and soft lockup, both vCPUs at a 5-byte NOP of a static branch).
+echo +memory > /sys/fs/cgroup/cgroup.subtree_control
+mkdir -p /sys/fs/cgroup/pptp-lab-keys
 # One modprobe per group: each process start is slow under TCG. What dockerd and the
 # network need first; the PPP/PPTP modules load while dockerd starts.
 modprobe -a virtio_net virtio_console overlay bridge br_netfilter veth ip_tables iptable_nat \
@@ -84,6 +93,7 @@ KEYS
                pptp-lab/keyholder infinity >/dev/null \
         && echo "lab-init: keyholder container running at $(up)s" \
         || echo "lab-init: keyholder container failed"
+    [ -w "$cpu1" ] && echo 1 > "$cpu1" && echo "lab-init: second vCPU online at $(up)s"
 ) &
 # Show the stack of a soft lockup or stall on the console (warning level and up), on every CPU.
 sysctl -qw kernel.printk="5 4 1 5" kernel.softlockup_all_cpu_backtrace=1

@@ -7,7 +7,7 @@ use the reference subnets (198.51.100.0/24 and friends: the shipped default, nat
 router-to-router and server-behind-nat topologies) would only wait for each other, so they
 form one scope, run by one worker one after another; every other module has subnets of its
 own and runs beside them. (xdist's own `loadgroup` does not group under pytest 9 here.)
-The modules that boot a VM of their own (vm:8, vm:9, the other kernels' VMs) form one scope
+The modules that boot a VM of their own (vm:7, vm:8, vm:9, the other kernels' VMs) form one scope
 too, so they take turns: three guests under software emulation on two cores would slow
 every lab past its timeouts."""
 from pathlib import Path
@@ -21,7 +21,8 @@ REFERENCE = {
 
 
 # With them, the modules on the other kernels' VMs (issue #11): one guest of theirs at a time.
-OWN_VM = {"test_vm_snapshot", "test_crash_safety", "test_other_kernels", "test_other_kernels_side_by_side"}
+OWN_VM = {"test_vm_snapshot", "test_crash_safety", "test_other_kernels", "test_other_kernels_side_by_side",
+          "test_guest_lost"}
 
 
 # Seconds each module took in a full `make test` (2 workers, 2026-11-27, crun and no ASLR in
@@ -37,7 +38,7 @@ COST = {
     "test_lab_default": 95, "test_s19_s20_nat_editor": 90, "test_apply": 80,
     "test_s18_server_nat": 50, "test_s17_router": 50, "test_s21_port_forward": 45,
     "test_radius": 45, "test_other_kernels_side_by_side": 35, "test_capture_live": 30,
-    "test_vm_snapshot": 20, "test_hostile_values": 15, "test_engine_proof": 10,
+    "test_vm_snapshot": 20, "test_guest_lost": 110, "test_hostile_values": 15, "test_engine_proof": 10,
 }
 
 
