@@ -100,7 +100,12 @@ def test_incidents_round_trip_and_restored_mark(tmp_path):
 
 def fake_qemu(d):
     """A process vm.alive() takes for d's QEMU (its command line names qemu-system and d/)."""
-    return subprocess.Popen(["sh", "-c", "sleep 60", "qemu-system-x86_64", f"{d}/disk"])
+    # "; :" keeps sh from exec-ing sleep (its command line would lose the QEMU look).
+    p = subprocess.Popen(["sh", "-c", "sleep 60; :", "qemu-system-x86_64", f"{d}/disk"])
+    deadline = time.monotonic() + 5
+    while not vm.alive(p.pid, d) and time.monotonic() < deadline:
+        time.sleep(0.01)  # until its command line reads as it will stay
+    return p
 
 
 @pytest.fixture
