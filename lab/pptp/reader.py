@@ -1,6 +1,7 @@
 """Read pcap/pcapng files with dpkt and yield only what PPTP analysis needs: TCP segments to
-or from port 1723 and GRE packets, with the innermost IP endpoints (through VLAN tags,
-Linux cooked capture, IPv6 or IPv4 outer headers and IP-in-IP). Streams: memory stays flat."""
+or from port 1723, GRE packets and ICMP errors quoting either, with the innermost IP
+endpoints (through VLAN tags, Linux cooked capture, IPv6 or IPv4 outer headers and
+IP-in-IP). Streams: memory stays flat."""
 from __future__ import annotations
 
 import contextlib
@@ -14,10 +15,11 @@ from typing import Iterator
 import dpkt
 
 from . import gre as gre_mod
+from . import icmp as icmp_mod
 from . import ppp
 from .control import PORT
 
-IP_IN_IP, IPV6_IN_IP, TCP, GRE = 4, 41, 6, 47
+ICMP, IP_IN_IP, IPV6_IN_IP, TCP, GRE = 1, 4, 41, 6, 47
 
 # dpkt would parse GRE payloads as PPP with FF 03 (wrong for PPTP, and slow): keep them raw
 # bytes for lab.pptp.gre. The table is shared by dpkt's IPv4 and IPv6 classes.
@@ -30,13 +32,14 @@ class Packet:
     ts: float
     src: str
     dst: str
-    kind: str  # "tcp" | "gre"
+    kind: str  # "tcp" | "gre" | "icmp"
     sport: int = 0
     dport: int = 0
     seq: int = 0
     flags: int = 0
     data: bytes = b""
     gre: gre_mod.Gre | None = None
+    icmp: icmp_mod.IcmpError | None = None
 
 
 _IPV4 = struct.Struct("!B1xH2xH1xB")  # version/IHL, total length, flags/fragment, protocol
@@ -72,6 +75,8 @@ def _fast_ipv4(buf: bytes, at: int, end: int, frame: int, ts: float) -> Packet |
             return None
         return Packet(frame, ts, _addr(buf[at + 26:at + 30]), _addr(buf[at + 30:at + 34]), "tcp", sport=sport,
                       dport=dport, seq=seq, flags=flags, data=buf[body + (off >> 4) * 4:stop])
+    if proto == ICMP:  # errors are rare: dpkt decodes them and the header they quote
+        return False if body < stop and icmp_mod.is_error(buf[body]) else None
     return None if proto not in (IP_IN_IP, IPV6_IN_IP) else False
 
 
@@ -289,5 +294,8 @@ def _from_ip(ip, frame: int, ts: float) -> Packet | None:
             return Packet(frame, ts, _addr(ip.src), _addr(ip.dst), "tcp", sport=payload.sport,
                           dport=payload.dport, seq=payload.seq, flags=payload.flags,
                           data=bytes(payload.data))
+        if proto == ICMP and isinstance(payload, dpkt.icmp.ICMP):
+            err = icmp_mod.decode(payload)
+            return None if err is None else Packet(frame, ts, _addr(ip.src), _addr(ip.dst), "icmp", icmp=err)
         return None
     return None

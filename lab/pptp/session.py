@@ -8,6 +8,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from . import control, ppp
+from . import icmp as icmp_mod
 from .reader import Packet
 
 # The phase a session STOPPED in, in protocol order; judge() gives one of these.
@@ -35,6 +36,7 @@ MAX_CALLS = 4             # calls per session
 MAX_EVENTS = 2000         # ladder events per session
 MAX_RECORDS = 1000        # echoes per session; SLI and WEN per call
 MAX_TEARDOWN = 64         # teardown steps per session, outside MAX_DETAIL: the verdict reads them
+MAX_ICMP = 16             # ICMP errors per session, outside MAX_DETAIL (the last slot: the newest)
 MAX_DETAIL = 100_000      # events and records of all sessions of a capture together
 MAX_UNDETAILED = 100_000  # sessions past MAX_SESSIONS counted one by one (then "at least")
 MAX_KINDS = 32            # PPP protocol names counted per GRE direction; more count as "other"
@@ -45,6 +47,7 @@ SYN, RST, FIN, ACK = 0x02, 0x04, 0x01, 0x10
 def limits() -> dict:
     return {"sessions": MAX_SESSIONS, "calls_per_session": MAX_CALLS, "events_per_session": MAX_EVENTS,
             "records_per_session": MAX_RECORDS, "teardown_steps_per_session": MAX_TEARDOWN,
+            "icmp_errors_per_session": MAX_ICMP,
             "detail_per_capture": MAX_DETAIL, "undetailed_sessions_counted": MAX_UNDETAILED}
 
 
@@ -56,10 +59,13 @@ class Event:
     what: str
     detail: str = ""
     malformed: bool = False
+    by: str = ""  # who really sent it when not the `sender` endpoint: an ICMP error's source
+    info: dict | None = None  # an ICMP error's fields
 
     def to_dict(self) -> dict:
-        return {"ts": self.ts, "frame": self.frame, "sender": self.sender, "what": self.what,
-                "detail": self.detail, "malformed": self.malformed}
+        d = {"ts": self.ts, "frame": self.frame, "sender": self.sender, "what": self.what,
+             "detail": self.detail, "malformed": self.malformed}
+        return d | ({"by": self.by} if self.by else {}) | ({"info": self.info} if self.info else {})
 
 
 @dataclass
@@ -197,6 +203,7 @@ class Session:
     verdict: str = ""
     teardown: list[Event] = field(default_factory=list)
     initiator: str | None = None
+    icmp: list[Event] = field(default_factory=list)  # ICMP errors answering its packets
     gre_only: bool = False
     dropped: Counter = field(default_factory=Counter)  # what the limits kept out: events, echoes, ...
     last_echo: dict | None = None  # the last PPTP Echo-Request/Reply {ts, sender, what}, kept past MAX_RECORDS
@@ -226,6 +233,7 @@ class Session:
             "calls": [c.to_dict() for c in self.calls], "echoes": self.echoes,
             "echo_summary": self.echo_summary(), "phase": self.phase, "verdict": self.verdict,
             "teardown": [e.to_dict() for e in self.teardown], "initiator": self.initiator,
+            "icmp": [e.to_dict() for e in self.icmp],
             "events": [e.to_dict() for e in self.events], "errors": self.errors,
             "dropped": dict(self.dropped),
         }
@@ -240,6 +248,7 @@ class Analyzer:
         self._by_conn: dict[tuple, Session] = {}
         self._gre: dict[tuple, tuple[Session, Call, str]] = {}
         self._orphans: dict[tuple, Session] = {}
+        self._by_pair: dict[tuple, Session] = {}  # (lower, higher address) -> the latest control session
         self._undetailed: set[int] = set()  # hashes of the sessions past MAX_SESSIONS
         # (raw addresses, call ID) -> (session, call, direction, sender) for mppe(); emptied
         # by add(), the only place the flows and roles behind it can change.
@@ -254,6 +263,8 @@ class Analyzer:
         self.stats["packets"] += 1
         if pkt.kind == "tcp":
             self._tcp(pkt)
+        elif pkt.kind == "icmp":
+            self._icmp(pkt)
         elif pkt.gre.is_pptp:
             self.stats["gre_pptp"] += 1
             self._gre_packet(pkt)
@@ -348,6 +359,7 @@ class Analyzer:
                 self._not_detailed(key)
                 return
             self._by_conn[key] = s
+            self._by_pair[_pair(client, server)] = s
         sender = "client" if to_server else "server"
         stream = s._streams.setdefault(sender, control.Stream())
         if pkt.flags & SYN:
@@ -368,6 +380,42 @@ class Analyzer:
                 s.teardown.append(self._event(s, pkt.ts, pkt.frame, sender,
                                               "TCP RST" if kind == "rst_by" else "TCP FIN"))
         s.end = max(s.end, pkt.ts)
+
+    def _icmp(self, pkt: Packet) -> None:
+        """An ICMP error quoting a packet of a session: an event of it, sent towards the side
+        whose packet it answers, by whoever sent it (pkt.src: often neither endpoint)."""
+        err = pkt.icmp
+        self.stats["icmp_errors"] += 1
+        s = self._icmp_session(err)
+        if s is None:
+            self.stats["icmp_unmatched"] += 1
+            return
+        if err.proto == icmp_mod.TCP:
+            answered = "client" if err.dport == control.PORT else "server"
+        else:
+            answered = "client" if err.src == s.client else "server"
+        # The quoted packet by its addresses: a GRE-only session's roles may still swap.
+        ev = self._event(s, pkt.ts, pkt.frame, "server" if answered == "client" else "client", err.name,
+                         f"from {pkt.src}, to {err.quoted}")
+        ev.by, ev.info = pkt.src, err.to_dict()
+        if len(s.icmp) < MAX_ICMP:
+            s.icmp.append(ev)
+        else:  # the first ones explain a failure, the newest a teardown
+            s.icmp[-1] = ev
+            s.dropped["icmp"] += 1
+
+    def _icmp_session(self, err: icmp_mod.IcmpError) -> Session | None:
+        """By the quoted TCP ports or GRE call ID; by the addresses when it quotes neither."""
+        if err.proto == icmp_mod.TCP:
+            to_server = err.dport == control.PORT
+            return self._by_conn.get((err.src, err.sport, err.dst) if to_server else (err.dst, err.dport, err.src))
+        if err.call_id is None:
+            return self._by_pair.get(_pair(err.src, err.dst)) or self._orphans.get(_pair(err.src, err.dst))
+        hit = self._gre.get((err.src, err.dst, err.call_id))
+        if hit is not None:
+            return hit[0]
+        s = self._orphans.get(_pair(err.src, err.dst))  # past MAX_GRE_CACHE, orphans are found here
+        return s if s and err.call_id in (s.calls[0].client_call_id, s.calls[0].server_call_id) else None
 
     def _control(self, s: Session, sender: str, pkt: Packet, m: control.ControlMessage) -> None:
         self.stats["control_messages"] += 1
@@ -498,7 +546,7 @@ class Analyzer:
         """GRE with no control connection in the capture: a session of its own, its roles
         guessed (first sender = client) and corrected from PPP (the server challenges)."""
         a, b = pkt.src, pkt.dst
-        key = (a, b) if a < b else (b, a)
+        key = _pair(a, b)
         s = self._orphans.get(key)
         if s is None:
             s = self._new_session(a, b, None, pkt.ts)
@@ -572,7 +620,7 @@ class Analyzer:
         for k, (ss, cc, attr) in list(self._gre.items()):
             if ss is s:
                 self._gre[k] = (ss, cc, "to_client" if attr == "to_server" else "to_server")
-        for e in {id(e): e for e in [*s.events, *s.teardown]}.values():
+        for e in {id(e): e for e in [*s.events, *s.teardown, *s.icmp]}.values():
             e.sender = "server" if e.sender == "client" else "client"
         call.waiting = {"client": call.waiting["server"], "server": call.waiting["client"]}
         if call.lcp_echo:
@@ -595,6 +643,10 @@ class Analyzer:
         return self.sessions
 
 
+def _pair(a: str, b: str) -> tuple[str, str]:
+    return (a, b) if a < b else (b, a)
+
+
 def _both(acked_by: list[str]) -> bool:
     return {"client", "server"} <= set(acked_by)
 
@@ -613,8 +665,24 @@ def _up(s: Session, call: Call, why: str = "") -> tuple[str, str]:
     return "data", why
 
 
+def _icmp_cause(s: Session, about: str, guess: str) -> str:
+    """What the first ICMP error answering `about` ("GRE", "TCP 1723") shows, else the guess."""
+    first = next((e for e in s.icmp if e.info["about"] == about), None)
+    return icmp_mod.text(s, first) if first else guess
+
+
 def judge(s: Session) -> tuple[str, str]:
-    """The phase the session stopped in (PHASE_MEANING) and, when it stopped short, a likely cause."""
+    """The phase the session stopped in (PHASE_MEANING) and why: the evidence when the capture
+    holds it (an ICMP error names its sender), else a likely cause. An ICMP error that the
+    cause does not name is added to it."""
+    phase, why = _judge(s)
+    texts = [icmp_mod.text(s, e) for e in s.icmp]
+    if texts and not any(t in why for t in texts):
+        why += "; " + texts[0]
+    return phase, why
+
+
+def _judge(s: Session) -> tuple[str, str]:
     calls = [c for c in s.calls if c.to_server or c.to_client or c.reply]
     call = calls[-1] if calls else (s.calls[-1] if s.calls else None)
     if s.gre_only:
@@ -623,10 +691,12 @@ def judge(s: Session) -> tuple[str, str]:
         if "server" in s.tcp["rst_by"]:
             return "tcp", "server reset TCP 1723 (RST): nothing listens on 1723 or it refuses"
         if s.tcp["syn"]:
-            return "tcp", "TCP SYN to 1723 unanswered: TCP port 1723 blocked or server down"
+            return "tcp", "TCP SYN to 1723 unanswered: " + _icmp_cause(
+                s, "TCP 1723", "TCP port 1723 blocked or server down")
     if not s.sccrp:
         if s.sccrq:
-            return "control", "SCCRQ sent, no SCCRP: TCP 1723 blocked towards the client or server down"
+            return "control", "SCCRQ sent, no SCCRP: " + _icmp_cause(
+                s, "TCP 1723", "TCP 1723 blocked towards the client or server down")
         return "control", "TCP connected, no SCCRQ: the client never started PPTP"
     if s.sccrp.get("control_result") != 1:
         return "control", f"SCCRP refused the control connection: {s.sccrp.get('result')}"
@@ -639,16 +709,19 @@ def judge(s: Session) -> tuple[str, str]:
     st = call.ppp
     gre_srv, gre_cli = call.to_server, call.to_client
     if not gre_srv and not gre_cli:
-        return "lcp", "OCRP ok, no GRE in either direction: IP protocol 47 blocked (or not captured here)"
+        return "lcp", "OCRP ok, no GRE in either direction: " + _icmp_cause(
+            s, "GRE", "IP protocol 47 blocked (or not captured here)")
     if not gre_cli:
-        return "lcp", ("OCRP ok, no GRE from the server: IP protocol 47 blocked towards the client "
-                       "(or GRE not translated back by a NAT without the PPTP editor)")
+        return "lcp", "OCRP ok, no GRE from the server: " + _icmp_cause(
+            s, "GRE", "IP protocol 47 blocked towards the client (or GRE not translated back by a NAT without "
+                      "the PPTP editor)")
     if not gre_srv:
-        return "lcp", "OCRP ok, no GRE from the client: IP protocol 47 blocked towards the server"
+        return "lcp", "OCRP ok, no GRE from the client: " + _icmp_cause(
+            s, "GRE", "IP protocol 47 blocked towards the server")
     if not _both(st["lcp_acked_by"]):
         if "LCP" not in gre_srv.ppp and "LCP" not in gre_cli.ppp and st["data_frames"]["client"]:
             return _up(s, call, "tunnel carrying data (its PPP negotiation is not in this capture)")
-        return "lcp", "GRE flows, LCP did not open: PPP frames lost or rejected"
+        return "lcp", "GRE flows, LCP did not open: " + _icmp_cause(s, "GRE", "PPP frames lost or rejected")
     if st["auth_result"] == "failure":
         return "auth", f"{st['auth'] or 'authentication'} failure: {st['auth_detail'] or 'no reason given'}"
     if st["auth"] and st["auth_result"] != "success":

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import struct
 
-from scapy.layers.inet import IP, TCP
+from scapy.layers.inet import ICMP, IP, TCP
 from scapy.layers.l2 import GRE_PPTP, Ether
 from scapy.layers.ppp import (PPP, PPP_CHAP, PPP_CHAP_ChallengeResponse, PPP_IPCP,
                               PPP_IPCP_Option_IPAddress, PPP_LCP_Auth_Protocol_Option,
@@ -51,27 +51,37 @@ class Capture:
                                           ack=self.tcp_seq["client"]))
         return self
 
-    def segment(self, sender, data: bytes, seq=None, advance=True, flags="PA"):
+    def segment(self, sender, data: bytes, seq=None, advance=True, flags="PA", dt=0.01):
         sp, dp = self._ports(sender)
         s = self.tcp_seq[sender] if seq is None else seq
-        self.add(self._ip(sender) / TCP(sport=sp, dport=dp, flags=flags, seq=s) / data)
+        self.add(self._ip(sender) / TCP(sport=sp, dport=dp, flags=flags, seq=s) / data, dt)
         if advance:
             self.tcp_seq[sender] += len(data)
 
-    def control(self, sender, msg, split=None):
+    def control(self, sender, msg, split=None, dt=0.01):
         data = bytes(msg)
         if split is None:
-            self.segment(sender, data)
+            self.segment(sender, data, dt=dt)
         else:
             for i in range(0, len(data), split):
                 self.segment(sender, data[i:i + split])
         return self
 
-    def fin(self, sender):
-        self.segment(sender, b"", flags="FA", advance=False)
+    def fin(self, sender, dt=0.01):
+        self.segment(sender, b"", flags="FA", advance=False, dt=dt)
         self.tcp_seq[sender] += 1
+        return self
 
-    def gre(self, sender, ppp_payload: bytes | None, seq=None, call_id=None, ack=True, **overrides):
+    def icmp(self, by, quoted=-1, type=3, code=2, mtu=0, octets=8, dt=0.001):
+        """An ICMP error from address `by` about frame `quoted` of this capture (its IP header
+        and `octets` octets of what follows, as RFC 792 quotes), sent back to its source."""
+        q = IP(bytes(self.frames[quoted][IP]))  # built: its header length known
+        quote = bytes(q)[:q.ihl * 4 + octets]
+        self.add(Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / IP(src=by, dst=q.src)
+                 / ICMP(type=type, code=code, nexthopmtu=mtu) / quote, dt)
+        return self
+
+    def gre(self, sender, ppp_payload: bytes | None, seq=None, call_id=None, ack=True, dt=0.01, **overrides):
         peer = "server" if sender == "client" else "client"
         cid = call_id if call_id is not None else (SERVER_CALL if sender == "client" else CLIENT_CALL)
         fields = dict(key_present=1, call_id=cid, payload_len=len(ppp_payload or b""))
@@ -85,7 +95,8 @@ class Capture:
             fields.update(acknum_present=1, ack_number=self.gre_rcvd[sender])
         fields.update(overrides)
         payload = ppp_payload or b""
-        self.add(self._ip(sender) / GRE_PPTP(**fields) / payload)
+        self.add(self._ip(sender) / GRE_PPTP(**fields) / payload, dt)
+        return self
 
     def write(self, path):
         wrpcap(str(path), self.frames)
