@@ -40,9 +40,10 @@ class Packet:
     data: bytes = b""
     gre: gre_mod.Gre | None = None
     icmp: icmp_mod.IcmpError | None = None
+    ttl: int = 0  # of TCP segments (0: not known): a middlebox's RST shows a TTL of its own
 
 
-_IPV4 = struct.Struct("!B1xH2xH1xB")  # version/IHL, total length, flags/fragment, protocol
+_IPV4 = struct.Struct("!B1xH2xHBB")  # version/IHL, total length, flags/fragment, TTL, protocol
 _TCP = struct.Struct("!HHI4xBB")  # ports, sequence number, data offset, flags
 
 
@@ -57,7 +58,7 @@ def _fast_ipv4(buf: bytes, at: int, end: int, frame: int, ts: float) -> Packet |
     a frame that is not PPTP. False: use the dpkt path."""
     if end - at < 34 or buf[at + 12] != 8 or buf[at + 13] != 0:
         return False
-    ver_ihl, total, frag, proto = _IPV4.unpack_from(buf, at + 14)
+    ver_ihl, total, frag, ttl, proto = _IPV4.unpack_from(buf, at + 14)
     if ver_ihl >> 4 != 4 or frag & 0x3FFF:  # not IPv4, or a fragment: let dpkt report it
         return False
     ihl = (ver_ihl & 0x0F) * 4
@@ -74,7 +75,7 @@ def _fast_ipv4(buf: bytes, at: int, end: int, frame: int, ts: float) -> Packet |
         if PORT not in (sport, dport):
             return None
         return Packet(frame, ts, _addr(buf[at + 26:at + 30]), _addr(buf[at + 30:at + 34]), "tcp", sport=sport,
-                      dport=dport, seq=seq, flags=flags, data=buf[body + (off >> 4) * 4:stop])
+                      dport=dport, seq=seq, flags=flags, data=buf[body + (off >> 4) * 4:stop], ttl=ttl)
     if proto == ICMP:  # errors are rare: dpkt decodes them and the header they quote
         return False if body < stop and icmp_mod.is_error(buf[body]) else None
     return None if proto not in (IP_IN_IP, IPV6_IN_IP) else False
@@ -293,7 +294,7 @@ def _from_ip(ip, frame: int, ts: float) -> Packet | None:
                 return None
             return Packet(frame, ts, _addr(ip.src), _addr(ip.dst), "tcp", sport=payload.sport,
                           dport=payload.dport, seq=payload.seq, flags=payload.flags,
-                          data=bytes(payload.data))
+                          data=bytes(payload.data), ttl=ip.ttl if isinstance(ip, dpkt.ip.IP) else ip.hlim)
         if proto == ICMP and isinstance(payload, dpkt.icmp.ICMP):
             err = icmp_mod.decode(payload)
             return None if err is None else Packet(frame, ts, _addr(ip.src), _addr(ip.dst), "icmp", icmp=err)

@@ -7,7 +7,7 @@ import socket
 from collections import Counter
 from dataclasses import dataclass, field
 
-from . import control, ppp
+from . import control, ppp, teardown
 from . import icmp as icmp_mod
 from .reader import Packet
 
@@ -59,8 +59,10 @@ class Event:
     what: str
     detail: str = ""
     malformed: bool = False
-    by: str = ""  # who really sent it when not the `sender` endpoint: an ICMP error's source
-    info: dict | None = None  # an ICMP error's fields
+    # Who really sent it when not the `sender` endpoint: an ICMP error's source address, or
+    # "middlebox" (a TCP FIN/RST sent on the endpoint's behalf, lab.pptp.teardown).
+    by: str = ""
+    info: dict | None = None  # an ICMP error's fields; a TCP FIN/RST's seq and TTL
 
     def to_dict(self) -> dict:
         d = {"ts": self.ts, "frame": self.frame, "sender": self.sender, "what": self.what,
@@ -202,12 +204,14 @@ class Session:
     phase: str = ""
     verdict: str = ""
     teardown: list[Event] = field(default_factory=list)
-    initiator: str | None = None
+    initiator: str | None = None  # the endpoint that took the first teardown step
+    initiated: dict | None = None  # that step, and the path's steps before it (teardown.initiation)
     icmp: list[Event] = field(default_factory=list)  # ICMP errors answering its packets
     gre_only: bool = False
     dropped: Counter = field(default_factory=Counter)  # what the limits kept out: events, echoes, ...
     last_echo: dict | None = None  # the last PPTP Echo-Request/Reply {ts, sender, what}, kept past MAX_RECORDS
     _streams: dict = field(default_factory=dict, repr=False)
+    _ttl: dict = field(default_factory=lambda: {"client": Counter(), "server": Counter()}, repr=False)
 
     def who(self, src: str, sport: int | None = None) -> str:
         if src == self.client and (sport is None or self.client_port is None or sport == self.client_port):
@@ -233,7 +237,7 @@ class Session:
             "calls": [c.to_dict() for c in self.calls], "echoes": self.echoes,
             "echo_summary": self.echo_summary(), "phase": self.phase, "verdict": self.verdict,
             "teardown": [e.to_dict() for e in self.teardown], "initiator": self.initiator,
-            "icmp": [e.to_dict() for e in self.icmp],
+            "initiated": self.initiated, "icmp": [e.to_dict() for e in self.icmp],
             "events": [e.to_dict() for e in self.events], "errors": self.errors,
             "dropped": dict(self.dropped),
         }
@@ -361,6 +365,8 @@ class Analyzer:
             self._by_conn[key] = s
             self._by_pair[_pair(client, server)] = s
         sender = "client" if to_server else "server"
+        if pkt.ttl:
+            s._ttl[sender][pkt.ttl] += 1
         stream = s._streams.setdefault(sender, control.Stream())
         if pkt.flags & SYN:
             stream.syn(pkt.seq)
@@ -377,8 +383,9 @@ class Analyzer:
             if sender not in s.tcp[kind]:  # a retransmitted FIN is not a new step
                 s.tcp[kind].append(sender)
                 s.tcp["closed_at"] = pkt.ts
-                s.teardown.append(self._event(s, pkt.ts, pkt.frame, sender,
-                                              "TCP RST" if kind == "rst_by" else "TCP FIN"))
+                ev = self._event(s, pkt.ts, pkt.frame, sender, "TCP RST" if kind == "rst_by" else "TCP FIN")
+                ev.info = {"seq": pkt.seq, "ttl": pkt.ttl}  # to tell a middlebox's (teardown.py)
+                s.teardown.append(ev)
         s.end = max(s.end, pkt.ts)
 
     def _icmp(self, pkt: Packet) -> None:
@@ -637,9 +644,8 @@ class Analyzer:
                 s.errors += [f"{side} stream: {e}" for e in stream.errors]
                 if stream.errors_dropped:
                     s.dropped["errors"] += stream.errors_dropped
+            teardown.settle(s, MAX_TEARDOWN)
             s.phase, s.verdict = judge(s)
-            firsts = [e for e in s.teardown if e.what in ("LCP Terminate-Request", "CCRQ", "StopCCRQ")]
-            s.initiator = firsts[0].sender if firsts else None
         return self.sessions
 
 
@@ -652,7 +658,8 @@ def _both(acked_by: list[str]) -> bool:
 
 
 def _torn_down(s: Session) -> bool:
-    return any(e.what in ("CDN", "StopCCRP", "LCP Terminate-Ack") for e in s.teardown) or bool(s.tcp["fin_by"])
+    """Closed, reset, or a call or control connection cleared or PPP terminated: never "data"."""
+    return bool(s.tcp["fin_by"] or s.tcp["rst_by"]) or any(e.what in teardown.ENDS for e in s.teardown)
 
 
 def _up(s: Session, call: Call, why: str = "") -> tuple[str, str]:
@@ -661,7 +668,8 @@ def _up(s: Session, call: Call, why: str = "") -> tuple[str, str]:
     seen = data["client"] or data["server"]
     why = why or ("tunnel up and carrying data" if seen else "tunnel up (IPCP done), no user data seen")
     if _torn_down(s):
-        return "teardown", "tunnel carried data and was torn down" if seen else f"{why}, then torn down"
+        how = teardown.phrase(s)
+        return "teardown", f"tunnel carried data and was torn down{how}" if seen else f"{why}, then torn down{how}"
     return "data", why
 
 

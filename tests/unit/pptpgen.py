@@ -30,11 +30,13 @@ class Capture:
         self.tcp_seq = {"client": 1000, "server": 5000}
         self.gre_seq = {"client": 1, "server": 0}
         self.gre_rcvd = {"client": None, "server": None}
+        self.ttl = {"client": 64, "server": 64}  # as the capture point sees each side's packets
 
-    def _ip(self, sender):
+    def _ip(self, sender, **ip):
         src, dst = (self.client, self.server) if sender == "client" else (self.server, self.client)
         # Fixed MACs: scapy would otherwise resolve them (ARP, with timeouts) per packet.
-        return Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / IP(src=src, dst=dst)
+        return Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / IP(
+            **{"src": src, "dst": dst, "ttl": self.ttl[sender], **ip})
 
     def _ports(self, sender):
         return (self.cport, 1723) if sender == "client" else (1723, self.cport)
@@ -51,10 +53,10 @@ class Capture:
                                           ack=self.tcp_seq["client"]))
         return self
 
-    def segment(self, sender, data: bytes, seq=None, advance=True, flags="PA", dt=0.01):
+    def segment(self, sender, data: bytes, seq=None, advance=True, flags="PA", dt=0.01, **ip):
         sp, dp = self._ports(sender)
         s = self.tcp_seq[sender] if seq is None else seq
-        self.add(self._ip(sender) / TCP(sport=sp, dport=dp, flags=flags, seq=s) / data, dt)
+        self.add(self._ip(sender, **ip) / TCP(sport=sp, dport=dp, flags=flags, seq=s) / data, dt)
         if advance:
             self.tcp_seq[sender] += len(data)
 
@@ -70,6 +72,11 @@ class Capture:
     def fin(self, sender, dt=0.01):
         self.segment(sender, b"", flags="FA", advance=False, dt=dt)
         self.tcp_seq[sender] += 1
+        return self
+
+    def rst(self, sender, dt=0.01, **ip):
+        """A RST from `sender`'s address; ip (ttl=...) for one a middlebox sent in its name."""
+        self.segment(sender, b"", flags="R", advance=False, dt=dt, **ip)
         return self
 
     def icmp(self, by, quoted=-1, type=3, code=2, mtu=0, octets=8, dt=0.001):

@@ -1,15 +1,18 @@
-"""ICMP errors as evidence (SPEC S32) on captures built with scapy: which errors are read and
-matched to which session, and the verdicts that name them."""
+"""ICMP errors as evidence and the teardown model (SPEC S23, S32, S33) on captures built with
+scapy: which errors are read and matched to which session, the verdicts that name them, and
+the initiator of a teardown for each order of events."""
 import json
 
 import pytest
-from scapy.layers.pptp import PPTPCallClearRequest, PPTPCallDisconnectNotify
+from scapy.layers.pptp import (PPTPCallClearRequest, PPTPCallDisconnectNotify,
+                               PPTPStopControlConnectionRequest)
 
 from lab import pptp
 from lab.pptp import session
 
 from . import pptpgen as g
 
+NAT_OUT, INSIDE = "198.18.52.2", "10.1.0.10"
 ROUTER = "192.0.2.1"
 PROTO_UNREACH = "answered GRE with ICMP protocol unreachable: nothing forwards or translates GRE there"
 
@@ -142,3 +145,116 @@ def test_icmp_errors_keep_within_the_limits_first_ones_and_the_newest(tmp_path, 
     s = one(c, tmp_path)
     assert len(s.icmp) == 3 and s.dropped["icmp"] == 7 and s.icmp[-1].ts == pytest.approx(last)
     assert len(s.events) == 20 and s.dropped["events"] == 6 and s.phase == "lcp" and "ICMP" in s.verdict
+
+
+def conntrack_loss():
+    """The client's NAT loses its state mid-session (S23), captured inside and outside it on
+    one clock: the server's GRE gets the NAT's ICMP protocol unreachable, the server closes
+    within 10 ms, the NAT answers its FIN with a RST in the client's name; the client's late
+    CCRQ gets the server's RST. TTLs: one hop through the NAT."""
+    inside, outside = g.Capture(client=INSIDE), g.Capture(client=NAT_OUT)
+    inside.ttl["server"] = outside.ttl["client"] = 63
+    for c in (inside, outside):
+        g.full_session(c, teardown=None)
+    outside.gre("server", g.mppe_data(), dt=1.0)  # no state: not forwarded inside
+    outside.icmp(NAT_OUT, code=2)
+    outside.fin("server", dt=0.009)
+    outside.rst("client", ttl=64)  # the NAT's own TTL, not the client's forwarded 63
+    inside.t, inside.tcp_seq = outside.t, dict(outside.tcp_seq)  # the NAT keeps sequence numbers
+    for c in (inside, outside):
+        c.control("client", PPTPCallClearRequest(call_id=g.CLIENT_CALL), dt=4.0)
+        c.rst("server", dt=0.001)
+    return inside, outside
+
+
+def steps(s):
+    return [(e.sender, e.what) for e in s.teardown]
+
+
+# ------------------------------------------------------------------ the NAT that lost its state
+def test_outside_capture_the_server_initiated_after_the_nats_icmp(tmp_path):
+    s = one(conntrack_loss()[1], tmp_path, "outside")
+    assert s.phase == "teardown" and s.initiator == "server"
+    assert steps(s) == [("client", "ICMP protocol unreachable"), ("server", "TCP FIN"), ("client", "TCP RST"),
+                        ("client", "CCRQ"), ("server", "TCP RST")]
+    assert (s.initiated["step"], [a["by"] for a in s.initiated["after"]]) == ("TCP FIN", [NAT_OUT])
+    assert s.verdict == ("tunnel carried data and was torn down by the server (TCP FIN), after the NAT "
+                         f"{NAT_OUT} {PROTO_UNREACH} (to the server's GRE)")
+    nat_rst = s.teardown[2]
+    assert nat_rst.by == "middlebox" and "TTL 64, the client's segments 63" in nat_rst.detail
+    assert s.teardown[4].by == ""  # the server's own RST
+    (icmp,) = s.icmp
+    assert icmp.by == NAT_OUT and icmp.info["about"] == "GRE" and icmp.info["quoted"]["call_id"] == g.CLIENT_CALL
+
+
+def test_inside_capture_alone_a_ccrq_and_a_reset_are_a_teardown_not_data(tmp_path):
+    """Was "data: tunnel up and carrying data" although the client sent CCRQ and got a RST."""
+    s = one(conntrack_loss()[0], tmp_path, "inside")
+    assert s.phase == "teardown" and s.initiator == "client"
+    assert steps(s) == [("client", "CCRQ"), ("server", "TCP RST")]
+    assert s.verdict == "tunnel carried data and was torn down by the client (CCRQ)"
+
+
+def test_a_client_giving_up_after_the_nats_errors_stays_in_lcp_and_initiated_the_teardown(tmp_path):
+    s = one(behind_nat_without_gre(give_up=True), tmp_path)
+    assert s.phase == "lcp" and f"the NAT 203.0.113.9 {PROTO_UNREACH}" in s.verdict
+    # 3 s after the last ICMP error: not a step of the teardown, the client's CCRQ is the first.
+    assert s.initiator == "client" and s.initiated["after"] == []
+    assert steps(s) == [("client", "CCRQ"), ("server", "CDN"), ("client", "TCP FIN"), ("server", "TCP FIN")]
+
+
+# ------------------------------------------------------------------ the initiator, per order of events
+def icmp_from_client_side(c, dt=0.001):
+    c.gre("server", g.mppe_data(), dt=dt)
+    c.icmp(ROUTER)
+
+
+ORDERS = {
+    "icmp, then the server's FIN": (
+        lambda c: (icmp_from_client_side(c), c.fin("server"), c.fin("client")),
+        "server", [("client", "ICMP protocol unreachable"), ("server", "TCP FIN"), ("client", "TCP FIN")]),
+    "the server's FIN, then icmp": (
+        lambda c: (c.fin("server"), icmp_from_client_side(c), c.fin("client")),
+        "server", [("server", "TCP FIN"), ("client", "ICMP protocol unreachable"), ("client", "TCP FIN")]),
+    "the client's CCRQ, then the server's FIN": (
+        lambda c: (c.control("client", PPTPCallClearRequest(call_id=g.CLIENT_CALL)), c.fin("server")),
+        "client", [("client", "CCRQ"), ("server", "TCP FIN")]),
+    "the server's CDN": (
+        lambda c: c.control("server", PPTPCallDisconnectNotify(call_id=g.CLIENT_CALL, result_code=3)),
+        "server", [("server", "CDN")]),
+    "the server's StopCCRQ": (
+        lambda c: c.control("server", PPTPStopControlConnectionRequest(reason=1)),
+        "server", [("server", "StopCCRQ")]),
+    "the client's own RST": (
+        lambda c: (c.rst("client"), c.rst("server")),
+        "client", [("client", "TCP RST"), ("server", "TCP RST")]),
+    "a middlebox's RST, then the client's CCRQ": (
+        lambda c: (c.rst("client", ttl=40), c.control("client", PPTPCallClearRequest(call_id=g.CLIENT_CALL))),
+        "client", [("client", "TCP RST"), ("client", "CCRQ")]),
+    "only a middlebox's RST": (
+        lambda c: c.rst("server", ttl=40),
+        None, [("server", "TCP RST")]),
+    "icmp long before the server's FIN": (
+        lambda c: (icmp_from_client_side(c), c.fin("server", dt=5.0)),
+        "server", [("server", "TCP FIN")]),
+}
+
+
+@pytest.mark.parametrize("order", ORDERS)
+def test_the_initiator_is_the_endpoint_of_the_first_step_in_time(tmp_path, order):
+    build, initiator, expected = ORDERS[order]
+    c = g.full_session(teardown=None)
+    build(c)
+    s = one(c, tmp_path)
+    assert (s.phase, s.initiator, steps(s)) == ("teardown", initiator, expected), s.verdict
+    first_path = [e for e in s.teardown if e.by][:1]
+    before = [e for e in first_path if not s.initiated["side"] or e.frame < s.initiated["frame"]]
+    assert [a["frame"] for a in s.initiated["after"]] == [e.frame for e in before]
+    assert "ICMP" not in s.verdict or f"{ROUTER} {PROTO_UNREACH}" in s.verdict  # named wherever it was
+
+
+def test_json_carries_the_teardown_initiator(tmp_path):
+    data = json.loads(json.dumps(analysed(tmp_path, ("outside", conntrack_loss()[1])).to_dict()))
+    (s,) = data["sessions"]
+    assert s["initiator"] == "server" and s["initiated"]["after"][0]["text"].startswith(f"the NAT {NAT_OUT} answered")
+    assert s["teardown"][2]["by"] == "middlebox" and s["teardown"][1]["info"]["ttl"] == 64

@@ -1,0 +1,91 @@
+"""Who tore a session down (SPEC S33): its teardown steps in time order, the endpoint that
+took the first one, and what the path did before it (an ICMP error, a middlebox's RST).
+
+A step is a control message, an LCP Terminate, a TCP FIN or RST, or an ICMP error shortly
+before them. ICMP errors and RSTs a middlebox sent on an endpoint's behalf are the path's
+steps: they come before the initiator, never are it."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import icmp
+
+# The steps that can start a teardown; the replies only follow one.
+FIRST_STEPS = ("CCRQ", "CDN", "StopCCRQ", "LCP Terminate-Request", "TCP FIN", "TCP RST")
+ENDS = FIRST_STEPS + ("StopCCRP", "LCP Terminate-Ack")
+TCP_ENDS = ("TCP FIN", "TCP RST")
+# An endpoint reacts to an ICMP error within milliseconds (seen: 10 ms); one from this long
+# before the first step may have caused it. Earlier ones are events and causes, not steps.
+ICMP_LEAD = 1.0
+MAX_AFTER = 4  # path steps kept before the initiator's
+
+
+def is_icmp(e) -> bool:
+    return e.what.startswith("ICMP ")
+
+
+def steps(s, cap: int | None = None) -> list:
+    """s.teardown with the ICMP errors that belong to it, in capture order (the first `cap`)."""
+    own = [e for e in s.teardown if not is_icmp(e)]
+    if not own:
+        return list(s.teardown)
+    start = min(e.ts for e in own) - ICMP_LEAD
+    merged = {id(e): e for e in [*s.teardown, *(e for e in s.icmp if e.ts >= start)]}
+    return sorted(merged.values(), key=lambda e: e.frame)[:cap]
+
+
+def _path_step(s, e) -> dict:
+    text = icmp.text(s, e) if is_icmp(e) else f"a {e.what} on the {e.sender}'s behalf ({e.detail})"
+    return {"what": e.what, "by": e.by, "frame": e.frame, "ts": e.ts, "source": s.source, "text": text}
+
+
+def initiation(s) -> dict | None:
+    """The first endpoint step {side, step, frame, ts, source} and the path's steps before it
+    (`after`); side None when only the path acted. None without a teardown."""
+    path = []
+    for e in steps(s):
+        if is_icmp(e) or e.by:
+            if len(path) < MAX_AFTER:
+                path.append(_path_step(s, e))
+        elif e.what in FIRST_STEPS:
+            return {"side": e.sender, "step": e.what, "frame": e.frame, "ts": e.ts, "source": s.source,
+                    "after": path}
+    return {"side": None, "step": None, "frame": None, "ts": None, "source": s.source, "after": path} if path else None
+
+
+def phrase(s) -> str:
+    """" by the server (TCP FIN), after the NAT ... answered GRE with ...", for a verdict."""
+    init = s.initiated or initiation(s)
+    if not init:
+        return ""
+    out = f" by the {init['side']} ({init['step']})" if init["side"] else ""
+    if init["after"]:
+        out += f", after {init['after'][0]['text']}"
+    if init["source"] != s.source:
+        out += f" (seen on {Path(init['source']).name})"
+    return out
+
+
+def settle(s, cap: int) -> None:
+    """After the last packet: the middlebox RSTs the TTL shows, the steps and the initiator."""
+    for e in s.teardown:
+        _ttl_mark(s, e)
+    s.teardown = steps(s, cap)
+    s.initiated = initiation(s)
+    s.initiator = s.initiated and s.initiated["side"]
+
+
+def _usual_ttl(s, side: str) -> tuple[int | None, int]:
+    seen = s._ttl[side]
+    return seen.most_common(1)[0] if seen else (None, 0)
+
+
+def _ttl_mark(s, e) -> None:
+    """A FIN or RST whose TTL is not its sender's usual one: likely another hop sent it."""
+    ttl = (e.info or {}).get("ttl")
+    if e.what not in TCP_ENDS or not ttl or e.by:
+        return
+    usual, n = _usual_ttl(s, e.sender)
+    if usual is not None and usual != ttl and n >= 2:
+        e.by = "middlebox"
+        e.detail = f"TTL {ttl}, the {e.sender}'s segments {usual}: likely sent by a middlebox"
