@@ -6,8 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import teardown
 from .reader import packets
-from .session import PHASE_MEANING, PHASES, Analyzer, Session, limits
+from .session import PHASE_MEANING, PHASES, Analyzer, Session, judge, limits
 
 __all__ = ["analyze", "analyze_file", "Report", "Session", "PHASES", "PHASE_MEANING", "FAIL_PHASES"]
 # The phases a session can stop in short of a working tunnel (what `expect: phase:` takes).
@@ -39,7 +40,8 @@ def analyze_file(path: str | Path) -> tuple[list[Session], dict, list[int]]:
 
 def analyze(paths: list[str | Path]) -> Report:
     """Sessions of every file; with several files (e.g. inside and outside a NAT), the calls
-    seen at more than one capture point are linked, showing any call ID the NAT rewrote."""
+    seen at more than one capture point are linked, showing any call ID the NAT rewrote, and
+    the teardown is read across them (a middlebox's RST, the earliest initiator)."""
     sessions, stats, truncated = [], {}, []
     for path in paths:
         ss, st, cut = analyze_file(path)
@@ -48,7 +50,10 @@ def analyze(paths: list[str | Path]) -> Report:
         truncated += [{"file": str(path), "offset": at} for at in cut]
     for i, s in enumerate(sessions, 1):
         s.id = i
-    return Report([str(p) for p in paths], sessions, stats, link_across_nat(sessions), truncated)
+    links = link_across_nat(sessions)
+    for s in teardown.across(sessions, links):
+        s.phase, s.verdict = judge(s)
+    return Report([str(p) for p in paths], sessions, stats, links, truncated)
 
 
 def link_across_nat(sessions: list[Session], slack: float = 5.0) -> list[dict]:

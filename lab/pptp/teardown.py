@@ -89,3 +89,46 @@ def _ttl_mark(s, e) -> None:
     if usual is not None and usual != ttl and n >= 2:
         e.by = "middlebox"
         e.detail = f"TTL {ttl}, the {e.sender}'s segments {usual}: likely sent by a middlebox"
+
+
+def across(sessions, links) -> list:
+    """With captures from several points of a path (link_across_nat's links): a FIN/RST that
+    the capture nearer its sender never saw was sent by a middlebox; every capture of a call
+    is given the earliest initiator any of them saw. Returns the sessions it changed."""
+    by_id = {s.id: s for s in sessions}
+    group: dict[int, set[int]] = {}
+    for link in links:
+        a, b = (by_id[p["session"]] for p in link["points"])
+        _unseen(a, b)
+        _unseen(b, a)
+        group.setdefault(a.id, {a.id}).add(b.id)
+        group.setdefault(b.id, {b.id}).add(a.id)
+    own = {i: initiation(by_id[i]) for i in group}
+    for i, ids in group.items():
+        s = by_id[i]
+        seen = [own[j] for j in sorted(ids) if own[j] and own[j]["side"]]
+        s.initiated = min(seen, key=lambda init: init["ts"]) if seen else own[i]
+        s.initiator = s.initiated and s.initiated["side"]
+    return [by_id[i] for i in group]
+
+
+def _unseen(x, y) -> None:
+    """Mark x's FIN/RST steps that y, the capture nearer their sender (higher TTL from it),
+    did not hold while it was capturing; clear a TTL guess that y disproves."""
+    for e in x.teardown:
+        if e.what not in TCP_ENDS or not e.info or not (y.start <= e.ts <= y.end):
+            continue
+        side = e.sender
+        near, far = _usual_ttl(y, side)[0], _usual_ttl(x, side)[0]
+        if not (near and far and near > far):
+            continue
+        name = Path(y.source).name
+        if any(f.what == e.what and f.sender == side and (f.info or {}).get("seq") == e.info["seq"]
+               for f in y.teardown):
+            if e.by == "middlebox":
+                e.by, e.detail = "", f"also on {name}: the {side} sent it"
+            continue
+        addr = x.client if side == "client" else x.server
+        nat = addr != (y.client if side == "client" else y.server)
+        e.by = "middlebox"
+        e.detail = f"not on {name}, nearer the {side}: sent by " + (f"the NAT {addr}" if nat else "a middlebox")

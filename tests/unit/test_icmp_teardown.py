@@ -1,6 +1,6 @@
 """ICMP errors as evidence and the teardown model (SPEC S23, S32, S33) on captures built with
 scapy: which errors are read and matched to which session, the verdicts that name them, and
-the initiator of a teardown for each order of events."""
+the initiator of a teardown for each order of events, on one capture and across a NAT."""
 import json
 
 import pytest
@@ -258,3 +258,31 @@ def test_json_carries_the_teardown_initiator(tmp_path):
     (s,) = data["sessions"]
     assert s["initiator"] == "server" and s["initiated"]["after"][0]["text"].startswith(f"the NAT {NAT_OUT} answered")
     assert s["teardown"][2]["by"] == "middlebox" and s["teardown"][1]["info"]["ttl"] == 64
+
+
+# ------------------------------------------------------------------ across a NAT
+def test_both_captures_the_inside_gets_the_outside_initiator_and_the_nats_rst_is_told_apart(tmp_path):
+    inside, outside = conntrack_loss()
+    r = analysed(tmp_path, ("inside", inside), ("outside", outside))
+    s_in, s_out = r.sessions
+    assert len(r.nat_links) == 1 and s_in.initiator == s_out.initiator == "server"
+    assert s_in.phase == "teardown" and s_in.initiated["source"].endswith("outside.pcap")
+    assert f"torn down by the server (TCP FIN), after the NAT {NAT_OUT} {PROTO_UNREACH}" in s_in.verdict
+    assert s_in.verdict.endswith("(seen on outside.pcap)")
+    nat_rst = s_out.teardown[2]
+    assert nat_rst.by == "middlebox"
+    assert nat_rst.detail == f"not on inside.pcap, nearer the client: sent by the NAT {NAT_OUT}"
+    # The server's RST to the late CCRQ is on both sides: the server's own.
+    assert [e.by for e in s_in.teardown] == ["", ""] and s_out.teardown[4].by == ""
+
+
+def test_a_ttl_guess_is_cleared_when_the_capture_nearer_the_sender_holds_the_packet(tmp_path):
+    inside, outside = g.Capture(client=INSIDE), g.Capture(client=NAT_OUT)
+    inside.ttl["server"] = outside.ttl["client"] = 63
+    for c in (inside, outside):
+        g.full_session(c, teardown=None)
+        c.rst("client", ttl=50 if c is outside else 64)  # the client's, its TTL odd on the outside
+    assert one(outside, tmp_path, "alone").teardown[0].by == "middlebox"
+    s_in, s_out = analysed(tmp_path, ("inside", inside), ("outside", outside)).sessions
+    assert s_out.teardown[0].by == "" and s_out.teardown[0].detail == "also on inside.pcap: the client sent it"
+    assert s_out.initiator == s_in.initiator == "client"
