@@ -84,13 +84,26 @@ def _print_session(s: Session, console: Console) -> None:
             console.print(f"  echo from {side}: {e['requests']} requests, {e['answered']} answered, "
                           f"interval {e['interval_s']} s")
     if s.teardown:
-        console.print(f"  teardown ({s.initiator or '?'} initiated): "
-                      + " → ".join(f"{e.what} ({e.sender})" for e in s.teardown))
+        console.print(f"  teardown ({initiated(s)}): " + " → ".join(f"{step(e)} ({e.sender})" for e in s.teardown))
     for err in s.errors[:5]:
         console.print(f"  [yellow]warning[/] {err}")
     if s.dropped:
         console.print("  [yellow]not detailed[/] (over the analyser's limits, counted only): "
                       + ", ".join(f"{n:,} {what}" for what, n in sorted(s.dropped.items())))
+
+
+def initiated(s: Session) -> str:
+    """"server initiated, after ICMP protocol unreachable from 198.18.52.2"."""
+    init = s.initiated or {}
+    after = init.get("after") or []
+    first = f"{after[0]['what']} from {after[0]['by']}" if after else ""
+    return f"{s.initiator or '?'} initiated" + (f", after {first}" if first else "") + (
+        f", seen on {Path(init['source']).name}" if init.get("source", s.source) != s.source else "")
+
+
+def step(e) -> str:
+    """A teardown step and who really sent it when not its side's endpoint."""
+    return e.what + (f" from {'a middlebox' if e.by == 'middlebox' else e.by}" if e.by else "")
 
 
 def direction(sender: str) -> str:
@@ -176,7 +189,8 @@ def ladder_svg(s: Session, max_events: int = LADDER_EVENTS, faults=()) -> str:
             out.append(_fault_row(stamp, lines, y, x_client, x_server, mid))
             continue
         x1, x2 = (x["client"], x["server"]) if e.sender == "client" else (x["server"], x["client"])
-        colour = ("#b00" if e.malformed or "RST" in e.what or "Failure" in e.what or "Nak" in e.what
+        bad = e.malformed or e.what.startswith("ICMP") or any(w in e.what for w in ("RST", "Failure", "Nak"))
+        colour = ("#b00" if bad
                   else "#06c" if e.what.startswith(("LCP", "CHAP", "PAP", "CCP", "IPCP", "IPV6CP")) else "#000")
         ident = f' id="{anchor(s.source, e.frame)}"' if e.frame not in seen else ""
         seen.add(e.frame)
@@ -266,10 +280,10 @@ def _teardown_table(s: Session) -> str:
     """The teardown steps in order, each with its direction and a link to its ladder row."""
     e = html.escape
     drawn = {ev.frame for ev in s.events[:LADDER_EVENTS]}
-    rows = [f"<tr><td>{i}</td><td>{e(ev.what)}</td><td>{direction(ev.sender)}</td><td>"
+    rows = [f"<tr><td>{i}</td><td>{e(step(ev))}</td><td>{direction(ev.sender)}</td><td>"
             + (f"<a href='#{anchor(s.source, ev.frame)}'>{ev.frame}</a>" if ev.frame in drawn else str(ev.frame))
             + "</td></tr>" for i, ev in enumerate(s.teardown, 1)]
-    return (f"<p>teardown, initiated by the {s.initiator or '?'}:</p><table class='teardown'><tr><th>#</th>"
+    return (f"<p>teardown ({e(initiated(s))}):</p><table class='teardown'><tr><th>#</th>"
             "<th>step</th><th>direction</th><th>frame</th></tr>" + "".join(rows) + "</table>") if rows else ""
 
 

@@ -1,14 +1,15 @@
-"""ICMP errors as evidence and the teardown model (SPEC S23, S32, S33) on captures built with
-scapy: which errors are read and matched to which session, the verdicts that name them, and
-the initiator of a teardown for each order of events, on one capture and across a NAT."""
+"""ICMP errors as evidence and the teardown model (SPEC S23, S33) on captures built with scapy:
+which errors are read and matched to which session, the verdicts that name them, and the
+initiator of a teardown for each order of events, on one capture and across a NAT."""
 import json
 
 import pytest
 from scapy.layers.pptp import (PPTPCallClearRequest, PPTPCallDisconnectNotify,
                                PPTPStopControlConnectionRequest)
 
-from lab import pptp
+from lab import pptp, report
 from lab.pptp import session
+from tests import REPO
 
 from . import pptpgen as g
 
@@ -286,3 +287,19 @@ def test_a_ttl_guess_is_cleared_when_the_capture_nearer_the_sender_holds_the_pac
     s_in, s_out = analysed(tmp_path, ("inside", inside), ("outside", outside)).sessions
     assert s_out.teardown[0].by == "" and s_out.teardown[0].detail == "also on inside.pcap: the client sent it"
     assert s_out.initiator == s_in.initiator == "client"
+
+
+# ------------------------------------------------------------------ on the ladder and in the report
+def test_the_ladder_draws_the_icmp_error_with_its_sender_and_the_teardown_table_says_who(tmp_path):
+    from lab import runfiles, topology
+
+    r = analysed(tmp_path, ("outside", conntrack_loss()[1]))
+    (s,) = r.sessions
+    svg = report.ladder_svg(s)
+    (row,) = [line for line in svg.splitlines() if "ICMP protocol unreachable" in line]
+    assert f"from {NAT_OUT}, to GRE {g.SERVER} → {NAT_OUT} call ID {g.CLIENT_CALL}" in row and "#b00" in row
+    assert "— teardown, client → server" in row  # from the client's side, back to the server
+    page = report.test_html(runfiles.Result(topology.load(REPO / "topologies" / "default.yaml"), report=r))
+    assert f"<td>ICMP protocol unreachable from {NAT_OUT}</td><td>client → server</td>" in page
+    assert f"teardown (server initiated, after ICMP protocol unreachable from {NAT_OUT})" in page
+    assert "<td>TCP RST from a middlebox</td>" in page
