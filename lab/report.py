@@ -96,14 +96,18 @@ def initiated(s: Session) -> str:
     """"server initiated, after ICMP protocol unreachable from 198.18.52.2"."""
     init = s.initiated or {}
     after = init.get("after") or []
-    first = f"{after[0]['what']} from {after[0]['by']}" if after else ""
+    first = f"{after[0]['what']} from {_sender(after[0]['by'])}" if after else ""
     return f"{s.initiator or '?'} initiated" + (f", after {first}" if first else "") + (
         f", seen on {Path(init['source']).name}" if init.get("source", s.source) != s.source else "")
 
 
 def step(e) -> str:
     """A teardown step and who really sent it when not its side's endpoint."""
-    return e.what + (f" from {'a middlebox' if e.by == 'middlebox' else e.by}" if e.by else "")
+    return e.what + (f" from {_sender(e.by)}" if e.by else "")
+
+
+def _sender(by: str) -> str:
+    return "a middlebox" if by == "middlebox" else by
 
 
 def direction(sender: str) -> str:

@@ -303,3 +303,11 @@ def test_the_ladder_draws_the_icmp_error_with_its_sender_and_the_teardown_table_
     assert f"<td>ICMP protocol unreachable from {NAT_OUT}</td><td>client → server</td>" in page
     assert f"teardown (server initiated, after ICMP protocol unreachable from {NAT_OUT})" in page
     assert "<td>TCP RST from a middlebox</td>" in page
+
+
+def test_the_console_names_a_middlebox_step_before_the_initiator(tmp_path):
+    c = g.full_session(teardown=None)
+    c.rst("server", ttl=40).control("client", PPTPCallClearRequest(call_id=g.CLIENT_CALL))
+    s = one(c, tmp_path)
+    assert report.initiated(s) == "client initiated, after TCP RST from a middlebox"
+    assert [report.step(e) for e in s.teardown] == ["TCP RST from a middlebox", "CCRQ"]
