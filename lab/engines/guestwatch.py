@@ -202,7 +202,7 @@ class Watchdog(threading.Thread):
         self.vm_dir, self.vm_name, self.pid, self.port = vm_dir, name, pid, port
         self.generation, self.on_lost = generation, on_lost
         self.found: list[tuple[str, str]] = []
-        self.answered = time.monotonic()  # when its Docker last answered a ping
+        self.answered = self._stopped_since = time.monotonic()  # last Docker answer; last seen not stopped
         self._offset = 0
         self._halt = threading.Event()
 
@@ -232,24 +232,28 @@ class Watchdog(threading.Thread):
             return False
         return True
 
+    def look(self, answers) -> Verdict:
+        """One look: QEMU's state, new console lines, and (only while QEMU runs) whether
+        `answers()` says its Docker answered."""
+        proc = process_state(self.pid)
+        now = time.monotonic()
+        if proc not in ("T", "t"):
+            self._stopped_since = now
+        self._console()
+        if proc not in (None, "Z", "T", "t") and answers():
+            self.answered = time.monotonic()
+        return judge(proc, self.found, time.monotonic() - self.answered, now - self._stopped_since)
+
     def run(self) -> None:
         import docker
 
         # A fixed API version: "auto" would ask the guest at once, and it may be the silent
         # one. 1.24 is one every dockerd in the guests (20.10 and newer) serves.
         api = docker.APIClient(base_url=f"tcp://127.0.0.1:{self.port}", timeout=PING_TIMEOUT, version="1.24")
-        stopped_since = time.monotonic()
         while not self._halt.wait(CHECK_EVERY):
             if self._replaced():
                 return
-            proc = process_state(self.pid)
-            now = time.monotonic()
-            if proc not in ("T", "t"):
-                stopped_since = now
-            self._console()
-            if proc not in (None, "Z", "T", "t") and self._answers(api):
-                self.answered = time.monotonic()
-            verdict = judge(proc, self.found, time.monotonic() - self.answered, now - stopped_since)
+            verdict = self.look(lambda: self._answers(api))
             if verdict.fell:
                 if not self._replaced():
                     self.on_lost(self.vm_dir, self.generation, verdict)

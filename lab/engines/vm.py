@@ -340,7 +340,7 @@ def up() -> VmState:
     restored = guestwatch.mark_restored(vm_dir(), time.time())
     if restored:
         console.print(f"[yellow]VM {_engine_name()}: the guest that {restored.state} at {restored.when()} "
-                      f"({restored.reason}) was replaced by a {'restored' if st.restored else 'booted'} one[/]")
+                      f"({escape(restored.reason)}) was replaced by a {'restored' if st.restored else 'booted'} one[/]")
     return st
 
 
@@ -383,8 +383,8 @@ def _on_lost(d: Path, generation: float, verdict: guestwatch.Verdict) -> None:
         with open(d / ".up.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             inc = lose(d, generation, verdict, name)
-    if inc:
-        console.print(f"[red]{inc.line()}[/]", soft_wrap=True)
+    if inc:  # escaped: its console lines hold "[pptpd:18600]"
+        console.print(f"[red]{escape(inc.line())}[/]", soft_wrap=True)
 
 
 def _watch(st: VmState) -> None:
@@ -562,24 +562,19 @@ def _wait_found(st: VmState) -> VmState | None:
     it: other processes' labs may be on it, so it is never stopped for being slow, only when
     the watchdog's judgement says hung or dead (then it is lost, and None is returned)."""
     w = guestwatch.Watchdog(vm_dir(), _engine_name(), st.pid, st.port, st.started, None)
-    w.answered = start = time.monotonic()
-    stopped_since = start
     with console.status("VM not answering: waiting for it or for a verdict") as status:
         while True:
-            if docker_ready(st):
+            silent_since = w.answered
+            verdict = w.look(lambda: docker_ready(st))
+            if w.answered > silent_since:
                 return st
-            proc = guestwatch.process_state(st.pid)
-            now = time.monotonic()
-            if proc not in ("T", "t"):
-                stopped_since = now
-            w._console()
-            verdict = guestwatch.judge(proc, w.found, now - start, now - stopped_since)
             if verdict.fell:
                 inc = lose(vm_dir(), st.started, verdict, _engine_name())
                 if inc:
-                    console.print(f"[red]{inc.line()}[/]", soft_wrap=True)
+                    console.print(f"[red]{escape(inc.line())}[/]", soft_wrap=True)
                 return None
-            status.update(f"VM not answering for {now - start:.0f}s ({proc}): waiting for it or for a verdict")
+            status.update(f"VM not answering for {time.monotonic() - w.answered:.0f}s: "
+                          "waiting for it or for a verdict")
             time.sleep(1)
 
 
