@@ -91,10 +91,17 @@ class Verdict:
         return self.state != "ok"
 
 
-def judge(proc: str | None, found: list[tuple[str, str]], silent_for: float, stopped_for: float) -> Verdict:
+def limits() -> tuple[float, float, float]:
+    """(STOPPED_HUNG, SILENT_WITH_SIGN, SILENT_HUNG) as they are now."""
+    return STOPPED_HUNG, SILENT_WITH_SIGN, SILENT_HUNG
+
+
+def judge(proc: str | None, found: list[tuple[str, str]], silent_for: float, stopped_for: float,
+          within: tuple[float, float, float] | None = None) -> Verdict:
     """The guest's state from what a watcher saw: QEMU's process state (None: gone), the
     trouble lines its console printed since it started, how long its Docker API has not
-    answered and how long its QEMU has been stopped."""
+    answered and how long its QEMU has been stopped; `within`: the limits (default limits())."""
+    stopped_hung, silent_with_sign, silent_hung = within or limits()
     lines = [line for _, line in found]
     if proc is None or proc == "Z":
         kinds = [k for k, _ in found]
@@ -103,11 +110,11 @@ def judge(proc: str | None, found: list[tuple[str, str]], silent_for: float, sto
     fatal = [k for k, _ in found if k in FATAL]
     if fatal:
         return Verdict("dead", fatal[0], lines)
-    if proc in ("T", "t") and stopped_for >= STOPPED_HUNG:
+    if proc in ("T", "t") and stopped_for >= stopped_hung:
         return Verdict("hung", f"QEMU stopped (SIGSTOP) for {stopped_for:.0f}s: the guest does not run", lines)
-    if found and silent_for >= SILENT_WITH_SIGN:
+    if found and silent_for >= silent_with_sign:
         return Verdict("hung", f"{found[0][0]}, and its Docker API silent for {silent_for:.0f}s", lines)
-    if silent_for >= SILENT_HUNG:
+    if silent_for >= silent_hung:
         return Verdict("hung", f"its Docker API silent for {silent_for:.0f}s", lines)
     return Verdict("ok")
 
@@ -201,6 +208,9 @@ class Watchdog(threading.Thread):
         super().__init__(name=f"guestwatch-{vm_dir.name}", daemon=True)
         self.vm_dir, self.vm_name, self.pid, self.port = vm_dir, name, pid, port
         self.generation, self.on_lost = generation, on_lost
+        # Its limits and pace as they are when it starts: a unit test that shortens them in a
+        # pytest worker must not reach the watcher of a real guest that worker's labs use.
+        self.within, self.every, self.ping_timeout = limits(), CHECK_EVERY, PING_TIMEOUT
         self.found: list[tuple[str, str]] = []
         self.answered = self._stopped_since = time.monotonic()  # last Docker answer; last seen not stopped
         self._offset = 0
@@ -242,15 +252,15 @@ class Watchdog(threading.Thread):
         self._console()
         if proc not in (None, "Z", "T", "t") and answers():
             self.answered = time.monotonic()
-        return judge(proc, self.found, time.monotonic() - self.answered, now - self._stopped_since)
+        return judge(proc, self.found, time.monotonic() - self.answered, now - self._stopped_since, self.within)
 
     def run(self) -> None:
         import docker
 
         # A fixed API version: "auto" would ask the guest at once, and it may be the silent
         # one. 1.24 is one every dockerd in the guests (20.10 and newer) serves.
-        api = docker.APIClient(base_url=f"tcp://127.0.0.1:{self.port}", timeout=PING_TIMEOUT, version="1.24")
-        while not self._halt.wait(CHECK_EVERY):
+        api = docker.APIClient(base_url=f"tcp://127.0.0.1:{self.port}", timeout=self.ping_timeout, version="1.24")
+        while not self._halt.wait(self.every):
             if self._replaced():
                 return
             verdict = self.look(lambda: self._answers(api))

@@ -281,3 +281,12 @@ def test_a_vm_found_silent_is_waited_for_not_stopped(monkeypatch):
         qemu.kill()
         qemu.wait()
         vm.use(1)
+
+
+def test_a_running_watcher_keeps_its_limits_when_a_test_shortens_them(monkeypatch, tmp_path):
+    """A unit test's patch in a pytest worker must not make that worker's watcher of the real
+    guest judge it hung (it did: 'its Docker API silent for 0s' killed the suite's VM)."""
+    w = gw.Watchdog(tmp_path, "vm", os.getpid(), 1, 1.0, None)
+    monkeypatch.setattr(gw, "SILENT_HUNG", 0.0)
+    assert w.look(lambda: False).state == "ok"
+    assert gw.Watchdog(tmp_path, "vm", os.getpid(), 1, 1.0, None).look(lambda: False).state == "hung"
