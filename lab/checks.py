@@ -38,6 +38,7 @@ class ClientFacts:
     drop: object = None
     why: str = ""
     path: dict = field(default_factory=dict)  # the packet's way (lab.why.path_data)
+    cause: object = None  # lab.cause.Cause, when the tunnel failed and was diagnosed
 
 
 CLIENT: dict[str, Callable[[ClientFacts, ClientExpect], list[Check]]] = {}
@@ -116,6 +117,17 @@ def dropped_by(f: ClientFacts, want: ClientExpect) -> list[Check]:
     name = f"{f.name}: dropped by {want.dropped_by}" + (f" (rule with `{want.rule}`)" if want.rule else "")
     detail = f.why or ("no traced drop" if d is None else f"dropped by {d.node}, {d.where()}")
     return [Check(name, "S22", ok, detail, where=evidence(f.session), path=f.path)]
+
+
+@_register(CLIENT, "cause")
+def cause(f: ClientFacts, want: ClientExpect) -> list[Check]:
+    """cause: C: the failure's cause (lab.cause) is C, decided from the evidence."""
+    if want.cause is None:
+        return []
+    got = f.cause.name if f.cause is not None else None
+    detail = f.cause.line() if f.cause is not None else "no cause decided (the tunnel came up, or was not diagnosed)"
+    return [Check(f"{f.name}: fails for cause {want.cause}", "S32", got == want.cause, detail,
+                  where=evidence(f.session), path=f.path)]
 
 
 @_register(NAT, "unique_outside_call_ids")

@@ -397,25 +397,27 @@ def why_(lab: str = typer.Argument(..., help="a running lab"), client: str = typ
          timeout: float = typer.Option(30, "--timeout", help="seconds to wait for the redialled tunnel"),
          engine: Optional[str] = EngineOpt, kernel: Optional[str] = LabKernelOpt) -> None:
     """Why a client's tunnel fails: redial it with kernel tracing on in the lab's firewall,
-    nat and router nodes, and name the node, chain and rule that dropped its packets,
-    checked against where the captures saw them."""
+    nat and router nodes and the kernel's drops recorded, and name the cause (README: Why it
+    failed): the node, chain and rule that dropped its packets, or the node and the evidence
+    that shows what else did (ICMP, routes, reverse-path filter, NAT state, credentials)."""
     import tempfile
 
-    from . import apply as apply_mod, capture, lifecycle, pptp, render, trace, why as why_mod
+    from . import apply as apply_mod, capture, diagnose, lifecycle, pptp, render, testrun, trace, why as why_mod
 
     eng, lab = _lab_on(lab, engine, kernel)
     topo = apply_mod.current(eng, lab)
     if client not in topo.clients:
         raise LabError(f"lab {lab} has no client {client} (clients: {', '.join(topo.clients) or 'none'})")
-    since, traces = trace.redial(eng, topo, [client], timeout)
+    since, traces, kernel, before = trace.redial(eng, topo, [client], timeout)
     state = lifecycle.ppp_state(eng, eng.node(lab, client), render.tunnel_if(topo.nodes[client]))[0]
     if state == "up":
         console.print(f"[green]{client}'s tunnel came up[/]: nothing dropped it this time")
         return
     with tempfile.TemporaryDirectory() as tmp:
         analysed = pptp.analyze(capture.snapshot(eng, lab, Path(tmp)))
-    sentence, _ = why_mod.why(topo, client, analysed, traces, since)
-    print(f"{client}: {sentence}")
+    found = why_mod.find(topo, client, analysed, traces, since)
+    cause = diagnose.explain(eng, topo, client, found, testrun.client_session(analysed, topo, client), kernel, before)
+    print(f"{client}: {cause.line()}")
     raise typer.Exit(1)
 
 

@@ -28,7 +28,7 @@ from .engines import Engine
 from .errors import LabError
 from .host import console
 from .paths import private_dir, state_dir
-from .topology import Topology, public_data
+from .topology import RP_FILTER, Topology, public_data
 
 TUNNEL_TIMEOUT = 90  # seconds for every client's ppp0 to get an address
 EARLY_VERDICT_MAX = 4  # calls dialled at once up to which a failure is judged early
@@ -121,13 +121,15 @@ def create(eng: Engine, topo: Topology, image: str | dict[str, str]) -> None:
     def make(item):
         name, node = item
         tag = _image_of(image, name)
+        # Only values of the fixed table, never the topology's text, become sysctls.
+        sysctls = {"net.ipv4.conf.all.rp_filter": RP_FILTER[node.rp_filter]} if node.rp_filter else None
         try:
-            return eng.create_node(topo.name, name, tag, dict(node.interfaces), node.kind, labels)
+            return eng.create_node(topo.name, name, tag, dict(node.interfaces), node.kind, labels, sysctls)
         except requests.ConnectionError:
             # A busy engine behind QEMU's port forward now and then drops a connection:
             # clear what the first try may have made and try once more.
             eng.forget_node(topo.name, name)
-            return eng.create_node(topo.name, name, tag, dict(node.interfaces), node.kind, labels)
+            return eng.create_node(topo.name, name, tag, dict(node.interfaces), node.kind, labels, sysctls)
 
     start = time.monotonic()
     with console.status(f"starting {len(topo.nodes)} nodes"):

@@ -32,7 +32,8 @@ def clean(p) -> dict | None:
         if isinstance(seen, dict) else {}
     return {"client": _text(p.get("client")), "server": _text(p.get("server")), "segments": segs,
             "nodes": nodes, "packet": _text(p.get("packet")) or "a packet", "seen": seen, "at": _text(p.get("at")),
-            "rule": _text(p.get("rule")), "action": _text(p.get("action")) or "dropped"}
+            "rule": _text(p.get("rule")), "action": _text(p.get("action")) or "dropped",
+            "cause": _text(p.get("cause")), "because": _text(p.get("because"))}
 
 
 class Marked:
@@ -51,9 +52,12 @@ class Marked:
             if p["rule"]:
                 label = f"✕ {p['action']} here: {p['packet']}"
                 title = f"{p['client']}: {p['packet']} {p['action']} by {at}, {p['rule']}"
+            elif p["cause"] and p["cause"] != "not-enough-evidence":
+                label = f"✕ {p['packet']}: {p['cause']}"
+                title = f"{p['client']}: {p['because'] or p['cause']}"
             else:
                 label = f"? {p['packet']} lost here"
-                title = f"{p['client']}: {p['packet']} went missing at {at}: {UNTRACED}"
+                title = f"{p['client']}: {p['packet']} went missing at {at}: {p['because'] or UNTRACED}"
             lines = self.lines.setdefault(at, [])
             if (label, "bad") not in lines:
                 lines.append((label, "bad"))

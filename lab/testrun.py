@@ -8,7 +8,7 @@ from pathlib import Path
 
 import docker.errors
 
-from . import capture, checks, lifecycle, pptp, render, trace, why
+from . import capture, checks, diagnose, kdrops, lifecycle, pptp, render, trace, why
 from .checks import Check
 from .engines import Engine, vm
 from .errors import LabError
@@ -24,7 +24,7 @@ def _latest(sessions, address: str):
     return max(found, key=lambda s: s.start) if found else None
 
 
-def _client_session(analysed: pptp.Report, topo: Topology, name: str):
+def client_session(analysed: pptp.Report, topo: Topology, name: str):
     """The client's latest session as seen on its own segment (nearest the client)."""
     net, addr = next(iter(topo.nodes[name].interfaces.items()))
     return _latest([s for s in analysed.sessions if Path(s.source).stem == net], addr)
@@ -86,19 +86,21 @@ def _checks(eng: Engine, topo: Topology, res: Result) -> None:
     since = time.time()
     # The dial is traced in the filtering nodes, so a tunnel that fails is traced to the rule
     # that dropped it without dialling twice (lab.trace, lab.why).
-    with trace.tracing(eng, topo, trace.filtering_nodes(topo)) as traces:
+    # The kernel's drops are recorded too (lab.kdrops): the cause of a failure that no rule
+    # explains (lab.cause).
+    with trace.tracing(eng, topo, trace.filtering_nodes(topo)) as traces, kdrops.recording(eng) as kernel:
         try:
             lifecycle.dial_clients(eng, topo, timeout=DIAL_TIMEOUT)
         except LabError as exc:
             console.print(f"[yellow]{exc}[/]")  # judged per client below, against `expect`
     with tempfile.TemporaryDirectory() as tmp:
         analysed = pptp.analyze(capture.snapshot(eng, topo.name, Path(tmp)))
-    res.checks += _client_checks(eng, topo, analysed, traces, since)
+    res.checks += _client_checks(eng, topo, analysed, traces, since, kernel)
     res.checks += _nat_checks(topo, analysed)
 
 
 def _client_checks(eng: Engine, topo: Topology, analysed: pptp.Report, traces: dict[str, str] | None = None,
-                   since: float | None = None) -> list[Check]:
+                   since: float | None = None, kernel: kdrops.Recording | None = None) -> list[Check]:
     out = []
     expect = topo.expect.clients if topo.expect else {}
     for name in topo.clients:
@@ -106,10 +108,11 @@ def _client_checks(eng: Engine, topo: Topology, analysed: pptp.Report, traces: d
         c = eng.node(topo.name, name)
         ifname = render.tunnel_if(topo.nodes[name])
         facts = checks.ClientFacts(name, ifname, lifecycle.ppp_state(eng, c, ifname)[0],
-                                   _client_session(analysed, topo, name))
+                                   client_session(analysed, topo, name))
         if facts.state != "up" and traces:
             found = why.find(topo, name, analysed, traces, since)
-            facts.why, facts.drop, facts.path = found.sentence, found.drop, found.path
+            cause = diagnose.explain(eng, topo, name, found, facts.session, kernel)
+            facts.why, facts.drop, facts.path, facts.cause = cause.line(), found.drop, found.path, cause
         for addr in (want.reach if want else []):
             r = eng.exec(c, f"ping -q -c 3 -i 0.3 -W 2 {addr}", check=False)
             facts.pings[addr] = (r.ok, r.out.strip().splitlines()[-1] if r.out.strip() else "")

@@ -13,11 +13,16 @@ from typing import Literal, Optional
 import yaml
 from pydantic import Field, ValidationError, create_model, field_validator, model_validator
 
-from . import kinds, names, rulesets, suites
+from . import cause as cause_mod, kinds, names, rulesets, suites
 from .errors import LabError
 from .kinds.firewall import interface as _firewall_interface, vpn_address as _vpn_address
 from .model import NAME, ROLES, Network, PppName, PppSecret, Route, Strict  # noqa: F401 (re-exported)
 from .pptp import FAIL_PHASES
+
+
+# rp_filter: the value of net.ipv4.conf.all.rp_filter (the kernel takes the higher of `all`
+# and the interface's own).
+RP_FILTER = {"off": "0", "strict": "1", "loose": "2"}
 
 
 class NodeBase(Strict):
@@ -29,6 +34,9 @@ class NodeBase(Strict):
     image: Optional[Literal[suites.USERLANDS]] = Field(  # type: ignore[valid-type]
         None, description="the node's userland (pppd, pptpd, pptp-linux, ...) from this Debian suite; "
         "default: the suite of the VM it runs in (bookworm on other engines)")
+    rp_filter: Optional[Literal[tuple(RP_FILTER)]] = Field(  # type: ignore[valid-type]
+        None, description="the kernel's reverse-path filter on all its interfaces: off (the lab's "
+        "default), loose, or strict (a packet must come in where the node would route its answer)")
 
     @field_validator("interfaces")
     @classmethod
@@ -82,6 +90,9 @@ class ClientExpect(Strict):
     rule: Optional[str] = Field(
         None, min_length=1, description="with dropped_by, a part of the text of the rule that drops "
         "them (as `nft list ruleset` prints it)")
+    cause: Optional[Literal[cause_mod.NAMES]] = Field(  # type: ignore[valid-type]
+        None, description="with tunnel: fails, why it must fail (README: Why it failed): "
+        + ", ".join(cause_mod.NAMES))
 
     @field_validator("reach", "unreachable")
     @classmethod
@@ -94,6 +105,8 @@ class ClientExpect(Strict):
             raise ValueError("dropped_by is only for tunnel: fails")
         if self.rule is not None and self.dropped_by is None:
             raise ValueError("rule needs dropped_by (the node whose rule it is)")
+        if self.cause is not None and self.tunnel != "fails":
+            raise ValueError("cause is only for tunnel: fails")
         return self
 
 
@@ -212,9 +225,13 @@ def public_data(topo: Topology, placeholder: str = REMOVED, label: bool = False)
     # records as it did before they existed, so labs already up stay recognised.
     if data.get("engine") is None:
         data.pop("engine", None)
+    for want in ((data.get("expect") or {}).get("clients") or {}).values():
+        if want.get("cause") is None:
+            want.pop("cause", None)  # unset: as before the key existed
     for node in data["nodes"].values():
-        if node.get("image") is None:
-            node.pop("image", None)
+        for key in ("image", "rp_filter"):  # unset: as before the key existed (labs up match)
+            if node.get(key) is None:
+                node.pop(key, None)
         kinds.hide_secrets(node, placeholder)
         if label and node.get("ruleset"):
             node["ruleset"]["text"] = rulesets.for_label(node["ruleset"]["text"])

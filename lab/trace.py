@@ -9,7 +9,7 @@ import time
 from contextlib import contextmanager
 from typing import Iterator
 
-from . import lifecycle, why
+from . import evidence, kdrops, lifecycle, why
 from .engines import Engine
 from .errors import LabError
 from .host import console
@@ -53,15 +53,18 @@ def tracing(eng: Engine, topo: Topology, nodes: list[str]) -> Iterator[dict[str,
             traces[n] = res.out
 
 
-def redial(eng: Engine, topo: Topology, clients: list[str], timeout: float = 30) -> tuple[float, dict[str, str]]:
-    """Hang the clients up and dial them again with tracing on; (start time, traces)."""
+def redial(eng: Engine, topo: Topology, clients: list[str], timeout: float = 30):
+    """Hang the clients up and dial them again with tracing on and the kernel's drops
+    recorded; (start time, traces, lab.kdrops.Recording, each node's reason counters
+    before: lab.evidence.counters, so the redial's own count)."""
     nodes = filtering_nodes(topo)
     lifecycle.hang_up(eng, topo.name, clients)
     sub = topo.model_copy(update={"nodes": {k: v for k, v in topo.nodes.items() if k in clients or v.pptp_client is None}})
+    before = {n: evidence.counters(eng, topo.name, n) for n in [*nodes, *topo.servers]}
     since = time.time()
-    with tracing(eng, topo, nodes) as traces:
+    with tracing(eng, topo, nodes) as traces, kdrops.recording(eng) as kernel:
         try:
             lifecycle.dial_clients(eng, sub, timeout=timeout)
         except LabError as exc:
             console.print(f"[yellow]{exc}[/]")
-    return since, traces
+    return since, traces, kernel, before

@@ -263,6 +263,22 @@ def server_node(topo, client: str) -> str | None:
     return servers[0] if len(servers) == 1 else None
 
 
+def dialled(topo, client: str) -> str:
+    """The address the client's packets reach the server by: the one it dials, as a static
+    NAT maps it or a NAT forwards TCP 1723 of it."""
+    addr = topo.nodes[client].pptp_client.server
+    for n in topo.nodes.values():
+        nat = getattr(n, "nat", None)
+        if nat is None:
+            continue
+        if nat.mode == "static" and nat.public == addr:
+            return nat.private
+        if addr in n.interfaces.values():
+            to = next((f.to for f in nat.forward if f.proto == "tcp" and f.port == 1723), None)
+            return to or addr
+    return addr
+
+
 def _owner(topo, addr: str) -> str | None:
     return next((name for name, n in topo.nodes.items() if addr in n.interfaces.values()), None)
 
@@ -275,7 +291,9 @@ def path(topo, client: str, server: str | None = None) -> TunnelPath | None:
     if server is None:
         return None
     start = next(iter(topo.nodes[client].interfaces))
-    goals = set(topo.nodes[server].interfaces)
+    # The server's network that holds the address the calls reach, when it has several.
+    addr = dialled(topo, client)
+    goals = {net for net, a in topo.nodes[server].interfaces.items() if a == addr} or set(topo.nodes[server].interfaces)
     edges = sorted(((0 if n.kind in FILTERING_KINDS else 1, name) for name, n in topo.nodes.items()
                     if len(n.interfaces) > 1 and name not in (client, server)))
     back: dict[str, tuple[str, str] | None] = {start: None}
@@ -345,6 +363,7 @@ class Seen:
     syn_ack: bool = False
     gre_to_server: bool = False
     gre_to_client: bool = False
+    found: list = field(default_factory=list, compare=False, repr=False)  # those sessions
 
 
 def presence(report, route: TunnelPath, wanted: list[Flow], since: float | None = None) -> dict[str, Seen]:
@@ -364,6 +383,7 @@ def presence(report, route: TunnelPath, wanted: list[Flow], since: float | None 
             continue
         seen = out[seg]
         seen.sessions += 1
+        seen.found.append(s)
         seen.syn |= bool(s.tcp.get("syn"))
         seen.syn_ack |= bool(s.tcp.get("syn_ack"))
         for call in s.calls:
@@ -391,16 +411,26 @@ class Vanished:
     seen_on: str | None       # the last segment that showed it (None: not even the first)
     never_on: str             # the next segment, which did not
     node: str | None          # the node between them
+    # The request reached the server's segment and no answer appeared on any segment of
+    # the path: `node` is the server, which should have answered.
+    unanswered: bool = False
 
 
-def vanished(route: TunnelPath, seen: dict[str, Seen]) -> Vanished | None:
+ANSWER_TO = {"syn_ack": "syn", "gre_to_client": "gre_to_server"}
+
+
+def vanished(route: TunnelPath, seen: dict[str, Seen], server: str | None = None) -> Vanished | None:
     """The first PPTP packet, in handshake order, that a segment showed and the next one on
-    its way did not (the client's towards the server, the server's back)."""
+    its way did not (the client's towards the server, the server's back); or, given the
+    server, an answer it never gave (its request seen on the server's segment)."""
     for what in SEEN:
         segs = route.segments if what in ("syn", "gre_to_server") else route.segments[::-1]
         if not any(getattr(seen.get(s, Seen()), what) for s in segs):
             if what == "syn":
                 return Vanished(what, None, segs[0], None)
+            last = route.segments[-1]
+            if server and what in ANSWER_TO and getattr(seen.get(last, Seen()), ANSWER_TO[what]):
+                return Vanished(what, None, last, server, unanswered=True)
             continue  # never sent: the step before it explains why
         for a, b in zip(segs, segs[1:]):
             if getattr(seen.get(a, Seen()), what) and not getattr(seen.get(b, Seen()), what):
@@ -414,7 +444,10 @@ def explain(drop: Drop | None, evidence: Vanished | None, node: str | None = Non
     dmz, never on internet: dropped by edge, table inet edge, chain forward, rule `ip protocol
     gre drop` (handle 7)`."""
     node = node or (drop.node if drop else None) or (evidence.node if evidence else None)
-    if evidence is not None:
+    if evidence is not None and evidence.unanswered:
+        head = (f"{MEANING[ANSWER_TO[evidence.what]]} reached {evidence.never_on}, {evidence.node} never answered "
+                f"(no {MEANING[evidence.what]} on any segment)")
+    elif evidence is not None:
         what = MEANING[evidence.what]
         head = (f"{what} seen on {evidence.seen_on}, never on {evidence.never_on}" if evidence.seen_on
                 else f"{what} never seen, not even on {evidence.never_on}")
@@ -422,6 +455,8 @@ def explain(drop: Drop | None, evidence: Vanished | None, node: str | None = Non
         head = packet_summary(drop.packet) if drop else "no PPTP packet went missing between segments"
     if drop is not None:
         return f"{head}: {drop.action} by {node}, {drop.where()} [{packet_summary(drop.packet)}]"
+    if evidence is not None and evidence.unanswered:
+        return f"{head}: no rule traced a drop"
     if evidence is not None and evidence.seen_on:
         return (f"{head} (between node {node}): no rule traced a drop there (routing? rp_filter? "
                 "a conntrack INVALID drop outside nft?)")
@@ -440,20 +475,37 @@ def _fits(d: Drop, ev: Vanished) -> bool:
     return iif is None or names.interface(ev.seen_on) is None or iif == names.interface(ev.seen_on)
 
 
-def blame(drops_: list[Drop], evidence: Vanished | None) -> Drop | None:
+def _addressed(d: Drop, evidence: Vanished, wanted: list[Flow] | None) -> bool:
+    """The drop's packet has the flow's addresses (as the segment it was last seen on, or
+    for an answer never seen, the server's, shows them), where both are known."""
+    f = next((f for f in wanted or [] if f.segment == (evidence.seen_on or evidence.never_on)), None)
+    p = d.packet
+    if f is None or p is None or not (p.saddr and p.daddr and f.client and f.server):
+        return True
+    forward = evidence.what in ("syn", "gre_to_server")
+    return (p.saddr, p.daddr) == ((f.client, f.server) if forward else (f.server, f.client))
+
+
+def blame(drops_: list[Drop], evidence: Vanished | None, wanted: list[Flow] | None = None) -> Drop | None:
     """The drop that explains the evidence: on the node between the two segments, of the
-    packet that went missing, coming in from the segment that last saw it. With no evidence,
-    the first drop of a PPTP packet."""
+    packet that went missing, coming in from the segment that last saw it (with the flow's
+    addresses, given `wanted`). For an answer never seen, that answer's drop on any node.
+    With no evidence, the first drop of a PPTP packet."""
     if evidence is None:
         return next((d for d in drops_ if packet_kind(d.packet)), drops_[0] if drops_ else None)
+    if evidence.unanswered:
+        kind = "gre" if evidence.what.startswith("gre") else evidence.what
+        return next((d for d in drops_ if packet_kind(d.packet) == kind and _addressed(d, evidence, wanted)), None)
     if evidence.node is None:
         return None
-    return next((d for d in drops_ if d.node == evidence.node and _fits(d, evidence)), None)
+    return next((d for d in drops_ if d.node == evidence.node and _fits(d, evidence)
+                 and _addressed(d, evidence, wanted)), None)
 
 
-def _judge(route: TunnelPath, traces: dict[str, str], seen: dict[str, Seen]) -> tuple[Vanished | None, Drop | None]:
-    ev = vanished(route, seen)
-    return ev, blame(drops_by_node(traces), ev)
+def _judge(route: TunnelPath, traces: dict[str, str], seen: dict[str, Seen],
+           server: str | None = None, wanted: list[Flow] | None = None) -> tuple[Vanished | None, Drop | None]:
+    ev = vanished(route, seen, server)
+    return ev, blame(drops_by_node(traces), ev, wanted)
 
 
 def verdict(route: TunnelPath, traces: dict[str, str], seen: dict[str, Seen]) -> tuple[str, Drop | None]:
@@ -486,6 +538,16 @@ class Finding:
     sentence: str
     drop: Drop | None = None
     path: dict = field(default_factory=dict)  # path_data
+    # What lab.cause decides from (with the nodes' own evidence, lab.evidence):
+    server: str | None = None
+    route: TunnelPath | None = None
+    flows: list = field(default_factory=list)
+    seen: dict = field(default_factory=dict)
+    evidence: Vanished | None = None
+    cause: object = None  # lab.cause.Cause, once decided
+    # For an answer never seen: (the node the server's route sends it to, the interface it
+    # comes in by there), when lab.diagnose found one.
+    answer_hop: tuple[str, str] | None = None
 
 
 def find(topo, client: str, report, traces: dict[str, str], since: float | None = None) -> Finding:
@@ -495,9 +557,10 @@ def find(topo, client: str, report, traces: dict[str, str], since: float | None 
     route = path(topo, client, server)
     if route is None:
         return Finding(f"{client}: no path from its network to its server's in the topology")
-    seen = presence(report, route, flows(topo, client, route), since)
-    ev, d = _judge(route, traces, seen)
-    return Finding(explain(d, ev), d, path_data(client, server, route, seen, ev, d))
+    wanted = flows(topo, client, route)
+    seen = presence(report, route, wanted, since)
+    ev, d = _judge(route, traces, seen, server, wanted)
+    return Finding(explain(d, ev), d, path_data(client, server, route, seen, ev, d), server, route, wanted, seen, ev)
 
 
 def why(topo, client: str, report, traces: dict[str, str], since: float | None = None) -> tuple[str, Drop | None]:

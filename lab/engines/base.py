@@ -71,7 +71,7 @@ class Engine(abc.ABC):
 
     @abc.abstractmethod
     def create_node(self, lab: str, name: str, image: str, addresses: dict[str, str],
-                    role: str = "host", labels: dict | None = None): ...
+                    role: str = "host", labels: dict | None = None, sysctls: dict[str, str] | None = None): ...
 
     @abc.abstractmethod
     def node(self, lab: str, name: str):

@@ -116,7 +116,7 @@ class DockerEngine(Engine):
         except docker.errors.APIError as exc:
             raise LabError(f"creating network {full} ({subnet}) failed: {exc.explanation}") from exc
 
-    def create_node(self, lab, name, image, addresses, role="host", labels=None):
+    def create_node(self, lab, name, image, addresses, role="host", labels=None, sysctls=None):
         """A started node container with a fixed address on each named lab network."""
         api, full, nets = self.client.api, obj_name(lab, name), list(addresses)
         first = api.create_networking_config({
@@ -127,7 +127,7 @@ class DockerEngine(Engine):
                 labels={LABEL: lab, names.NODE: name, names.ROLE: role, **(labels or {})},
                 networking_config=first,
                 host_config=api.create_host_config(
-                    cap_add=CAPS, devices=DEVICES, sysctls=SYSCTLS,
+                    cap_add=CAPS, devices=DEVICES, sysctls={**SYSCTLS, **(sysctls or {})},
                     network_mode=obj_name(lab, nets[0]), init=False),
             )["Id"]
         except docker.errors.APIError as exc:

@@ -707,15 +707,18 @@ def status() -> dict:
     return info
 
 
-def exec_in_guest(cmd: list[str], caps: list[str] = ()) -> tuple[int, str]:
-    """Run a command in the guest's namespaces (through a throwaway container)."""
+def exec_in_guest(cmd: list[str], caps: list[str] = (), client: docker.DockerClient | None = None,
+                  kernel: str | None = None) -> tuple[int, str]:
+    """Run a command in the guest's namespaces (through a throwaway container): the current
+    VM's guest, or the one `client` talks to (of `kernel`)."""
     from ..images import ensure_node_image
 
-    st = read_state()
-    if not st or not alive(st.pid):
-        raise LabError("the VM is not running: start it with `pptp-lab vm up`")
-    client = client_for(st)
-    tag = ensure_node_image(client, suites.userland(_kernel))
+    if client is None:
+        st = read_state()
+        if not st or not alive(st.pid):
+            raise LabError("the VM is not running: start it with `pptp-lab vm up`")
+        client = client_for(st)
+    tag = ensure_node_image(client, suites.userland(kernel or _kernel))
     container = client.containers.run(
         tag, entrypoint=["nsenter", "-t", "1", "-m", "-u", "-n", "-i", "-p", "--", *cmd],
         # Not --privileged: entering pid 1's namespaces needs setns (SYS_ADMIN) on another
@@ -791,6 +794,10 @@ class VmEngine(DockerEngine):
     def stop(self) -> str:
         use(self.number, self.kernel)
         return down()
+
+    def guest_exec(self, cmd: list[str], caps: list[str] = ()) -> tuple[int, str]:
+        """Run a command in this VM's guest (its root namespaces)."""
+        return exec_in_guest(cmd, caps, self.client, self.kernel)
 
     def not_running(self) -> str:
         """Why attach() found nothing, as one line naming the command that helps."""

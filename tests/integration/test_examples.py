@@ -40,7 +40,8 @@ def s22_variants(tmp_path: Path) -> list[Path]:
         texts[ruleset] = texts[ruleset].replace(before, drop + before, 1)
         data = yaml.safe_load(texts[f"{name}.yaml"])
         data["name"] = f"t-s22-{name.split('-')[0]}"
-        data["expect"] = {"clients": {"client": {"tunnel": "fails", "phase": "lcp", "dropped_by": node, "rule": rule}}}
+        data["expect"] = {"clients": {"client": {"tunnel": "fails", "phase": "lcp", "dropped_by": node, "rule": rule,
+                                                "cause": "rule"}}}
         (tmp_path / ruleset).write_text(texts[ruleset])
         (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(data))
         out.append(tmp_path / f"{name}.yaml")
@@ -70,7 +71,8 @@ def test_every_example_meets_its_expectations_side_by_side_and_S22_drops_are_tra
     assert root.get("failures") == "0" and set(suites) == {p.stem for p in EXAMPLES} | {"t-s22-edge", "t-s22-soho"}
     cases = {c.get("name") for c in root.iter("testcase")}
     assert {"client: tunnel up", "client: reaches 172.30.0.1", "client: reaches 10.51.0.20",
-            "client: dropped by edge (rule with `ip protocol gre drop`)", "client: dropped by router (rule with `drop`)"} <= cases
+            "client: dropped by edge (rule with `ip protocol gre drop`)", "client: dropped by router (rule with `drop`)",
+            "client: fails for cause rule"} <= cases
     # two engines, labs at the same time (each began before another ended), logs owner-only
     assert {s.get("hostname") for s in suites.values()} == {eng.name, eng.url}
     span = sorted((datetime.fromisoformat(s.get("timestamp")).timestamp(), float(s.get("time"))) for s in suites.values())

@@ -43,7 +43,7 @@ class FakeEngine:
             attrs={"Labels": {names.LAB: lab, names.NETWORK: name, **(labels or {})},
                    "IPAM": {"Config": [{"Subnet": subnet}]}})
 
-    def create_node(self, lab, name, image, addresses, role="host", labels=None):
+    def create_node(self, lab, name, image, addresses, role="host", labels=None, sysctls=None):
         self.objects[f"{lab}-{name}"] = Obj(name=f"{lab}-{name}", kind="container", status="running",
                                             labels={names.LAB: lab, names.NODE: name, names.ROLE: role,
                                                     **(labels or {})})

@@ -49,7 +49,7 @@ def test_blocks_and_their_owners():
                               "nat": ["nat"], "policy": ["firewall"], "policy_without": ["firewall"],
                               "filters": ["firewall"], "vpn": ["firewall"], "radius": ["radius"],
                               "ruleset": ["nat", "firewall", "router"]}
-    assert list(topology.Node.model_fields) == ["kind", "interfaces", "routes", "image", "pptp_server", "pptp_client",
+    assert list(topology.Node.model_fields) == ["kind", "interfaces", "routes", "image", "rp_filter", "pptp_server", "pptp_client",
                                                 "nat", "ruleset", "policy", "policy_without", "filters", "vpn",
                                                 "radius"]
 
