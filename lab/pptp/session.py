@@ -639,6 +639,7 @@ class Analyzer:
 
     # ------------------------------------------------------------- verdicts
     def finish(self) -> list[Session]:
+        teardown.share_gre_errors(self.sessions)
         for s in self.sessions:
             for side, stream in s._streams.items():
                 s.errors += [f"{side} stream: {e}" for e in stream.errors]
@@ -658,8 +659,13 @@ def _both(acked_by: list[str]) -> bool:
 
 
 def _torn_down(s: Session) -> bool:
-    """Closed, reset, or a call or control connection cleared or PPP terminated: never "data"."""
-    return bool(s.tcp["fin_by"] or s.tcp["rst_by"]) or any(e.what in teardown.ENDS for e in s.teardown)
+    """Closed, reset, or a call or control connection cleared or PPP terminated: never "data".
+    Also when another capture of the same call saw its teardown begin (lab.pptp.teardown.across
+    gave it that initiation): a capture point the last packets did not cross still ends it."""
+    init = s.initiated
+    from_elsewhere = bool(init and init.get("side") and init.get("source") != s.source)
+    return (bool(s.tcp["fin_by"] or s.tcp["rst_by"]) or any(e.what in teardown.ENDS for e in s.teardown)
+            or from_elsewhere)
 
 
 def _up(s: Session, call: Call, why: str = "") -> tuple[str, str]:

@@ -66,6 +66,18 @@ def test_S23_nat_forgets_its_state_mid_session(lab, record_property):
                     if e.sender == "client" and e.what == "LCP Terminate-Request" and e.ts >= t0)
     detection = terminate - t0
     assert ECHO_S * (ECHO_FAILURES - 1) <= detection <= ECHO_S * (ECHO_FAILURES + 2) + 2, detection
+    # What decides between this outcome and test_s23_state_lost_at_the_clients_nat's (the
+    # server hangs up at once): the NAT answers the server's GRE with ICMP protocol
+    # unreachable, and here the firewall's stateless filters (GRE and TCP 1723 only) drop it
+    # before the server: it is on the Internet segment, never on the perimeter.
+    perimeter = wire(lab, "perimeter")["perimeter"][1]
+    nat_errors = [e for s in internet_sessions for e in s.icmp if e.by == NAT_OUT and e.ts >= t0]
+    assert nat_errors and nat_errors[0].what == "ICMP protocol unreachable", nat_errors
+    assert not [e for s in perimeter for e in s.icmp if e.by == NAT_OUT], "the NAT's ICMP reached the server"
+    # S33 on both sides of the NAT: torn down by the client (its LCP Terminate, then CCRQ).
+    for s in [x for x in home_sessions if x.client == CLIENT] + ended:
+        if s.start < t0:
+            assert s.phase == "teardown" and s.initiator == "client", (s.source, s.phase, s.initiated)
     sent, received = ping.result()
     # Recovery: not on the same call. A new call gets a new helper expectation and carries data.
     redial = time.monotonic()

@@ -311,3 +311,37 @@ def test_the_console_names_a_middlebox_step_before_the_initiator(tmp_path):
     s = one(c, tmp_path)
     assert report.initiated(s) == "client initiated, after TCP RST from a middlebox"
     assert [report.step(e) for e in s.teardown] == ["TCP RST from a middlebox", "CCRQ"]
+
+
+def test_one_gre_error_between_two_addresses_is_every_open_call_of_that_pair():
+    """S33: a GRE protocol unreachable reaches every GRE socket of the pair (measured: one
+    from a flushed NAT, three calls closed by the server within 5 ms)."""
+    from types import SimpleNamespace as NS
+
+    from lab.pptp import teardown as td
+
+    err = NS(ts=5.0, info={"about": "GRE"})
+    tcp_err = NS(ts=5.0, info={"about": "TCP 1723"})
+    a = NS(gre_only=False, source="o.pcap", client="198.18.93.2", server="198.18.93.20", start=1, end=9,
+           icmp=[err, tcp_err])
+    b = NS(gre_only=False, source="o.pcap", client="198.18.93.2", server="198.18.93.20", start=2, end=9, icmp=[])
+    ended = NS(gre_only=False, source="o.pcap", client="198.18.93.2", server="198.18.93.20", start=1, end=4, icmp=[])
+    other_pair = NS(gre_only=False, source="o.pcap", client="198.18.93.3", server="198.18.93.20", start=1, end=9, icmp=[])
+    other_file = NS(gre_only=False, source="i.pcap", client="198.18.93.2", server="198.18.93.20", start=1, end=9, icmp=[])
+    td.share_gre_errors([a, b, ended, other_pair, other_file])
+    assert b.icmp == [err] and a.icmp == [err, tcp_err]
+    assert ended.icmp == other_pair.icmp == other_file.icmp == []
+
+
+def test_a_call_another_capture_saw_torn_down_is_never_data_here():
+    """S33: inside the NAT the last packets may never cross it; the outside saw the server's FIN."""
+    from types import SimpleNamespace as NS
+
+    from lab.pptp import session as sm
+
+    s = NS(tcp={"fin_by": [], "rst_by": []}, teardown=[], source="home.pcap", initiated=None)
+    assert not sm._torn_down(s)
+    s.initiated = {"side": "server", "source": "internet.pcap"}
+    assert sm._torn_down(s)
+    s.initiated = {"side": None, "source": "internet.pcap"}  # only the path acted
+    assert not sm._torn_down(s)
