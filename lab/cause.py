@@ -19,8 +19,9 @@ CAUSES = {
     "policy": "a chain's policy dropped them (no rule accepted them)",
     "conntrack-invalid": "a rule dropped them because conntrack found them INVALID (a state it never saw start)",
     "no-nat-mapping": "they reached a NAT that had no mapping for them (no PPTP editor, no forward)",
-    "icmp": "a node answered them with an ICMP error",
+    "icmp": "a node answered them with an ICMP error that names no other cause (host unreachable, ...)",
     "no-route": "a node had no route for them",
+    "loop": "a routing loop: they went back and forth until their TTL ran out",
     "rp-filter": "a node's reverse-path filter dropped them",
     "auth": "the server refused the user's credentials",
     "refused": "the server refused the connection or the call, or nothing listens on its port 1723",
@@ -34,6 +35,7 @@ REASONS = {"IP_RPFILTER": "rp-filter", "IP_INNOROUTES": "no-route", "IP_OUTNOROU
 # ICMP destination unreachable codes that name a cause (the rest: `icmp`).
 NET_UNREACH = (0, 6, 11)
 PROTO_UNREACH = 2
+TIME_EXCEEDED, IN_TRANSIT = 11, 0
 
 
 @dataclass
@@ -164,6 +166,8 @@ def decide(topo, client: str, session, finding, nodes: dict | None = None, kerne
         if e.info.get("type") == 3 and code == PROTO_UNREACH and about == "GRE" and _is_nat(topo, node):
             return Cause("no-nat-mapping", f"{node} has no NAT mapping for this call's GRE: {said}",
                          node, used + ["topology"], missing)
+        if e.info.get("type") == TIME_EXCEEDED and code == IN_TRANSIT:
+            return Cause("loop", f"{node or e.by}: {said}", node or "", used, missing)
         if e.info.get("type") == 3 and code in NET_UNREACH:
             return Cause("no-route", f"{node or e.by} has no route for {packet}: {said}", node or "", used, missing)
         return Cause("icmp", f"{node or e.by}: {said}", node or "", used, missing)
@@ -179,13 +183,22 @@ def decide(topo, client: str, session, finding, nodes: dict | None = None, kerne
             return Cause("rp-filter" if rpf else "no-route",
                          f"{packet}{where} cannot pass {n}: `ip route get {facts.route_asked}` there says "
                          f"\"{facts.route}\"" + (" (the reverse-path filter)" if rpf else ""), n, used, missing)
-    for n in look:
+    # Counters are the node's, for every flow through it: only where this packet went missing.
+    counted_at = [n for n in ([ev.node] if ev and ev.node and not ev.unanswered else [])
+                  + ([finding.answer_hop[0]] if finding.answer_hop else []) if n in nodes]
+    for n in counted_at:
         facts = nodes[n]
+        counted = ", ".join(f"{k} {v}" for k, v in facts.counters.items())
         for reason in facts.reasons():
             if reason in ("rp-filter", "no-route"):
                 used.append(f"{n}'s counters")
-                counted = ", ".join(f"{k} {v}" for k, v in facts.counters.items())
                 return Cause(reason, f"{packet}{where} died at {n}: its kernel counted {counted}", n, used, missing)
+        if "hdr-error" in facts.reasons() and facts.route_ok and ev and ev.seen_on and \
+                f" dev {names.interface(ev.seen_on)}" in f" {facts.route} ":
+            used += [f"{n}'s counters", f"{n}'s route"]
+            return Cause("loop", f"{packet}{where} went back the way it came at {n} (`ip route get "
+                         f"{facts.route_asked}`: \"{facts.route}\") and its kernel counted {counted} "
+                         "(TTL run out)", n, used, missing)
     if ev and ev.node and _is_nat(topo, ev.node) and ev.what.startswith("gre") and ev.node in nodes:
         facts = nodes[ev.node]
         if facts.conntrack is not None and not any(line.startswith("gre") for line in facts.conntrack):

@@ -38,8 +38,8 @@ COST = {
     "test_lab_default": 95, "test_s19_s20_nat_editor": 90, "test_apply": 80,
     "test_s18_server_nat": 50, "test_s17_router": 50, "test_s21_port_forward": 45,
     "test_radius": 45, "test_other_kernels_side_by_side": 35, "test_capture_live": 30,
-    "test_vm_snapshot": 20, "test_guest_lost": 110, "test_s32_s33_causes": 160,
-    "test_s32_causes_bullseye": 120, "test_hostile_values": 15, "test_engine_proof": 10,
+    "test_vm_snapshot": 20, "test_guest_lost": 110, "test_s32_s33_causes": 230,
+    "test_s32_causes_bullseye": 150, "test_s23_state_lost_at_the_clients_nat": 85, "test_hostile_values": 15, "test_engine_proof": 10,
 }
 
 

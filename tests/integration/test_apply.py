@@ -69,7 +69,7 @@ def test_S22_why_names_the_rule_on_a_running_lab(lab, tmp_path):
     lab.apply("edge", ruleset=drop)
     res = cli("why", "t-apply", "client", "--timeout", "20", timeout=300)
     assert res.returncode == 1, res.stdout + res.stderr
-    assert res.stdout.startswith("client: GRE to the client seen on dmz, never on internet: dropped by edge, "
+    assert res.stdout.startswith("client: cause rule: GRE to the client seen on dmz, never on internet: dropped by edge, "
                                  f"table inet edge, chain forward, rule `{NFT_DROP}"), res.stdout + res.stderr
     lab.apply("edge", ruleset=EXAMPLES / "edge-firewall.nft")
     res = cli("why", "t-apply", "client", timeout=300)

@@ -1,7 +1,8 @@
 """SPEC S32: every cause on the list (lab.cause) has a lab that fails for exactly that cause,
 and passes once the cause is removed. One topology holds a client per cause that is not a
 firewall rule (tests/integration/topologies/causes.yaml): no NAT mapping, refused, no route,
-the reverse-path filter, conntrack INVALID, authentication, a chain's policy. `rule` has
+the reverse-path filter, conntrack INVALID, authentication, a chain's policy, a routing
+loop, an ICMP error (host unreachable). `rule` has
 its labs in test_examples (the S22 variants). The test asserts the cause (the check of `expect:
 {cause: C}`), not the text."""
 import shutil
@@ -16,7 +17,8 @@ from tests import REPO
 
 HERE = REPO / "tests" / "integration" / "topologies"
 CAUSES = {"c-nat": "no-nat-mapping", "c-ref": "refused", "c-nr": "no-route", "c-rpf": "rp-filter",
-          "c-inv": "conntrack-invalid", "c-auth": "auth", "c-pol": "policy"}
+          "c-inv": "conntrack-invalid", "c-auth": "auth", "c-pol": "policy",
+          "c-loop": "loop", "c-hu": "icmp"}
 
 
 def pptp_lab(*args: str) -> subprocess.CompletedProcess:
@@ -32,18 +34,24 @@ def junit_cases(out: str) -> dict[str, bool]:
 
 
 def fixed(tmp_path: Path) -> Path:
-    """causes.yaml with each cause removed: the route back, a loose filter, a symmetric path,
-    the NAT's PPTP editor, the server's address, the right secret."""
+    """causes.yaml with each cause removed: the routes back, a loose filter, a symmetric path,
+    the NAT's PPTP editor, the server's address, the right secret, GRE accepted, no stale
+    host route."""
     data = yaml.safe_load((HERE / "causes.yaml").read_text())
     data["name"] = "t-causes-fixed"
     nodes = data["nodes"]
     nodes["srv"]["routes"] = [{"to": "10.202.0.0/24", "via": "10.202.1.1"},
                               {"to": "10.204.0.0/24", "via": "10.201.1.1"},
                               {"to": "10.205.0.0/24", "via": "10.201.3.1"},
-                              {"to": "10.206.0.0/24", "via": "10.201.4.1"}]
+                              {"to": "10.206.0.0/24", "via": "10.201.4.1"},
+                              {"to": "10.207.0.0/24", "via": "10.201.6.1"},
+                              {"to": "10.208.0.0/24", "via": "10.201.7.1"},
+                              {"to": "10.209.0.0/24", "via": "10.201.8.1"}]
+    nodes["r-l2"]["routes"] = [{"to": "10.208.0.0/24", "via": "10.208.1.1"}]
     nodes["r-rpf"]["rp_filter"] = "loose"
     nodes["gw"]["nat"]["pptp_editor"] = True
     nodes["c-ref"]["pptp_client"]["server"] = "10.203.0.10"
+    nodes["c-hu"]["pptp_client"]["server"] = "10.201.8.10"
     nodes["c-auth"]["pptp_client"]["secret"] = "alice-secret"
     data["expect"] = {"clients": {c: {"tunnel": "up"} for c in CAUSES}}
     shutil.copy(HERE / "causes-invalid.nft", tmp_path / "causes-invalid.nft")

@@ -181,3 +181,27 @@ def test_cause_is_only_for_a_failing_tunnel():
     assert topology.ClientExpect(tunnel="fails", cause="rp-filter").cause == "rp-filter"
     with pytest.raises(ValueError):
         topology.ClientExpect(tunnel="fails", cause="bad-luck")
+
+
+def test_a_routing_loop_from_time_exceeded_or_from_the_nodes_counters_and_route():
+    f = finding("c-loop", "syn", "l-mid", "s-loop", "r-l2")
+    s = session(icmp=[NS(by="10.208.1.2", ts=1.0, frame=6, sender="server", what="ICMP time exceeded in transit",
+                         info={"type": 11, "code": 0, "about": "TCP 1723", "meaning": "m"})])
+    s.client, s.server, s.gre_only, s.tcp, s.sccrp, s.teardown = "10.208.0.10", "10.201.7.10", False, {}, {}, []
+    assert cause.decide(TOPO, "c-loop", s, f).name == "loop"
+    # bullseye: no ICMP seen; the node's TTL counter, and its route sends it back out where it came in
+    r_l2 = NodeEvidence("r-l2", counters={"Ip.InHdrErrors": 40}, route_ok=True,
+                        route="10.201.7.10 from 10.208.0.10 via 10.208.1.1 dev l-mid iif l-mid",
+                        route_asked="10.201.7.10 from 10.208.0.10 iif l-mid")
+    assert cause.decide(TOPO, "c-loop", session(), f, {"r-l2": r_l2}).name == "loop"
+    # another node's counters (the server's, shared by every client) are not this packet's
+    srv = NodeEvidence("srv", counters={"Ip.OutNoRoutes": 5})
+    assert cause.decide(TOPO, "c-loop", session(), f, {"srv": srv}).name == "not-enough-evidence"
+
+
+def test_host_unreachable_is_an_icmp_cause():
+    f = finding("c-hu", "syn", "n-hu", "s-hu", "r-hu")
+    s = session(icmp=[icmp_event("10.209.0.1", 1, "TCP 1723")])
+    s.client, s.server, s.gre_only, s.tcp, s.sccrp, s.teardown = "10.209.0.10", "10.201.8.99", False, {}, {}, []
+    got = cause.decide(TOPO, "c-hu", s, f)
+    assert (got.name, got.node) == ("icmp", "r-hu")
