@@ -20,7 +20,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from lab import apply as apply_mod, engines, lifecycle, topology, trace  # noqa: E402
+from lab.up import apply as apply_mod, lifecycle  # noqa: E402
+from lab import engines  # noqa: E402
+from lab.model import topology  # noqa: E402
+from lab.diagnosis import trace  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "topologies" / "examples"

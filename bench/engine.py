@@ -56,7 +56,8 @@ def container_figures(client, image: str, n: int) -> tuple[float, float]:
 def kernel_figures(kernel: str, n: int) -> list[tuple[str, str, str]]:
     """Build (if one happens), up to Docker-ready, image load and container start of one
     kernel's VM; the VM is powered off again before the next kernel's."""
-    from lab import artifacts, images, suites
+    from lab.core import artifacts, suites
+    from lab.engines import images
     from lab.engines import snapshot, vm
 
     vm.use(1, kernel)
@@ -115,7 +116,8 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="pptp-lab-bench-"))
     os.environ["PPTP_LAB_STATE"] = str(work / "state")
-    from lab import engines, images  # after the env is set
+    from lab import engines
+    from lab.engines import images  # after the env is set
     from lab.engines import snapshot, vm
 
     rows: list[tuple[str, str, str]] = []
@@ -190,7 +192,7 @@ def per_kernel(kernels: list[str], n: int) -> None:
     """--kernel K...: each kernel's VM in turn (its own state directory: yours are not touched)."""
     work = Path(tempfile.mkdtemp(prefix="pptp-lab-bench-"))
     os.environ["PPTP_LAB_STATE"] = str(work / "state")
-    from lab import suites
+    from lab.core import suites
 
     rows: list[tuple[str, str, str]] = []
     try:

@@ -19,7 +19,9 @@ import yaml  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from lab import engines as engine, lifecycle, topology  # noqa: E402
+from lab import engines as engine  # noqa: E402
+from lab.up import lifecycle  # noqa: E402
+from lab.model import topology  # noqa: E402
 from lab.engines import vm  # noqa: E402
 
 def _bench_lab():

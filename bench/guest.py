@@ -97,7 +97,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="pptp-lab-bench-"))
     os.environ["PPTP_LAB_STATE"] = str(work / "state")
     os.environ["PPTP_LAB_RUNS"] = str(work / "runs")
-    from lab import images
+    from lab.engines import images
     from lab.engines import vm
 
     rows: list[tuple[str, ...]] = []

@@ -22,9 +22,11 @@ import yaml  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from lab import engines as engine, lifecycle, topology  # noqa: E402
-from lab.errors import LabError  # noqa: E402
-from lab.paths import shipped_topology  # noqa: E402
+from lab import engines as engine  # noqa: E402
+from lab.up import lifecycle  # noqa: E402
+from lab.model import topology  # noqa: E402
+from lab.core.errors import LabError  # noqa: E402
+from lab.core.paths import shipped_topology  # noqa: E402
 
 
 def nat_clients(n: int) -> dict:

@@ -56,7 +56,8 @@ class Phases:
 
 
 def main() -> int:
-    from lab import lifecycle, pptp
+    from lab.up import lifecycle
+    from lab import pptp
 
     time.sleep = timed("timers", time.sleep)
     pptp.analyze = timed("analysis", pptp.analyze)

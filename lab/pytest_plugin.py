@@ -35,10 +35,13 @@ import docker.errors
 import pytest
 import yaml
 
-from . import capture, engines, lifecycle, pptp, suites, topology
+from .up import capture, lifecycle
+from . import engines, pptp
+from .core import suites
+from .model import topology
 from .engines import ExecResult, obj_name, vm
-from .errors import LabError
-from .paths import RUNS_ENV, shipped_topology, topology_file
+from .core.errors import LabError
+from .core.paths import RUNS_ENV, shipped_topology, topology_file
 
 
 SESSION_ENV = "PPTP_LAB_SESSION"  # the controlling pytest's session ID, seen by its workers
@@ -80,7 +83,7 @@ def _stop_vms_started_by(session: str) -> None:
     """The VMs an xdist worker of this session started (it leaves a marker) are stopped here,
     after every worker is done: a worker stopping it would pull it from under the others."""
     from .engines.vm import VmEngine, parse_state_dir
-    from .paths import state_dir
+    from .core.paths import state_dir
 
     for marker in state_dir().glob(f"vm*/started-by-{session}"):
         found = parse_state_dir(marker.parent.name)
@@ -223,7 +226,7 @@ class Lab:
         return res
 
     def tunnel(self, client: str) -> tuple[str, str, str]:
-        from .render import tunnel_if
+        from .model.render import tunnel_if
 
         return lifecycle.ppp_state(self.eng, self.node(client), tunnel_if(self.topo.nodes[client]))
 
@@ -236,7 +239,7 @@ class Lab:
 
     def counters(self, firewall: str) -> dict[str, int]:
         """Packet counters of a firewall's rules, by filter ID (S12a...) or drop comment."""
-        from . import queries
+        from .up import queries
 
         rows = queries.filter_counters(self.eng, self.node(firewall))
         return {r["comment"].split(" ")[0] if r["comment"][:1] == "S" else r["comment"]: r["packets"]
@@ -245,7 +248,7 @@ class Lab:
     def reconfigure(self, topo: topology.Topology, *nodes: str) -> None:
         """Apply a changed topology (same nodes and networks) to some nodes, e.g. another
         firewall policy or NAT setting."""
-        from . import configure
+        from .up import configure
 
         self.topo = topo
         configure.apply(topo, self.eng.url, nodes=list(nodes) or None)
@@ -253,8 +256,8 @@ class Lab:
     def apply(self, node: str, *, ruleset: str | Path | None = None, policy: str | None = None,
               without: list[str] | None = None, nat_editor: bool | None = None, redial: bool = False):
         """`pptp-lab apply`: replace a firewall/nat/router node's rules in place (one of
-        ruleset, policy or nat_editor); returns lab.apply.Change (rules before/after, time)."""
-        from . import apply as apply_mod
+        ruleset, policy or nat_editor); returns lab.up.apply.Change (rules before/after, time)."""
+        from .up import apply as apply_mod
 
         new = apply_mod.changed(self.topo, node, ruleset=Path(ruleset) if ruleset else None, policy=policy,
                                 without=without, nat_editor=nat_editor)
@@ -264,10 +267,10 @@ class Lab:
 
     def fault(self, kind: str, *args):
         """`pptp-lab fault`: inject a fault now (kill, restart, link, netem, conntrack-flush,
-        reload; words as on the command line, numbers too). Returns lab.fault.Active:
+        reload; words as on the command line, numbers too). Returns lab.up.fault.Active:
         `.fault` is its record; as a context manager it undoes the fault on exit
         (`with lab.fault("link", "client", "internet", "down"): ...`)."""
-        from . import fault as fault_mod
+        from .up import fault as fault_mod
 
         return fault_mod.Active(self.eng, self.name, fault_mod.inject(self.eng, self.name, kind, *args))
 

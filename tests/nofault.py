@@ -3,7 +3,7 @@ does nothing in the lab, so each test must fail:
     PYTHONPATH=. .venv/bin/pytest tests/integration/test_s23_s27_faults.py -p tests.nofault
 Run by hand (not part of make test): all six failed on 2026-11-26."""
 import time
-import lab.fault as F
+import lab.up.fault as F
 
 
 def _fake(eng, lab, verb, *args):

@@ -1,5 +1,5 @@
 """What every engine offers the layers above it: networks, nodes, exec, files, a capture
-point, the node image and its health. lab.lifecycle, lab.capture, lab.live, lab.testrun
+point, the node image and its health. lab.up.lifecycle, lab.up.capture, lab.up.live, lab.testing.testrun
 and the CLI talk to an Engine, never to an SDK client of their own."""
 from __future__ import annotations
 
@@ -97,9 +97,9 @@ class Engine(abc.ABC):
     def put_files(self, node, files: dict[str, tuple[str, int]]) -> None: ...
 
     def restart_node(self, node) -> None:
-        """Restart a node's container keeping its networks and addresses (lab.fault's
+        """Restart a node's container keeping its networks and addresses (lab.up.fault's
         `restart`). What ran in it is gone: the caller starts it again."""
-        from ..errors import LabError
+        from ..core.errors import LabError
 
         raise LabError(f"the {self.name} engine cannot restart a node")
 

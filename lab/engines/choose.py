@@ -7,7 +7,7 @@ a throwaway container on it can open /dev/ppp and attach the pptp conntrack help
 URL (`unix://`, `tcp://`, `ssh://user@host`) whose host kernel has PPP. `--engine` or
 PPTP_LAB_ENGINE chooses; auto takes local when it fits, else the VM.
 
-A kernel asked for (lab.suites.wanted_kernel: --kernel, a topology's engine.kernel,
+A kernel asked for (lab.core.suites.wanted_kernel: --kernel, a topology's engine.kernel,
 PPTP_LAB_KERNEL) picks which VM: auto then means the VM of that kernel, and local or a URL
 is an error (their kernel is their host's)."""
 from __future__ import annotations
@@ -15,8 +15,8 @@ from __future__ import annotations
 import os
 import re
 
-from ..errors import LabError
-from ..suites import KernelChoice, kernel_of, wanted_kernel
+from ..core.errors import LabError
+from ..core.suites import KernelChoice, kernel_of, wanted_kernel
 from .base import Engine, Probe
 from .docker import DockerEngine
 from .vm import VmEngine

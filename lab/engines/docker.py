@@ -15,8 +15,8 @@ import docker
 import docker.errors
 from docker.types import IPAMConfig, IPAMPool
 
-from .. import names, suites
-from ..errors import LabError
+from ..core import names, suites
+from ..core.errors import LabError
 from .base import Engine, ExecResult, Probe, obj_name, tar_of
 
 __all__ = ["DockerEngine", "ExecResult", "obj_name", "tar_of", "run", "LABEL"]
@@ -245,7 +245,7 @@ class DockerEngine(Engine):
 
     # -- image and health
     def ensure_image(self, suite: str | None = None) -> str:
-        from .. import images
+        from . import images
 
         return images.ensure_node_image(self.client, suite or self.userland)
 

@@ -23,8 +23,8 @@ from typing import Callable
 from qemu.qmp import QMPError
 from qemu.qmp.legacy import QEMUMonitorProtocol
 
-from .. import artifacts, suites
-from ..errors import LabError
+from ..core import artifacts, suites
+from ..core.errors import LabError
 
 FORMAT = "1"  # bump when what is saved, or how, changes
 DISABLE_ENV = "PPTP_LAB_VM_SNAPSHOT"  # =0: always boot cold (and save nothing); =1: always snapshot

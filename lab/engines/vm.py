@@ -6,7 +6,7 @@ it on a fresh overlay; with snapshots off (PPTP_LAB_VM_SNAPSHOT=0) each boot is 
 qcow2 overlay kept in the state directory (images loaded survive `vm down`/`vm up`). The guest's Docker API is
 forwarded to a 127.0.0.1 port only, and its user-mode network is restricted (no way out).
 
-Each kernel (lab.suites.KERNELS: a Debian suite's kernel with that suite's userland) is a VM
+Each kernel (lab.core.suites.KERNELS: a Debian suite's kernel with that suite's userland) is a VM
 of its own: its own disk, snapshot, state directory, port and overlay, so VMs of several
 kernels run at once. bookworm's keeps the names it had before kernels were a choice."""
 from __future__ import annotations
@@ -31,10 +31,10 @@ from rich.markup import escape
 import requests
 import urllib3
 
-from .. import artifacts, names, suites
-from ..errors import LabError
-from ..host import check_suite, console, debian_mirror, require_binary, require_root, run_logged
-from ..paths import cache_dir, private_dir, resource, state_dir
+from ..core import artifacts, names, suites
+from ..core.errors import LabError
+from ..core.host import check_suite, console, debian_mirror, require_binary, require_root, run_logged
+from ..core.paths import cache_dir, private_dir, resource, state_dir
 from . import guestwatch, snapshot
 from .docker import DockerEngine, connect
 
@@ -495,7 +495,7 @@ def _snapshot(art: Path, accel: str) -> Path:
     """cache/vmsnap-<key>/ (disk.qcow2 + ram) for these inputs, vmsnap-<kernel>-<key>/ for a
     kernel other than bookworm; made by a cold boot when missing. art.name (vm-<kernel>-<key>)
     puts the kernel in the key too; bookworm's keys are as before."""
-    from ..images import ensure_node_image, node_key
+    from .images import ensure_node_image, node_key
 
     userland = suites.userland(_kernel)
     key = snapshot.key(art.name, node_key(userland), accel, MEMORY_MB, CPUS, QEMU)
@@ -711,7 +711,7 @@ def exec_in_guest(cmd: list[str], caps: list[str] = (), client: docker.DockerCli
                   kernel: str | None = None) -> tuple[int, str]:
     """Run a command in the guest's namespaces (through a throwaway container): the current
     VM's guest, or the one `client` talks to (of `kernel`)."""
-    from ..images import ensure_node_image
+    from .images import ensure_node_image
 
     if client is None:
         st = read_state()

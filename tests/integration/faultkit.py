@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab import capture
+from lab.up import capture
 from lab.pptp import analyze, reader
 
 

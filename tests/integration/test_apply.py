@@ -42,7 +42,7 @@ def test_apply_turns_a_working_setup_into_a_failing_one_and_back(lab, tmp_path):
 
 
 def test_apply_refuses_what_does_not_fit_and_changes_nothing(lab, tmp_path):
-    from lab.errors import LabError
+    from lab.core.errors import LabError
 
     before = lab.run("edge", "nft list ruleset").out
     with pytest.raises(LabError, match="apply changes firewall, nat and router nodes"):

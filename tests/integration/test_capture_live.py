@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lab import capture
+from lab.up import capture
 
 TOPO = Path(__file__).parent / "topologies" / "pair.yaml"
 CLI = [sys.executable, "-c", "from lab.cli import main; main()"]

@@ -3,8 +3,8 @@ the wait, `capture.start` raises naming the segment (and `up` removes what it ma
 of returning as if every segment were captured."""
 import pytest
 
-from lab import capture
-from lab.errors import LabError
+from lab.up import capture
+from lab.core.errors import LabError
 
 LAB = "t-capture"
 

@@ -28,10 +28,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from lab import configure, lifecycle
+from lab.up import configure, lifecycle
 from lab.engines.docker import DockerEngine
 from lab.engines.vm import VmEngine
-from lab.paths import runs_dir, state_dir
+from lab.core.paths import runs_dir, state_dir
 from tests import REPO
 
 TOPO = Path(__file__).parent / "topologies" / "crash.yaml"

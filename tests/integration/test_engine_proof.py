@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from lab import render
+from lab.model import render
 
 LAB = "proof"
 POOL_LOCAL, POOL = "192.168.240.1", "192.168.240.10-20"

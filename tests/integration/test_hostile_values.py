@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from lab import topology
+from lab.model import topology
 
 TOPO = Path(__file__).parent / "topologies" / "hostile.yaml"
 SECRET = topology.load(TOPO).nodes["client"].pptp_client.secret

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from lab import lifecycle, paths
+from lab.up import lifecycle
+from lab.core import paths
 from tests import REPO
 from tests import wheel as wheel_build
 

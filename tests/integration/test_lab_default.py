@@ -7,9 +7,11 @@ import pytest
 import testinfra
 import yaml
 
-from lab import capture, lifecycle, pptp, topology
+from lab.up import capture, lifecycle
+from lab import pptp
+from lab.model import topology
 from lab.engines import obj_name
-from lab.errors import LabError
+from lab.core.errors import LabError
 from tests import REPO
 
 LAB = "t-default"

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lab import lifecycle, suites
+from lab.up import lifecycle
+from lab.core import suites
 from tests import REPO
 from tests.integration.test_s19_s20_nat_editor import (  # noqa: F401 - collected here per kernel
     test_S19_editor_rewrites_the_call_id_in_control_and_gre,

@@ -6,7 +6,9 @@ In the suite's "own-vm" scope (one extra guest at a time); the trixie VM is star
 unless test_other_kernels left it up."""
 import yaml
 
-from lab import lifecycle, suites, topology
+from lab.up import lifecycle
+from lab.core import suites
+from lab.model import topology
 from lab.engines import vm
 from lab.pytest_plugin import Lab
 from tests.integration.test_other_kernels import pptp_lab

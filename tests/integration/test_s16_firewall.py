@@ -4,8 +4,8 @@ without any one (a)/(b) filter the tunnel fails, and the lab names the phase (fr
 capture) and the filter (from the firewall's drop counters)."""
 import pytest
 
-from lab import policy
-from lab.errors import LabError
+from lab.model import policy
+from lab.core.errors import LabError
 
 CLIENT, VPN, INTRANET_HOST = "198.51.100.10", "192.0.2.10", "10.10.0.20"
 DOCUMENTED = ["S12a", "S12b", "S13a", "S13b", "S14a", "S14b", "S15a", "S15b"]

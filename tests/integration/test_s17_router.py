@@ -3,8 +3,9 @@ Internet: it works with the (c) filters of the calling-router policy, and fails 
 them, the drop counters naming the (c) filter that is missing."""
 import pytest
 
-from lab import lifecycle, policy
-from lab.errors import LabError
+from lab.up import lifecycle
+from lab.model import policy
+from lab.core.errors import LabError
 
 VPN = "192.0.2.10"
 

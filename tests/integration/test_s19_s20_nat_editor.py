@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from lab.errors import LabError
+from lab.core.errors import LabError
 
 CLIENTS = {"c1": "192.168.1.11", "c2": "192.168.1.12", "c3": "192.168.1.13"}
 NAT_OUTSIDE, INTRANET_HOST = "198.51.100.2", "10.10.0.20"

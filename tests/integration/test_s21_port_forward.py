@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from lab.errors import LabError
+from lab.core.errors import LabError
 
 pytestmark = pytest.mark.topology("topologies/port-forward.yaml", name="t-s21")
 

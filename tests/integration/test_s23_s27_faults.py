@@ -13,7 +13,8 @@ import time
 
 import pytest
 
-from lab import lifecycle, render, tunnels
+from lab.up import lifecycle
+from lab.model import render, tunnels
 
 from .faultkit import count, ensure_tunnel, fault_time, now, seqs, stream, wait_down, wait_ended, wait_up, wire
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from lab import conformance
+from lab.reports import conformance
 
 CLIENT, HOME = "198.51.100.10", "192.168.1.10"
 INTRANET_HOST = "10.10.0.20"

@@ -1,6 +1,6 @@
 """A 22-node topology for the picture tests: two NATs (one static), a firewall with a
 documented policy, clients on three segments, a branch behind a router with its own server."""
-from lab.topology import Topology
+from lab.model.topology import Topology
 
 
 def client(addr: str, gateway: str, server: str = "192.0.2.10", user: str = "alice") -> dict:

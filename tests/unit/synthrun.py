@@ -9,9 +9,12 @@ from pathlib import Path
 from scapy.layers.ppp import PPP_LCP_Terminate
 from scapy.utils import wrpcap
 
-from lab import capture, checks, pptp, topology, why
-from lab.checks import Check
-from lab.runfiles import Result
+from lab.up import capture
+from lab.diagnosis import checks, why
+from lab import pptp
+from lab.model import topology
+from lab.diagnosis.checks import Check
+from lab.reports.runfiles import Result
 from tests import REPO
 
 from . import pptpgen as g

@@ -69,7 +69,7 @@ def test_every_control_type_truncated_at_every_length_is_reported_not_raised(kin
 
 
 def test_malformed_message_is_red_on_the_ladder():
-    from lab import report
+    from lab.reports import report
     c = Control()
     c.send("client", bytes(g.sccrq())).send("server", with_length(bytes(g.PPTPEchoRequest())[:13]))
     (s,) = c.a.finish()
@@ -163,7 +163,7 @@ def test_duplicate_window_is_a_fixed_size_ring():
 def console_text(report) -> str:
     from rich.console import Console
 
-    from lab import report as report_mod
+    from lab.reports import report as report_mod
     con = Console(width=200, record=True, file=open("/dev/null", "w"))
     report_mod.print_report(report, con)
     return con.export_text()

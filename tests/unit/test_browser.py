@@ -1,7 +1,7 @@
 """The reports as a person sees them: rendered by headless Chromium 1280 px wide and
 measured there (no text out of its picture or box, no text on other text, no table cell
 overflowing, no link to a missing anchor). Skipped where Chromium is not installed."""
-from lab import graph, report
+from lab.reports import graph, report
 
 from . import browser, synthrun
 from .bigtopo import big_topology

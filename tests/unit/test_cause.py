@@ -5,8 +5,9 @@ from types import SimpleNamespace as NS
 
 import pytest
 
-from lab import cause, diagnose, evidence, kdrops, topology, why
-from lab.evidence import NodeEvidence
+from lab.diagnosis import cause, diagnose, evidence, kdrops, why
+from lab.model import topology
+from lab.diagnosis.evidence import NodeEvidence
 from tests import REPO
 
 TOPO = topology.load(REPO / "tests" / "integration" / "topologies" / "causes.yaml")

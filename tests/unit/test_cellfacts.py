@@ -2,7 +2,9 @@
 and on the third-party captures (read in place)."""
 from scapy.layers.pptp import PPTPCallClearRequest, PPTPCallDisconnectNotify
 
-from lab import cellfacts, pptp, topology
+from lab.reports import cellfacts
+from lab import pptp
+from lab.model import topology
 from tests import REPO
 
 from . import pptpgen as g

@@ -4,8 +4,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from lab import checks
-from lab.topology import ClientExpect, NatExpect
+from lab.diagnosis import checks
+from lab.model.topology import ClientExpect, NatExpect
 
 STOPPED_IN_LCP = SimpleNamespace(phase="lcp", verdict="OCRP ok, no GRE from the server")
 
@@ -87,7 +87,8 @@ def test_a_tunnel_check_points_at_the_last_packet_before_the_teardown(tmp_path):
 def test_a_repeated_outside_call_id_points_at_the_request_that_repeated_it(tmp_path):
     """Two clients behind the NAT leave it with the same call ID: the check fails and
     links the second call's OCRQ on the NAT's outside segment."""
-    from lab import testrun, topology
+    from lab.testing import testrun
+    from lab.model import topology
     from tests import REPO
 
     from . import pptpgen as g

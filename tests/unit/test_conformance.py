@@ -4,7 +4,7 @@ from types import SimpleNamespace as NS
 
 import pytest
 
-from lab import conformance
+from lab.reports import conformance
 
 
 def direction(src, dst, call_id, lost=0, duplicates=0, reordered=0):

@@ -15,11 +15,14 @@ import docker.errors
 import pytest
 from typer.testing import CliRunner
 
-from lab import capture, cli, configure, lifecycle, names, topology
+from lab.up import capture, configure, lifecycle
+from lab import cli
+from lab.core import names
+from lab.model import topology
 from lab import engines as engine_mod
 from lab.engines import vm
 from lab.engines.docker import DockerEngine
-from lab.errors import LabError
+from lab.core.errors import LabError
 
 TOPO = Path(__file__).parent.parent / "integration" / "topologies" / "crash.yaml"
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from lab import render
+from lab.model import render
 
 STUBS = {
     # ip: the tunnel has an address once the file "up" exists

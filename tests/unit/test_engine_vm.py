@@ -5,10 +5,10 @@ import sys
 
 import pytest
 
-from lab import artifacts, host
+from lab.core import artifacts, host
 from lab import engines as engine
 from lab.engines import vm
-from lab.errors import LabError
+from lab.core.errors import LabError
 
 
 def test_input_key_follows_file_bytes_and_values(tmp_path):

@@ -12,11 +12,15 @@ from types import SimpleNamespace
 
 import pytest
 
-from lab import capture, cli, fault, faultlog, names, runfiles, topology
-from lab.apply import APPLIED
+from lab.up import capture, fault, faultlog
+from lab import cli
+from lab.core import names
+from lab.reports import runfiles
+from lab.model import topology
+from lab.up.apply import APPLIED
 from lab.engines import ExecResult
-from lab.errors import LabError
-from lab.paths import shipped_topology, runs_dir
+from lab.core.errors import LabError
+from lab.core.paths import shipped_topology, runs_dir
 from lab.pytest_plugin import Lab
 
 ROUTES = [  # what `ip -j -4 route show dev internet` prints on the default lab's client
@@ -587,7 +591,7 @@ def rows(svg):
 
 
 def test_faults_are_drawn_on_the_ladder_at_their_engine_time_between_the_packets():
-    from lab import report
+    from lab.reports import report
 
     faults = [fault_record(100.3, 0.2),                                  # 100.5 on the capture's clock
               fault_record(98.0, 0.0, "kill", ["pptpd"], "SIGKILL"),     # before the session: not drawn
@@ -603,7 +607,8 @@ def test_faults_are_drawn_on_the_ladder_at_their_engine_time_between_the_packets
 
 
 def test_the_test_report_and_analyze_draw_the_faults_of_the_runs_manifest(tmp_path, monkeypatch):
-    from lab import pptp, report
+    from lab import pptp
+    from lab.reports import report
 
     from . import pptpgen as g
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lab import topology
+from lab.model import topology
 from tests import REPO
 
 GOLDEN = Path(__file__).parent / "golden"

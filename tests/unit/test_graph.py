@@ -7,10 +7,14 @@ from types import SimpleNamespace
 import pytest
 from typer.testing import CliRunner
 
-from lab import cli, graph, lifecycle, names, topology
+from lab import cli
+from lab.reports import graph
+from lab.up import lifecycle
+from lab.core import names
+from lab.model import topology
 from lab import engines as engine_mod
-from lab.errors import LabError
-from lab.lifecycle import NodeStatus
+from lab.core.errors import LabError
+from lab.up.lifecycle import NodeStatus
 from tests import REPO
 
 from .bigtopo import big_topology

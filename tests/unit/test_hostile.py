@@ -10,9 +10,10 @@ import tarfile
 import pytest
 import yaml
 
-from lab import configure, render, topology
+from lab.up import configure
+from lab.model import render, topology
 from lab.engines import tar_of
-from lab.errors import LabError
+from lab.core.errors import LabError
 from tests import REPO
 
 from .test_topology import base

@@ -7,7 +7,8 @@ import pytest
 from scapy.layers.pptp import (PPTPCallClearRequest, PPTPCallDisconnectNotify,
                                PPTPStopControlConnectionRequest)
 
-from lab import pptp, report
+from lab import pptp
+from lab.reports import report
 from lab.pptp import session
 from tests import REPO
 
@@ -291,7 +292,8 @@ def test_a_ttl_guess_is_cleared_when_the_capture_nearer_the_sender_holds_the_pac
 
 # ------------------------------------------------------------------ on the ladder and in the report
 def test_the_ladder_draws_the_icmp_error_with_its_sender_and_the_teardown_table_says_who(tmp_path):
-    from lab import runfiles, topology
+    from lab.reports import runfiles
+    from lab.model import topology
 
     r = analysed(tmp_path, ("outside", conntrack_loss()[1]))
     (s,) = r.sessions

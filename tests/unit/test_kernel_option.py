@@ -8,10 +8,11 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from lab import cli, suites
+from lab import cli
+from lab.core import suites
 from lab.engines import ExecResult, choose, vm
 from lab.engines.vm import VmEngine
-from lab.errors import LabError
+from lab.core.errors import LabError
 from tests.unit.test_topology import base
 
 runner = CliRunner()
@@ -174,7 +175,7 @@ def test_exec_leaves_options_after_the_command_start_to_the_command(stands, argv
 
 
 def test_logs_and_the_show_commands_read_the_node_on_that_kernels_vm(stands, monkeypatch):
-    from lab import queries
+    from lab.up import queries
 
     monkeypatch.setattr(queries, "ppp_log", lambda eng, node: f"log of {node} on {eng.kernel}\n")
     monkeypatch.setattr(queries, "filter_counters", lambda eng, node: [
@@ -222,7 +223,7 @@ def test_a_running_labs_name_and_a_file_name_the_same_lab(stands, tmp_path):
 
 
 def test_the_show_tables_print_what_the_node_says_as_text(stands, monkeypatch):
-    from lab import queries
+    from lab.up import queries
 
     monkeypatch.setattr(queries, "filter_counters", lambda eng, node: [
         {"chain": "forward", "comment": "S12a [red]x[/]", "packets": 1, "bytes": 2}])

@@ -6,11 +6,12 @@ import sys
 
 import pytest
 
-from lab import engines, suites
+from lab import engines
+from lab.core import suites
 from lab.engines import vm
 from lab.engines.vm import VmEngine
-from lab.errors import LabError
-from lab.paths import state_dir
+from lab.core.errors import LabError
+from lab.core.paths import state_dir
 
 
 @pytest.fixture(autouse=True)
@@ -88,7 +89,7 @@ def test_state_is_kept_per_kernel_and_every_vm_is_found():
 
 
 def test_wiping_one_kernels_vm_keeps_the_others_snapshots():
-    from lab import artifacts
+    from lab.core import artifacts
 
     mine = artifacts.cached_dir("vmsnap-trixie", "aaa111", lambda t: None)
     default = artifacts.cached_dir("vmsnap", "bbb222", lambda t: None)
@@ -102,7 +103,7 @@ def test_wiping_one_kernels_vm_keeps_the_others_snapshots():
 
 
 def test_the_snapshot_is_of_the_kernels_userland(monkeypatch):
-    from lab import images
+    from lab.engines import images
 
     seen = {}
     monkeypatch.setattr(vm.snapshot, "key", lambda art, image_key, *rest: seen.setdefault("image", image_key))
@@ -117,7 +118,7 @@ def test_the_snapshot_is_of_the_kernels_userland(monkeypatch):
 def test_the_snapshot_key_and_dir_are_per_kernel_and_bookworms_as_before(monkeypatch):
     from pathlib import Path
 
-    from lab import images
+    from lab.engines import images
 
     made = {}
     monkeypatch.setattr(vm.artifacts, "cached_dir", lambda name, key, make: made.setdefault(vm.kernel(), (name, key)))
@@ -223,7 +224,7 @@ def _topo(tmp_path, **extra):
 
 
 def test_a_topology_may_ask_for_a_kernel_and_node_userlands(tmp_path):
-    from lab import topology
+    from lab.model import topology
 
     t = topology.load(_topo(tmp_path, **{"engine.kernel": "bookworm-backports", "nodes.cli.image": "bullseye"}))
     assert t.engine.kernel == "bookworm-backports"
@@ -243,7 +244,7 @@ def test_a_topology_may_ask_for_a_kernel_and_node_userlands(tmp_path):
     ({"nodes.srv.image": "debian:12"}, "nodes.srv.image: Input should be"),
 ])
 def test_bad_suites_in_a_topology_name_the_key(tmp_path, extra, expect):
-    from lab import topology
+    from lab.model import topology
 
     with pytest.raises(LabError) as err:
         topology.load(_topo(tmp_path, **extra))
@@ -252,8 +253,9 @@ def test_bad_suites_in_a_topology_name_the_key(tmp_path, extra, expect):
 
 
 def test_unset_suites_leave_the_recorded_topology_and_its_hash_as_before(tmp_path):
-    from lab import lifecycle, topology
-    from lab.paths import shipped_topology
+    from lab.up import lifecycle
+    from lab.model import topology
+    from lab.core.paths import shipped_topology
 
     default = topology.load(shipped_topology("default"))
     data = topology.public_data(default)
@@ -268,7 +270,8 @@ def test_unset_suites_leave_the_recorded_topology_and_its_hash_as_before(tmp_pat
 def test_each_node_is_created_from_its_own_suites_image(tmp_path):
     from types import SimpleNamespace
 
-    from lab import lifecycle, topology
+    from lab.up import lifecycle
+    from lab.model import topology
 
     t = topology.load(_topo(tmp_path, **{"nodes.cli.image": "bullseye"}))
     asked, created, checked = [], {}, []
@@ -287,7 +290,7 @@ def test_each_node_is_created_from_its_own_suites_image(tmp_path):
 
 
 def test_a_vm_engines_nodes_default_to_its_kernels_userland(monkeypatch):
-    from lab import images
+    from lab.engines import images
 
     loaded = []
     monkeypatch.setattr(images, "ensure_node_image", lambda client, suite: loaded.append(suite) or suite)
@@ -375,7 +378,8 @@ def test_doctor_follows_the_kernel_in_the_environment(monkeypatch):
 
     from typer.testing import CliRunner
 
-    from lab import cli, doctor
+    from lab import cli
+    from lab.cli import doctor
 
     monkeypatch.setattr(cli.engine_mod, "probe_local",
                         lambda: engines.Probe(engine="local", reachable=True, ppp=True, helper=True))

@@ -4,7 +4,7 @@ docs/radius-notes.md), the block's validation and the files for both sides."""
 import pytest
 from hypothesis import given, strategies as st
 
-from lab.kinds.radius import RadiusQuoteError, radius, radius_conf, radius_name, servers_secret
+from lab.model.kinds.radius import RadiusQuoteError, radius, radius_conf, radius_name, servers_secret
 
 
 def read_back_value(quoted: str) -> str:
@@ -92,8 +92,9 @@ from types import SimpleNamespace  # noqa: E402
 
 import yaml  # noqa: E402
 
-from lab import kinds, lifecycle, render, topology  # noqa: E402
-from lab.errors import LabError  # noqa: E402
+from lab.model import kinds, render, topology  # noqa: E402
+from lab.up import lifecycle  # noqa: E402
+from lab.core.errors import LabError  # noqa: E402
 from tests import REPO  # noqa: E402
 
 TOPO = REPO / "tests" / "integration" / "topologies" / "radius.yaml"

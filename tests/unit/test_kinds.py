@@ -9,10 +9,11 @@ from typing import Optional
 import pytest
 import yaml
 
-from lab import kinds, lifecycle, render, topology
-from lab.errors import LabError
-from lab.model import PppSecret, Strict
-from lab.tunnels import Tunnel
+from lab.model import kinds, render, topology
+from lab.up import lifecycle
+from lab.core.errors import LabError
+from lab.model.types import PppSecret, Strict
+from lab.model.tunnels import Tunnel
 from tests import REPO
 
 from .test_hostile import HOSTILE, pppd_words

@@ -2,7 +2,7 @@
 of any size, as a pipe delivers it, gives the same events, phase changes and losses."""
 import random
 
-from lab import live
+from lab.up import live
 
 from . import pptpgen as g
 

@@ -8,11 +8,14 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from lab import engines, matrix, matrixreport, pptp, testrun, topology
-from lab.checks import Check
+from lab import engines, pptp
+from lab.testing import matrix, testrun
+from lab.reports import matrixreport
+from lab.model import topology
+from lab.diagnosis.checks import Check
 from lab.engines.vm import VmEngine
-from lab.errors import LabError
-from lab.runfiles import Result
+from lab.core.errors import LabError
+from lab.reports.runfiles import Result
 from tests import REPO
 
 from . import pptpgen as g
@@ -219,7 +222,7 @@ def test_cli_matrix_errors_are_one_line(tmp_path, args, start):
 @pytest.fixture
 def plugin_stage(monkeypatch):
     """The plugin's engine choice and lab up/down as stand-ins; what they were asked, in order."""
-    from lab import lifecycle
+    from lab.up import lifecycle
 
     seen = {"select": [], "up": [], "stopped": [], "order": []}
 

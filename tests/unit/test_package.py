@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from lab import images, paths
+from lab.engines import images
+from lab.core import paths
 from lab.engines import vm
 from tests import REPO
 from tests import wheel as wheel_build

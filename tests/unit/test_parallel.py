@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from lab import parallel, topology
-from lab.errors import LabError
-from lab.paths import shipped_topology
+from lab.testing import parallel
+from lab.model import topology
+from lab.core.errors import LabError
+from lab.core.paths import shipped_topology
 
 REPO = Path(__file__).resolve().parents[2]
 

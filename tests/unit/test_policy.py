@@ -5,8 +5,8 @@ import json
 import pytest
 import yaml
 
-from lab import render, policy, topology
-from lab.errors import LabError
+from lab.model import render, policy, topology
+from lab.core.errors import LabError
 from tests import REPO
 
 

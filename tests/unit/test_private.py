@@ -5,7 +5,9 @@ import stat
 
 import yaml
 
-from lab import configure, lifecycle, paths, topology
+from lab.up import configure, lifecycle
+from lab.core import paths
+from lab.model import topology
 from tests import REPO
 
 

@@ -2,8 +2,10 @@
 `pptp-lab test` HTML page, from a session built with scapy."""
 import xml.etree.ElementTree as ET
 
-from lab import conformance, graph, pptp, report, runfiles, topology
-from lab.checks import Check
+from lab.reports import conformance, graph, report, runfiles
+from lab import pptp
+from lab.model import topology
+from lab.diagnosis.checks import Check
 from lab.pptp.session import Event, Session
 from tests import REPO
 

@@ -8,8 +8,9 @@ import stat
 import pytest
 import yaml
 
-from lab import lifecycle, policy, render, rulesets, topology
-from lab.errors import LabError
+from lab.up import lifecycle
+from lab.model import policy, render, rulesets, topology
+from lab.core.errors import LabError
 
 NFT = "#!/usr/sbin/nft -f\nflush ruleset\ntable inet mine {\n\tchain fwd { type filter hook forward priority 0; }\n}\n"
 IPT = "*filter\n:FORWARD DROP [0:0]\n-A FORWARD -p tcp --dport 1723 -j ACCEPT\nCOMMIT\n"
@@ -254,7 +255,7 @@ def test_renaming_quotes_what_it_is_given():
 
 
 def test_names_interface():
-    from lab import names
+    from lab.core import names
     assert names.interface("internet") == "internet" and names.interface("a" * 15) == "a" * 15
     assert names.interface("a" * 16) is None and names.interface("ppp12") is None and names.interface("lo") is None
 

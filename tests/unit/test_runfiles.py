@@ -6,9 +6,11 @@ import sys
 
 from typer.testing import CliRunner
 
-from lab import capture, graph, report, runfiles, topology
+from lab.up import capture
+from lab.reports import graph, report, runfiles
+from lab.model import topology
 from lab.cli import app
-from lab.errors import LabError
+from lab.core.errors import LabError
 
 from . import synthrun
 

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from lab import artifacts, host, images, suites
+from lab.core import artifacts, host, suites
+from lab.engines import images
 from lab.engines import vm
-from lab.errors import LabError
-from lab.paths import resource
+from lab.core.errors import LabError
+from lab.core.paths import resource
 
 # The default keys before suites existed, with the unit tests' mirror (conftest). A change
 # here means every user's cached VM disk, snapshot and node image is rebuilt: only change
@@ -52,7 +53,7 @@ def test_every_suite_has_keys_and_tags_of_its_own():
 def test_a_suites_key_follows_suite_sh_but_bookworms_does_not(tmp_path, monkeypatch):
     import shutil
 
-    from lab import paths
+    from lab.core import paths
 
     copy = tmp_path / "images"
     shutil.copytree(resource("images"), copy)

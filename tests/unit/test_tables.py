@@ -7,8 +7,8 @@ import pytest
 from rich.console import Console
 
 from lab.cli import checks_table, status_table
-from lab.lifecycle import NodeStatus
-from lab.testrun import Check
+from lab.up.lifecycle import NodeStatus
+from lab.testing.testrun import Check
 
 # A call as the capture shows it (lab.tunnels.Tunnel's fields).
 TRAFFIC = dict(seen_on="internet", age_s=302.4, last_echo_s=12.0, last_echo="LCP Echo-Reply from server",

@@ -4,8 +4,8 @@ import json
 import pytest
 import yaml
 
-from lab import topology
-from lab.errors import LabError
+from lab.model import topology
+from lab.core.errors import LabError
 from tests import REPO
 
 SHIPPED = sorted((REPO / "topologies").glob("*.yaml"))

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lab import topology
-from lab.errors import LabError
+from lab.model import topology
+from lab.core.errors import LabError
 from tests import REPO
 
 DEFAULT = (REPO / "topologies" / "default.yaml").read_text()

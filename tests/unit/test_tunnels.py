@@ -9,9 +9,12 @@ from types import SimpleNamespace
 import pytest
 from scapy.layers.ppp import PPP, PPP_LCP_Echo
 
-from lab import capture, lifecycle, names, pptp, tunnels
-from lab.lifecycle import NodeStatus
-from lab.tunnels import STALL, Tunnel
+from lab.up import capture, lifecycle
+from lab.core import names
+from lab import pptp
+from lab.model import tunnels
+from lab.up.lifecycle import NodeStatus
+from lab.model.tunnels import STALL, Tunnel
 
 from . import pptpgen as g
 from .test_captures import cap, needs_captures

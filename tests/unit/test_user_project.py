@@ -12,8 +12,12 @@ import yaml
 from typer.testing import CliRunner
 
 import lab
-from lab import cli, doctor, paths, starter, topology
-from lab.errors import LabError
+from lab import cli
+from lab.cli import doctor
+from lab.core import paths
+from lab.up import starter
+from lab.model import topology
+from lab.core.errors import LabError
 from lab.pytest_plugin import marker_topology
 
 pytest_plugins = ["pytester"]

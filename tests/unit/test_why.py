@@ -6,9 +6,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from lab import checks, pptp, topology, why
-from lab.errors import LabError
-from lab.topology import ClientExpect
+from lab.diagnosis import checks, why
+from lab import pptp
+from lab.model import topology
+from lab.core.errors import LabError
+from lab.model.topology import ClientExpect
 from tests import REPO
 from tests.unit.pptpgen import LCP_REQ_CLIENT, LCP_REQ_SERVER, Capture, ocrp, ocrq, ppp, sccrp, sccrq
 

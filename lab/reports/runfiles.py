@@ -1,0 +1,112 @@
+"""What a `pptp-lab test` run leaves in runs/<lab>/<run-id>/, and reading it back.
+
+Next to the pcaps and manifest.json (lab.up.capture) a run gets junit.xml, checks.json, the
+topology (topology.json, secrets removed: runs/ travels as a CI artefact), report.html and
+report.json. `pptp-lab report RUN_DIR` rebuilds the two reports from those files alone, so
+a run can be read again later or on another machine, with a newer pptp-lab."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .. import pptp
+from . import report
+from ..model import topology
+from ..up.capture import MANIFEST
+from ..diagnosis.checks import Check
+from ..core.errors import LabError
+from ..core.paths import private_dir, runs_dir
+
+CHECKS = "checks.json"
+TOPOLOGY = "topology.json"
+PAGE = "report.html"
+DATA = "report.json"
+
+
+@dataclass
+class Result:
+    topo: topology.Topology
+    checks: list[Check] = field(default_factory=list)
+    run_dir: Path | None = None
+    report: pptp.Report | None = None
+    faults: list[dict] = field(default_factory=list)  # lab.up.fault records from manifest.json
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+
+def write(res: Result) -> tuple[Path, Path]:
+    """Everything of a finished run (the pcaps are there already); (junit.xml, report.html)."""
+    out = res.run_dir or private_dir(runs_dir() / res.topo.name / "test")
+    junit = out / "junit.xml"
+    junit.write_text(report.junit_xml(res.topo.name, [(c.name, c.passed, c.detail, c.seconds) for c in res.checks]))
+    (out / CHECKS).write_text(json.dumps([asdict(c) for c in res.checks], indent=1))
+    (out / TOPOLOGY).write_text(json.dumps(topology.public_data(res.topo), indent=1))
+    page, _ = write_reports(res, out)
+    return junit, page
+
+
+def data(res: Result) -> dict:
+    """report.json: the checks and the analysis of the run's captures."""
+    return {"lab": res.topo.name, "passed": res.passed, "checks": [asdict(c) for c in res.checks],
+            "analysis": res.report.to_dict() if res.report else None}
+
+
+def write_reports(res: Result, out: Path) -> tuple[Path, Path]:
+    page, js = out / PAGE, out / DATA
+    page.write_text(report.test_html(res))
+    js.write_text(json.dumps(data(res), indent=1, default=str))
+    return page, js
+
+
+def _json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise LabError(f"{path}: not readable as JSON ({getattr(exc, 'strerror', None) or exc})") from None
+
+
+def manifest_faults(run_dir: Path) -> list[dict]:
+    """The faults a run's manifest.json lists (lab.up.fault records), each checked for the
+    fields a report draws; [] when there is no manifest or it lists none."""
+    try:
+        manifest = json.loads((Path(run_dir) / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return []
+    found = manifest.get("faults") if isinstance(manifest, dict) else None
+    return [f for f in found if isinstance(f, dict) and isinstance(f.get("started"), (int, float))
+            and isinstance(f.get("clock_offset", 0) or 0, (int, float))
+            and isinstance(f.get("verb"), str) and isinstance(f.get("node"), str)
+            and isinstance(f.get("args"), list)] if isinstance(found, list) else []
+
+
+def load(run_dir: Path) -> Result:
+    """A run read back from its directory; LabError naming everything that is missing."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise LabError(f"{run_dir}: no such run directory")
+    missing = [n for n in (MANIFEST, CHECKS, TOPOLOGY) if not (run_dir / n).is_file()]
+    files: list[Path] = []
+    if MANIFEST not in missing:
+        manifest = _json(run_dir / MANIFEST)
+        captures = [c["file"] for c in (manifest.get("captures") or [] if isinstance(manifest, dict) else [])
+                    if isinstance(c, dict) and isinstance(c.get("file"), str)]
+        files = [run_dir / Path(c).name for c in captures]  # a name: never a path out of the run
+        missing += [f.name for f in files if not f.is_file()]
+        if not captures:
+            missing.append(f"captures ({MANIFEST} lists none)")
+    if missing:
+        raise LabError(f"{run_dir}: missing {', '.join(missing)}: not the directory of a `pptp-lab test` run")
+    try:
+        topo = topology.Topology.model_validate(_json(run_dir / TOPOLOGY))
+        checks = [Check(**c) for c in _json(run_dir / CHECKS)]
+    except (ValueError, TypeError) as exc:
+        raise LabError(f"{run_dir}: {TOPOLOGY} or {CHECKS} is not as `pptp-lab test` writes it: "
+                       + " ".join(str(exc).split())) from None
+    try:
+        analysed = pptp.analyze(files)
+    except ValueError as exc:
+        raise LabError(f"{run_dir}: {exc}") from None
+    return Result(topo, checks, run_dir, analysed, manifest_faults(run_dir))

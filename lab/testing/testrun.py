@@ -1,0 +1,159 @@
+"""`pptp-lab test TOPOLOGY...`: bring a topology up, check its `expect:` block, read the
+capture; lab.reports.runfiles writes the JUnit XML and the reports into runs/<lab>/<run-id>/."""
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+import docker.errors
+
+from ..up import capture, lifecycle
+from ..diagnosis import checks, diagnose, kdrops, trace, why
+from .. import pptp
+from ..model import render
+from ..diagnosis.checks import Check
+from ..engines import Engine, vm
+from ..core.errors import LabError
+from ..core.host import console
+from ..reports.runfiles import Result, manifest_faults
+from ..model.topology import Topology
+
+DIAL_TIMEOUT = 40
+
+
+def _latest(sessions, address: str):
+    found = [s for s in sessions if s.client == address and not s.gre_only]
+    return max(found, key=lambda s: s.start) if found else None
+
+
+def client_session(analysed: pptp.Report, topo: Topology, name: str):
+    """The client's latest session as seen on its own segment (nearest the client)."""
+    net, addr = next(iter(topo.nodes[name].interfaces.items()))
+    return _latest([s for s in analysed.sessions if Path(s.source).stem == net], addr)
+
+
+def refuse_running(eng: Engine, topos: list[Topology]) -> None:
+    """`test` brings each lab up and down again: it must not take over a lab the user runs."""
+    running = eng.labs()
+    for topo in topos:
+        if topo.name in running:
+            raise LabError(f"lab {topo.name} is running on the {eng.name} engine and `pptp-lab test` would "
+                           f"replace it: `pptp-lab down {topo.name}` first, or test it under another name "
+                           "with --name")
+
+
+def run(eng: Engine, topo: Topology) -> Result:
+    """Up, checks, down. A failing `up` is a failed check (the report is still written);
+    whatever was created is removed in any case."""
+    res = Result(topo)
+    lost = None
+    try:
+        res.checks.append(up := _lab_up(eng, topo))
+        if up.passed:
+            try:
+                _checks(eng, topo, res)
+            except LabError as exc:  # after a good `up`: not an `up` failure, but no pass either
+                res.checks.append(Check("checks ran", "", False, str(exc)))
+    except (*vm.LOST_CONNECTION, docker.errors.DockerException) as exc:
+        lost = vm.engine_lost(exc)
+        if lost is None:
+            raise
+        res.checks.append(Check("engine", "", False, str(lost)))  # its guest hung or died under the lab
+    finally:
+        if lost is None:
+            _, res.run_dir = lifecycle.down(eng, topo.name)
+        else:
+            res.run_dir = None  # the guest took the lab's nodes and captures with it
+    files = sorted(res.run_dir.glob("*.pcap")) if res.run_dir else []
+    res.report = pptp.analyze(files) if files else None
+    res.faults = manifest_faults(res.run_dir) if res.run_dir else []
+    return res
+
+
+def _lab_up(eng: Engine, topo: Topology) -> Check:
+    """The "lab up" check: `up` succeeded and every node is running."""
+    start = time.monotonic()
+    try:
+        lifecycle.up(eng, topo, dial=False, with_status=False)
+    except LabError as exc:
+        return Check("lab up", "", False, str(exc), time.monotonic() - start)
+    states = {n: c.status for n, c in lifecycle.existing(eng, topo.name).items()}
+    missing = sorted(n for n in topo.nodes if states.get(n) != "running")
+    return Check("lab up", "", not missing, f"{topo.name} on the {eng.name} engine: {len(topo.nodes)} nodes running"
+                 if not missing else f"nodes not running: {', '.join(missing)}", time.monotonic() - start)
+
+
+def _checks(eng: Engine, topo: Topology, res: Result) -> None:
+    lifecycle.start_servers(eng, topo)
+    since = time.time()
+    # The dial is traced in the filtering nodes, so a tunnel that fails is traced to the rule
+    # that dropped it without dialling twice (lab.diagnosis.trace, lab.diagnosis.why).
+    # The kernel's drops are recorded too (lab.diagnosis.kdrops): the cause of a failure that no rule
+    # explains (lab.diagnosis.cause).
+    with trace.tracing(eng, topo, trace.filtering_nodes(topo)) as traces, kdrops.recording(eng) as kernel:
+        try:
+            lifecycle.dial_clients(eng, topo, timeout=DIAL_TIMEOUT)
+        except LabError as exc:
+            console.print(f"[yellow]{exc}[/]")  # judged per client below, against `expect`
+    with tempfile.TemporaryDirectory() as tmp:
+        analysed = pptp.analyze(capture.snapshot(eng, topo.name, Path(tmp)))
+    res.checks += _client_checks(eng, topo, analysed, traces, since, kernel)
+    res.checks += _nat_checks(topo, analysed)
+
+
+def _client_checks(eng: Engine, topo: Topology, analysed: pptp.Report, traces: dict[str, str] | None = None,
+                   since: float | None = None, kernel: kdrops.Recording | None = None) -> list[Check]:
+    out = []
+    expect = topo.expect.clients if topo.expect else {}
+    for name in topo.clients:
+        want = expect.get(name)
+        c = eng.node(topo.name, name)
+        ifname = render.tunnel_if(topo.nodes[name])
+        facts = checks.ClientFacts(name, ifname, lifecycle.ppp_state(eng, c, ifname)[0],
+                                   client_session(analysed, topo, name))
+        if facts.state != "up" and traces:
+            found = why.find(topo, name, analysed, traces, since)
+            cause = diagnose.explain(eng, topo, name, found, facts.session, kernel)
+            facts.why, facts.drop, facts.path, facts.cause = cause.line(), found.drop, found.path, cause
+        for addr in (want.reach if want else []):
+            r = eng.exec(c, f"ping -q -c 3 -i 0.3 -W 2 {addr}", check=False)
+            facts.pings[addr] = (r.ok, r.out.strip().splitlines()[-1] if r.out.strip() else "")
+        for addr in (want.unreachable if want else []):
+            r = eng.exec(c, f"ping -q -c 2 -W 1 {addr}", check=False)
+            facts.pings[addr] = (r.ok, "")
+        out += checks.client_checks(facts, want)
+    return out
+
+
+def _nat_checks(topo: Topology, analysed: pptp.Report) -> list[Check]:
+    out = []
+    for name, want in (topo.expect.nat.items() if topo.expect else []):
+        node = topo.nodes[name]
+        outside = node.interfaces[node.nat.outside]
+        # Read on the NAT's outside segment only: the same call seen at another capture point
+        # further on is not a second call.
+        calls = [(c.client_call_id, s) for s in analysed.sessions
+                 if s.client == outside and not s.gre_only and Path(s.source).stem == node.nat.outside
+                 for c in s.calls if c.reply.get("out_result") == 1]
+        found = checks.nat_checks(name, want, [cid for cid, _ in calls])
+        again = _first_repeat(calls)
+        for c in found:
+            if not c.passed and again:
+                # The evidence: the request of the call whose ID was already taken outside.
+                cid, s = again
+                ocrq = next((e for e in s.events
+                             if e.what == "OCRQ" and (e.detail + ",").startswith(f"call_id={cid},")), None)
+                c.where = checks.evidence(s, ocrq)
+        out += found
+    return out
+
+
+def _first_repeat(calls: list[tuple[int, object]]) -> tuple[int, object] | None:
+    """The first (call ID, session) whose call ID an earlier call already had."""
+    seen = set()
+    for cid, s in calls:
+        if cid in seen:
+            return cid, s
+        seen.add(cid)
+    return None
