@@ -77,7 +77,7 @@ def test_an_installed_copy_runs_a_users_project(lab_engine, venv, tmp_path):
     env = user_env(venv)
     site = Path(run([venv / "bin" / "python", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                     tmp_path, env).stdout.strip())
-    where = run([venv / "bin" / "python", "-c", "import lab, lab.paths as p; print(lab.__file__); "
+    where = run([venv / "bin" / "python", "-c", "import lab, lab.core.paths as p; print(lab.__file__); "
                  "print(p.resource('playbooks'))"], tmp_path, env).stdout.split()
     assert where == [str(site / "lab" / "__init__.py"), str(site / "lab" / "share" / "playbooks")]
     before_site, before_repo = tree(site), repo_state()

@@ -46,7 +46,7 @@ def test_the_wheel_carries_every_shipped_file_with_its_mode(built):
     assert sorted(share) == shipped_files()  # all of them, and nothing else (no bytecode, no runs/)
     for name in EXECUTABLE:
         assert (share[name].external_attr >> 16) & 0o111, f"{name} lost its executable bits"
-    assert "lab/cli.py" in infos and "lab/pptp/session.py" in infos and "lab/kinds/pptp_server.py" in infos
+    assert "lab/cli/__init__.py" in infos and "lab/pptp/session.py" in infos and "lab/model/kinds/pptp_server.py" in infos
     meta = next(z for z in infos if z.endswith(".dist-info/METADATA"))
     with zipfile.ZipFile(wheel) as z:
         text = z.read(meta).decode()
@@ -81,7 +81,7 @@ def test_every_shipped_folder_is_a_listed_package():
         assert pkg in listed, f"{pkg} is not in pyproject.toml's packages"
 
 
-KEYS = ("import json, os; from lab import images, paths, version; from lab.engines import vm; "
+KEYS = ("import json, os; from lab import version; from lab.core import paths; from lab.engines import images, vm; "
         "print(json.dumps({'base': images.base_key(), 'node': images.node_key(), 'vm': vm.vm_key(), "
         "'share': {n: str(paths.resource(n)) for n in paths.SHARED}, 'lab': paths.__file__, "
         "'runs': str(paths.runs_dir()), 'version': version()}))")
@@ -129,6 +129,6 @@ def test_a_copy_without_its_folders_says_so(tmp_path):
     import shutil
 
     shutil.copytree(REPO / "lab", tmp_path / "lab", ignore=shutil.ignore_patterns("__pycache__"))
-    res = subprocess.run([sys.executable, "-c", "from lab import paths; paths.resource('images')"],
+    res = subprocess.run([sys.executable, "-c", "from lab.core import paths; paths.resource('images')"],
                          capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(tmp_path)})
     assert res.returncode != 0 and "pptp-lab's images/ is missing" in res.stderr and "reinstall" in res.stderr

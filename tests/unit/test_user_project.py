@@ -54,7 +54,7 @@ def test_the_plugin_puts_runs_under_pytests_rootdir(pytester, monkeypatch):
     monkeypatch.delenv(paths.RUNS_ENV, raising=False)
     pytester.makepyfile(test_where="""
         import os
-        from lab import paths
+        from lab.core import paths
 
         def test_runs(pytestconfig):
             assert paths.runs_dir() == pytestconfig.rootpath / "runs"
