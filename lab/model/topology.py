@@ -13,8 +13,7 @@ from typing import Literal, Optional
 import yaml
 from pydantic import Field, ValidationError, create_model, field_validator, model_validator
 
-from ..diagnosis import cause as cause_mod
-from . import kinds, rulesets
+from . import causes, kinds, rulesets
 from ..core import names, suites
 from ..core.errors import LabError
 from .kinds.firewall import interface as _firewall_interface, vpn_address as _vpn_address
@@ -92,9 +91,9 @@ class ClientExpect(Strict):
     rule: Optional[str] = Field(
         None, min_length=1, description="with dropped_by, a part of the text of the rule that drops "
         "them (as `nft list ruleset` prints it)")
-    cause: Optional[Literal[cause_mod.NAMES]] = Field(  # type: ignore[valid-type]
+    cause: Optional[Literal[causes.NAMES]] = Field(  # type: ignore[valid-type]
         None, description="with tunnel: fails, why it must fail (README: Why it failed): "
-        + ", ".join(cause_mod.NAMES))
+        + ", ".join(causes.NAMES))
 
     @field_validator("reach", "unreachable")
     @classmethod
