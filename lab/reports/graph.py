@@ -11,58 +11,19 @@ from __future__ import annotations
 import html
 import itertools
 import math
-import re
-import unicodedata
 from dataclasses import dataclass, field
 
-FONT = 12      # px, monospace
-LINE = 16      # px per text line in a box
+from .drawing import FONT, LINE, MARGIN, text_width, wires, wrap  # noqa: F401 (wrap: graph.wrap, as before)
+
 PAD = 8        # px inside a box, around its text
 GAP = 24       # px between boxes side by side
 WIRE = 30      # px from a box to the bus it touches
-MARGIN = 12
 LANE = 14      # px between the tunnels' vertical lanes right of the buses
 TRACK = 5      # px between tunnels running side by side in the gap above or below boxes
 COLOURS = {"": "#06c", "up": "#070", "down": "#b00", "stalled": "#b60"}  # a tunnel as planned, up, down, stalled
 STYLE = {"kind": "fill:#555", "role": "fill:#704", "tunnel": "fill:#06c", "good": "fill:#070", "bad": "fill:#b00",
          "live": "fill:#036", "name": "font-weight:bold"}  # per class of box line
 BRUTE_FORCE = 7  # networks up to which every order is tried (7! = 5040)
-
-
-def text_width(text: str, size: float = FONT) -> float:
-    """Width of `text` in a monospace font, on the generous side: monospace fonts advance
-    0.6 em per character; a character outside Latin may come from a wider fallback font."""
-    width = 0.0
-    for ch in text:
-        if unicodedata.combining(ch):
-            continue
-        if unicodedata.east_asian_width(ch) in ("W", "F"):
-            width += 1.1
-        elif ord(ch) >= 0x2000:
-            width += 1.0
-        else:
-            width += 0.62
-    return width * size
-
-
-def wrap(text: str, max_px: float, size: float = FONT) -> list[str]:
-    """`text` in lines at most max_px wide, broken at spaces (a word longer than a line is
-    cut where it must be). Nothing is dropped but the spaces at the breaks."""
-    if text_width(text, size) <= max_px:
-        return [text]
-    lines, line = [], ""
-    for word in re.findall(r"\S+\s*|\s+", text):
-        if line and text_width((line + word).rstrip(), size) > max_px:
-            lines.append(line.rstrip())
-            line = ""
-        while text_width(word.rstrip(), size) > max_px:
-            cut = next(k for k in range(len(word), 0, -1) if text_width(word[:k], size) <= max_px or k == 1)
-            lines.append(word[:cut])
-            word = word[cut:]
-        line += word
-    if line.strip():
-        lines.append(line.rstrip())
-    return lines
 
 
 @dataclass
@@ -261,17 +222,6 @@ def _tunnel_path(src: Box, dst: Box, geo: dict) -> str:
             f"H{xd:.1f} V{dst.y:.1f}")
 
 
-def wires(b: Box, bus_y: list[float]):
-    """(bus index, x, y of the box's edge, buses the wire only crosses) for each wire of a box."""
-    ups = sorted((k for k in b.buses if k < b.band), reverse=True)  # the nearest bus first
-    downs = sorted(k for k in b.buses if k >= b.band)
-    for edge, ks in ((b.y, ups), (b.y + b.h, downs)):
-        for j, k in enumerate(ks):
-            x = b.x + b.w * (j + 1) / (len(ks) + 1)
-            crossed = range(k + 1, b.band) if k < b.band else range(b.band, k)
-            yield k, x, edge, [c for c in crossed if c not in b.buses]
-
-
 def topology_svg(topo, state: dict | None = None, paths: list | None = None) -> str:
     """The topology as an SVG document (see the module's doc). `state`: node name ->
     {state, tunnel, ppp_address, peer_address, call_ids} (lab.up.lifecycle.NodeStatus fields).
@@ -279,7 +229,7 @@ def topology_svg(topo, state: dict | None = None, paths: list | None = None) -> 
     e = html.escape
     marked = None
     if paths:
-        from . import packetpath
+        from . import packetpath  # imports nothing of this module (lab.reports.drawing)
         marked = packetpath.Marked(topo, paths)
     order, boxes, geo = layout(topo, state, marked.lines if marked else None)
     bus_y, width, height = geo["bus_y"], geo["width"], geo["height"]

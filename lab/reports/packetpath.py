@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import html
 
-from . import graph
+from . import drawing
 
 SEEN, UNSEEN, DROP, LOST = "#070", "#888", "#b00", "#a60"
 UNTRACED = "no rule traced a drop (routing? rp_filter? a conntrack INVALID drop outside nft?)"
@@ -83,17 +83,17 @@ class Marked:
     def size(self, geo: dict, tunnels: bool) -> tuple[float, float]:
         """The picture's width and height with the legend lines below the tunnels' one."""
         legends = self._legends()
-        wide = max((graph.text_width("  ".join(t for t, _ in parts)) for parts in legends), default=0)
+        wide = max((drawing.text_width("  ".join(t for t, _ in parts)) for parts in legends), default=0)
         rows = len(legends) + (1 if tunnels else 0)
-        return (max(geo["width"], graph.MARGIN * 2 + wide),
-                geo["height"] + graph.LINE * max(rows - 1, 0))
+        return (max(geo["width"], drawing.MARGIN * 2 + wide),
+                geo["height"] + drawing.LINE * max(rows - 1, 0))
 
     def legend(self, y: float) -> list[str]:
         e = html.escape
         out = []
         for i, parts in enumerate(self._legends()):
             spans = "<tspan>  </tspan>".join(f'<tspan fill="{c}">{e(t)}</tspan>' for t, c in parts)
-            out.append(f'<text class="legend path-legend" x="{graph.MARGIN}" y="{y + graph.LINE * i:.1f}">'
+            out.append(f'<text class="legend path-legend" x="{drawing.MARGIN}" y="{y + drawing.LINE * i:.1f}">'
                        f"{spans}</text>")
         return out
 
@@ -114,7 +114,7 @@ class Marked:
             for name, nets in touching:
                 if name not in by_name:
                     continue
-                for k, x, edge, _ in graph.wires(by_name[name], bus_y):
+                for k, x, edge, _ in drawing.wires(by_name[name], bus_y):
                     if order[k] in nets and order[k] in p["seen"]:
                         xs.setdefault(order[k], []).append(x)
                         wires.append((order[k], x, edge))

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..up import faultlog
-from .graph import text_width, wrap
+from .drawing import text_width, wrap
 from ..pptp import Report, Session
 from ..pptp.session import limits
 
