@@ -203,6 +203,15 @@ class Topology(Strict):
     def vpn_address(self, node: Node) -> str | None:
         return _vpn_address(self, node)
 
+    def reached_at(self, address: str) -> str | None:
+        """The node a client reaches when it dials `address` (a static NAT's public address
+        belongs to the NAT node)."""
+        for name, node in self.nodes.items():
+            nat = getattr(node, "nat", None)
+            if address in node.interfaces.values() or (nat is not None and nat.public == address):
+                return name
+        return None
+
     @property
     def servers(self) -> dict[str, Node]:
         return {n: v for n, v in self.nodes.items() if v.kind == "pptp-server"}

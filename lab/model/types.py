@@ -10,6 +10,14 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, field_validator
 
 NAME = r"^[a-z][a-z0-9-]{0,23}$"
+
+
+def _ipv4(v: str) -> str:
+    return str(ipaddress.IPv4Address(v))
+
+
+# An IPv4 address, written the canonical way (the one validator every kind's block uses).
+IPv4 = Annotated[str, AfterValidator(_ipv4)]
 ROLES = ("internet", "perimeter", "intranet", "home", "other")
 
 MAX_WORD = 255  # octets: pppd keeps names and secrets in 256-byte buffers
@@ -77,14 +85,9 @@ class Network(Strict):
 
 class Route(Strict):
     to: str
-    via: str
+    via: IPv4
 
     @field_validator("to")
     @classmethod
     def _to(cls, v: str) -> str:
         return v if v == "default" else str(ipaddress.IPv4Network(v, strict=True))
-
-    @field_validator("via")
-    @classmethod
-    def _via(cls, v: str) -> str:
-        return str(ipaddress.IPv4Address(v))

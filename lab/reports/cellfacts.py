@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..model.kinds.nat import outside_calls
+
 ECHO_ROUND_S = 1  # echo intervals are compared to the second: pppd and pptpd count in seconds
 
 
@@ -90,9 +92,7 @@ def nat_facts(report, topo) -> dict[str, str]:
         if nat is None:
             continue
         outside = node.interfaces[nat.outside]
-        calls = [(c.client_call_id, s.client_port) for s in report.sessions
-                 if not s.gre_only and s.client == outside and Path(s.source).stem == nat.outside
-                 for c in s.calls if c.reply.get("out_result") == 1]
+        calls = [(c.client_call_id, s.client_port) for s, c in outside_calls(node, report.sessions)]
         ids = [cid for cid, _ in calls]
         out[f"NAT {name}: outside call ID = masqueraded TCP port"] = _share(
             sum(cid == port for cid, port in calls), len(calls))

@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass, field
 
 from .drawing import FONT, LINE, MARGIN, text_width, wires, wrap  # noqa: F401 (wrap: graph.wrap, as before)
+from ..model import kinds
 
 PAD = 8        # px inside a box, around its text
 GAP = 24       # px between boxes side by side
@@ -77,20 +78,11 @@ def network_order(topo) -> list[str]:
     return [nets[i] for i in order]
 
 
-def _target(topo, address: str) -> str | None:
-    """The node a client reaches when it dials `address` (a static NAT's public address
-    belongs to the NAT node)."""
-    for name, node in topo.nodes.items():
-        if address in node.interfaces.values() or (node.nat and node.nat.public == address):
-            return name
-    return None
-
-
 def _tunnels(topo) -> list[tuple[str, str]]:
     """(client, node it dials) for every client whose server is a node of the lab."""
     out = []
     for name, node in topo.nodes.items():
-        target = _target(topo, node.pptp_client.server) if node.pptp_client else None
+        target = topo.reached_at(node.pptp_client.server) if node.pptp_client else None
         if target and target != name:
             out.append((name, target))
     return out
@@ -99,27 +91,7 @@ def _tunnels(topo) -> list[tuple[str, str]]:
 def _lines(topo, name: str, node, state: dict | None) -> list[tuple[str, str]]:
     out = [(name, "name"), (node.kind, "kind")]
     out += [(f"{net} {addr}", "addr") for net, addr in node.interfaces.items()]
-    if node.kind == "firewall":
-        policy = f"policy {node.policy}"
-        if node.filters:
-            policy += f" ({len(node.filters)} filters)"
-        out.append((policy, "role"))
-        if node.policy_without:
-            out.append(("without " + ", ".join(node.policy_without), "role"))
-    if node.nat:
-        nat = node.nat
-        out.append((f"NAT {nat.mode}, outside {nat.outside}", "role"))
-        if nat.mode == "static":
-            out.append((f"public {nat.public} → {nat.private}", "role"))
-        out.append((f"PPTP editor {'on' if nat.pptp_editor else 'off'}", "role"))
-    if node.pptp_server:
-        srv = node.pptp_server
-        out.append((f"PPTP server {srv.local_ip}", "role"))
-        out.append((f"pool {srv.remote_ip}" + ("" if srv.mppe else ", no MPPE"), "role"))
-    if node.pptp_client:
-        target = _target(topo, node.pptp_client.server)
-        out.append((f"dials {node.pptp_client.server} " + (f"({target})" if target else "(not in the lab)"),
-                    "tunnel"))
+    out += kinds.get(node.kind).labels(topo, name, node)  # each kind says what it is
     live = (state or {}).get(name)
     if live:
         if live.get("state") and live["state"] != "running":

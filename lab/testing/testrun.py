@@ -17,6 +17,7 @@ from ..engines import Engine, vm
 from ..core.errors import LabError
 from ..core.host import console
 from ..reports.runfiles import Result, manifest_faults
+from ..model.kinds.nat import outside_calls
 from ..model.topology import Topology
 
 DIAL_TIMEOUT = 40
@@ -130,12 +131,7 @@ def _nat_checks(topo: Topology, analysed: pptp.Report) -> list[Check]:
     out = []
     for name, want in (topo.expect.nat.items() if topo.expect else []):
         node = topo.nodes[name]
-        outside = node.interfaces[node.nat.outside]
-        # Read on the NAT's outside segment only: the same call seen at another capture point
-        # further on is not a second call.
-        calls = [(c.client_call_id, s) for s in analysed.sessions
-                 if s.client == outside and not s.gre_only and Path(s.source).stem == node.nat.outside
-                 for c in s.calls if c.reply.get("out_result") == 1]
+        calls = [(c.client_call_id, s) for s, c in outside_calls(node, analysed.sessions)]
         found = checks.nat_checks(name, want, [cid for cid, _ in calls])
         again = _first_repeat(calls)
         for c in found:

@@ -12,7 +12,6 @@ import hashlib
 import ipaddress
 import json
 import os
-import re
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +24,7 @@ import requests
 
 from . import capture, configure, queries
 from ..model import kinds, render, tunnels
+from ..model.kinds.pptp_client import tunnel_state
 from ..core import names
 from ..engines import Engine
 from ..core.errors import LabError
@@ -427,10 +427,9 @@ def hang_up(eng: Engine, lab: str, clients) -> None:
 
 
 def ppp_state(eng: Engine, c, ifname: str = "ppp0") -> tuple[str, str, str]:
-    """("up"|"down", local address, peer address) of a node's tunnel interface."""
-    out = eng.exec(c, f"ip -4 -o addr show dev {ifname} 2>/dev/null", check=False).out
-    m = re.search(r"inet (\S+) peer (\S+?)/", out)
-    return ("up", m.group(1), m.group(2)) if m else ("down", "", "")
+    """("up"|"down", local address, peer address) of a node's tunnel interface: the client
+    kind's own reading (status reads it the same way)."""
+    return tunnel_state(lambda cmd: eng.exec(c, cmd, check=False), ifname)
 
 
 def _seen(eng: Engine, lab: str) -> dict[str, list[tunnels.Tunnel]]:

@@ -302,3 +302,19 @@ def test_a_packet_lost_with_no_rule_traced_and_two_clients():
     words = [t.text for t in fw.iter(f"{NS}text")]
     assert "? GRE to the client lost here" in words and "✕ dropped here: GRE to the client" in words
     assert len([t for t in root.iter(f"{NS}text") if t.get("class") == "legend path-legend"]) == 2
+
+
+def test_a_kind_says_what_the_picture_shows_of_it():
+    """Issue #27: the three-legged firewall is drawn with its ruleset, not as "policy open";
+    a NAT with its forwards; the picture asks the kind, not the other way round."""
+    from lab.model import topology
+    from lab.reports import graph as g
+
+    t = topology.load(REPO / "topologies" / "examples" / "three-legged.yaml")
+    texts = [text for text, _ in g._lines(t, "fw", t.nodes["fw"], None)]
+    assert "ruleset nft three-legged.nft" in texts and not any(x.startswith("policy") for x in texts)
+    svg = g.topology_svg(t)
+    assert "three-legged.nft" in svg and "policy open" not in svg
+    t = topology.load(REPO / "tests" / "integration" / "topologies" / "causes.yaml")
+    texts = [text for text, _ in g._lines(t, "gw", t.nodes["gw"], None)]
+    assert texts[-2:] == ["PPTP editor off", "forward tcp 1723 → 10.202.1.10"]

@@ -90,12 +90,35 @@ class Kind:
     def start(self, run: Run) -> None:
         """Run at `up` once the node is configured (run raises on a failing command)."""
 
+    def labels(self, topo: Topology, name: str, node) -> list[tuple[str, str]]:
+        """What pictures and reports show of the node's role, as (text, style) lines (style
+        "role", or "tunnel" for a call it makes): its ruleset by default; a kind adds its
+        own (policy, NAT, pool, the server it dials), so lab.reports.graph knows no kind."""
+        return ruleset_labels(node) + dial_labels(topo, node)
+
     def status(self, run: Run, st, seen: Mapping[str, list]) -> None:
         """Fill the tunnel columns of `st` (a lifecycle.NodeStatus) of a running node;
         `seen`: client address -> its tunnels as the live capture shows them (lab.model.tunnels)."""
 
     def __repr__(self) -> str:
         return f"<kind {self.name}>"
+
+
+def ruleset_labels(node) -> list[tuple[str, str]]:
+    """`ruleset nft FILE` (or iptables) for a node with its own ruleset."""
+    rs = getattr(node, "ruleset", None)
+    if rs is None:
+        return []
+    return [(f"ruleset nft {rs.nft}" if rs.nft else f"ruleset iptables {rs.iptables}", "role")]
+
+
+def dial_labels(topo, node) -> list[tuple[str, str]]:
+    """`dials ADDRESS (NODE)` for a node that makes a call."""
+    client = getattr(node, "pptp_client", None)
+    if client is None:
+        return []
+    target = topo.reached_at(client.server)
+    return [(f"dials {client.server} " + (f"({target})" if target else "(not in the lab)"), "tunnel")]
 
 
 KINDS: dict[str, Kind] = {}

@@ -11,7 +11,7 @@ from pydantic import Field, field_validator
 from ...core import names
 from .. import policy, rulesets
 from ..types import Strict
-from . import Kind
+from . import Kind, ruleset_labels
 
 
 class FilterSpec(Strict):
@@ -66,6 +66,15 @@ class FirewallKind(Kind):
     }
     packages = ("nftables", "iptables")
     script = "firewall.sh.j2"
+
+    def labels(self, topo, name, node):
+        if node.ruleset is not None:  # its own ruleset replaces the lab's filters
+            return ruleset_labels(node)
+        policy = f"policy {node.policy}" + (f" ({len(node.filters)} filters)" if node.filters else "")
+        out = [(policy, "role")]
+        if node.policy_without:
+            out.append(("without " + ", ".join(node.policy_without), "role"))
+        return out
 
     def validate(self, node):
         if node.policy not in policy.POLICIES:

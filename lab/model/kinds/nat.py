@@ -4,27 +4,23 @@
 from __future__ import annotations
 
 import ipaddress
+from pathlib import Path
 from typing import Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
 from .. import render, rulesets
-from ..types import Strict
-from . import Kind
+from ..types import IPv4, Strict
+from . import Kind, ruleset_labels
 
 
 class Forward(Strict):
     """A port forward of a masquerading NAT: what arrives on the outside goes to `to`."""
     proto: Literal["tcp", "udp", "gre"]
     port: Optional[int] = Field(None, ge=1, le=65535, description="tcp, udp: the outside port")
-    to: str = Field(description="an address on one of the NAT's inside networks")
+    to: IPv4 = Field(description="an address on one of the NAT's inside networks")
     to_port: Optional[int] = Field(None, ge=1, le=65535, description="tcp, udp: the inside port "
                                    "(default: port)")
-
-    @field_validator("to")
-    @classmethod
-    def _to(cls, v: str) -> str:
-        return str(ipaddress.IPv4Address(v))
 
     @model_validator(mode="after")
     def _ports(self):
@@ -52,12 +48,38 @@ class Nat(Strict):
         return self
 
 
+def outside_calls(node, sessions) -> list[tuple[object, object]]:
+    """(session, call) of each answered call a NAT node's outside segment carried: sessions
+    whose client is its outside address, read on that segment only (the same call seen at
+    another capture point further on is not a second call). `sessions`: lab.pptp's."""
+    outside = node.interfaces[node.nat.outside]
+    return [(s, c) for s in sessions
+            if not s.gre_only and s.client == outside and Path(s.source).stem == node.nat.outside
+            for c in s.calls if c.reply.get("out_result") == 1]
+
+
+def nat_labels(node) -> list[tuple[str, str]]:
+    nat = node.nat
+    out = [(f"NAT {nat.mode}, outside {nat.outside}", "role")]
+    if nat.mode == "static":
+        out.append((f"public {nat.public} → {nat.private}", "role"))
+    out.append((f"PPTP editor {'on' if nat.pptp_editor else 'off'}", "role"))
+    for f in nat.forward:
+        port = f" {f.port}" if f.port else ""
+        to_port = f":{f.to_port}" if f.to_port else ""
+        out.append((f"forward {f.proto}{port} → {f.to}{to_port}", "role"))
+    return out
+
+
 class NatKind(Kind):
     name = "nat"
     blocks = {"nat": (Optional[Nat], None), "ruleset": rulesets.BLOCK}
     # nat or ruleset (validate): a nat node's ruleset is its NAT.
     packages = ("nftables", "iptables", "conntrack")
     script = "nat.sh.j2"
+
+    def labels(self, topo, name, node):
+        return (nat_labels(node) if node.nat is not None else []) + ruleset_labels(node)
 
     def validate(self, node):
         if node.nat is None and node.ruleset is None:

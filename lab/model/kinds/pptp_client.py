@@ -10,7 +10,7 @@ from typing import Literal, Optional
 from pydantic import Field, field_validator
 
 from .. import render, tunnels
-from ..types import PppName, PppSecret, Strict
+from ..types import IPv4, PppName, PppSecret, Strict
 from . import Kind, get
 
 
@@ -22,17 +22,12 @@ class PptpOptions(Strict):
                                          "to wait for an Echo-Reply (default 60)")
     timeout: Optional[float] = Field(None, gt=0, le=60, description="--timeout: seconds to wait "
                                      "for reordered GRE packets (default 0.3)")
-    localbind: Optional[str] = Field(None, description="--localbind: source address of the PPTP connection")
+    localbind: Optional[IPv4] = Field(None, description="--localbind: source address of the PPTP connection")
     loglevel: Optional[int] = Field(None, ge=0, le=2, description="--loglevel: 0 (errors) to 2 (debug)")
     sync: bool = Field(False, description="--sync: synchronous HDLC framing (pppd needs `sync` too)")
     nobuffer: bool = Field(False, description="--nobuffer: no GRE reordering buffer")
     nohostroute: bool = Field(False, description="--nohostroute: no host route to the server")
     quirks: Optional[Literal["BEZEQ_ISRAEL"]] = Field(None, description="--quirks (the one pptp-linux knows)")
-
-    @field_validator("localbind")
-    @classmethod
-    def _localbind(cls, v: str | None) -> str | None:
-        return None if v is None else str(ipaddress.IPv4Address(v))
 
     def argv(self) -> list[str]:
         out: list[str] = []
@@ -71,7 +66,7 @@ class PppTimers(PppEcho):
 
 
 class PptpClient(Strict):
-    server: str = Field(description="the server address this client dials")
+    server: IPv4 = Field(description="the server address this client dials")
     user: PppName
     secret: PppSecret
     server_name: PppName = "pptpd"
@@ -82,11 +77,6 @@ class PptpClient(Strict):
     pin_random: Optional[int] = Field(None, ge=0, le=255, description="pptp-linux reads its call ID "
                                       "from /dev/random: the node's /dev/random becomes this byte repeated, "
                                       "so clients with the same value choose the same call ID (SPEC S20)")
-
-    @field_validator("server")
-    @classmethod
-    def _server(cls, v: str) -> str:
-        return str(ipaddress.IPv4Address(v))
 
     @field_validator("routes")
     @classmethod

@@ -11,8 +11,8 @@ from pydantic import Field, field_validator
 
 from .. import render
 from ...core.errors import LabError
-from ..types import PppName, PppSecret, Strict
-from . import OPTION, Kind, authenticated_elsewhere
+from ..types import IPv4, PppName, PppSecret, Strict
+from . import OPTION, Kind, authenticated_elsewhere, dial_labels
 from .pptp_client import BLOCK as CLIENT_BLOCK, PppEcho
 
 POOL = re.compile(r"(\d+\.\d+\.\d+\.)(\d+)-(\d+)")  # A.B.C.X-Y, pptpd's remoteip form
@@ -25,18 +25,13 @@ class User(Strict):
 
 
 class PptpServer(Strict):
-    local_ip: str
+    local_ip: IPv4
     remote_ip: str = Field(description="pool, e.g. 172.16.0.10-50")
     users: list[User] = Field(default_factory=list, description="at least one, unless another node "
                               "authenticates this server's users")
     name: PppName = "pptpd"
     mppe: bool = True
     ppp: PppEcho = Field(default_factory=PppEcho, description="pppd keepalive of the calls it answers")
-
-    @field_validator("local_ip")
-    @classmethod
-    def _local(cls, v: str) -> str:
-        return str(ipaddress.IPv4Address(v))
 
     @field_validator("remote_ip")
     @classmethod
@@ -59,6 +54,11 @@ class PptpServerKind(Kind):
     required = ("pptp_server",)
     secrets = ("pptp_server.users[].secret", "pptp_client.secret")
     packages = ("ppp", "pptpd")
+
+    def labels(self, topo, name, node):
+        srv = node.pptp_server
+        return [(f"PPTP server {srv.local_ip}", "role"),
+                (f"pool {srv.remote_ip}" + ("" if srv.mppe else ", no MPPE"), "role"), *dial_labels(topo, node)]
 
     def check(self, topo, name, node):
         if not node.pptp_server.users and not authenticated_elsewhere(topo, name):
