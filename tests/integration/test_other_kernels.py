@@ -57,3 +57,19 @@ def test_default_topology_meets_its_expectations(lab, lab_kernel, tmp_path):
     assert {"client: tunnel up", "home-client: reaches 10.10.0.20", "nat: unique outside call IDs"} <= set(cases)
     assert not any(t.find("failure") is not None for t in cases.values())
     assert lab.eng.attach() is not None  # the matrix did not start this VM, so it left it running
+
+
+@pytest.mark.kernel("bullseye")
+def test_S32_on_bullseye_the_same_causes_from_the_fallback_evidence(lab, lab_kernel):
+    """Bullseye's 5.10 gives drops without reasons: the causes of
+    tests/integration/topologies/causes.yaml must come from the fallback evidence (captures,
+    ICMP, routes, counters, conntrack), each still the right one. On this module's running
+    bullseye VM (its subnets are the lab's own), so no second boot."""
+    from tests.integration.test_s32_s33_causes import CAUSES, HERE, junit_cases
+
+    res = pptp_lab("test", str(HERE / "causes.yaml"), "--kernel", lab_kernel)
+    out = res.stdout + res.stderr
+    cases = junit_cases(out)
+    for client, cause in CAUSES.items():
+        assert cases.get(f"{client}: fails for cause {cause}") is True, (client, out[-4000:])
+    assert res.returncode == 0, out[-3000:]

@@ -3,7 +3,7 @@ and passes once the cause is removed. One topology holds a client per cause that
 firewall rule (tests/integration/topologies/causes.yaml): no NAT mapping, refused, no route,
 the reverse-path filter, conntrack INVALID, authentication, a chain's policy, a routing
 loop, an ICMP error (host unreachable). `rule` has
-its labs in test_examples (the S22 variants). The test asserts the cause (the check of `expect:
+its labs in test_examples (the S22 variants); bullseye runs this topology in test_other_kernels. The test asserts the cause (the check of `expect:
 {cause: C}`), not the text."""
 import shutil
 import subprocess
