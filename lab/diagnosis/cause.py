@@ -43,10 +43,6 @@ class Cause:
                 "missing": self.missing}
 
 
-def _owner(topo, addr: str | None) -> str | None:
-    return next((n for n, node in topo.nodes.items() if addr in node.interfaces.values()), None) if addr else None
-
-
 def _frame(s, pick) -> str:
     ev = next((e for e in reversed(getattr(s, "events", []) or []) if pick(e)), None)
     return f" ({Path(s.source).name} frame {ev.frame})" if ev is not None else ""
@@ -146,7 +142,7 @@ def decide(topo, client: str, session, finding, nodes: dict | None = None, kerne
         used.append("ICMP in the captures")
         e, es = errors[0]
         from ..pptp import icmp as icmp_mod
-        node = _owner(topo, e.by)
+        node = topo.reached_at(e.by)
         code, about = e.info.get("code"), e.info.get("about")
         said = icmp_mod.text(es, e) + f" ({Path(es.source).name} frame {e.frame})"
         if e.info.get("type") == 3 and code == PROTO_UNREACH and about == "GRE" and _is_nat(topo, node):
@@ -207,8 +203,8 @@ def _kernel_drops(topo, finding, kernel) -> list[tuple[object, str | None]]:
         return []
     if not ev.unanswered:
         dev = names.interface(ev.seen_on) if ev.seen_on else None
-        return [(d, ev.node) for d in kernel.drops if d.dev and d.dev == dev]
+        return [(d, ev.node) for d in kernel.on({dev})] if dev else []
     if not finding.answer_hop:
         return []  # no answer left the server (lab.diagnosis.diagnose follows the one that did)
     node, dev = finding.answer_hop
-    return [(d, node) for d in kernel.drops if d.dev and d.dev == dev]
+    return [(d, node) for d in kernel.on({dev})]

@@ -90,9 +90,8 @@ def gather(eng, lab: str, node: str, query: list[str] | None, before: dict[str, 
     to `query` (route_query), and on a NAT its PPTP conntrack entries."""
     box = eng.node(lab, node)
     ev = NodeEvidence(node)
-    res = eng.exec(box, READ_COUNTERS, check=False)
-    now = parse_counters(res.out) if res.ok else {}
-    ev.counters = {k: now[k] - (before or {}).get(k, 0) for k in COUNTERS if now.get(k, 0) - (before or {}).get(k, 0) > 0}
+    now = _read(eng, box)
+    ev.counters = {k: now[k] - (before or {}).get(k, 0) for k in COUNTERS if now[k] - (before or {}).get(k, 0) > 0}
     if query:
         res = eng.exec(box, query, check=False)
         ev.route_ok, ev.route = route_verdict(res.rc, res.out)
@@ -108,6 +107,10 @@ def gather(eng, lab: str, node: str, query: list[str] | None, before: dict[str, 
 
 def counters(eng, lab: str, node: str) -> dict[str, int]:
     """The node's reason counters now (to subtract from later: a redial's own)."""
-    res = eng.exec(eng.node(lab, node), READ_COUNTERS, check=False)
+    return _read(eng, eng.node(lab, node))
+
+
+def _read(eng, box) -> dict[str, int]:
+    res = eng.exec(box, READ_COUNTERS, check=False)
     now = parse_counters(res.out) if res.ok else {}
     return {k: now.get(k, 0) for k in COUNTERS}

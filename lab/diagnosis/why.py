@@ -246,17 +246,7 @@ def server_node(topo, client: str) -> str | None:
     """The pptp-server that answers the client's calls: the owner of the address it dials;
     when that is a NAT's public address, the node the NAT forwards TCP 1723 (or maps the
     address) to; failing both (a NAT by its own ruleset), the topology's only pptp-server."""
-    addr = topo.nodes[client].pptp_client.server
-    owner = _owner(topo, addr)
-    for n in topo.nodes.values():
-        nat = getattr(n, "nat", None)
-        if nat is None:
-            continue
-        if nat.mode == "static" and nat.public == addr:
-            owner = _owner(topo, nat.private)
-        elif addr in n.interfaces.values():
-            to = next((f.to for f in nat.forward if f.proto == "tcp" and f.port == 1723), None)
-            owner = _owner(topo, to) if to else owner
+    owner = _owner(topo, dialled(topo, client))
     if owner is not None and topo.nodes[owner].kind == "pptp-server":
         return owner
     servers = [n for n in topo.servers if n != client]

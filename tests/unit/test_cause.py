@@ -206,3 +206,16 @@ def test_host_unreachable_is_an_icmp_cause():
     s.client, s.server, s.gre_only, s.tcp, s.sccrp, s.teardown = "10.209.0.10", "10.201.8.99", False, {}, {}, []
     got = cause.decide(TOPO, "c-hu", s, f)
     assert (got.name, got.node) == ("icmp", "r-hu")
+
+
+def test_the_cause_check_passes_only_on_the_cause_expected():
+    from lab.diagnosis import checks
+
+    want = topology.ClientExpect(tunnel="fails", cause="rp-filter")
+    facts = checks.ClientFacts("c-rpf", "ppp0", "down", cause=cause.Cause("rp-filter", "s", "r-rpf"))
+    [ok] = checks.cause(facts, want)
+    assert ok.passed and ok.spec == "S32" and ok.name == "c-rpf: fails for cause rp-filter"
+    facts.cause = cause.Cause("no-route", "s", "srv")
+    assert not checks.cause(facts, want)[0].passed
+    facts.cause = None  # the tunnel came up, or was not diagnosed: never a pass
+    assert not checks.cause(facts, want)[0].passed
