@@ -17,6 +17,7 @@ NAT_TABLE = "ip pptp_lab_nat"
 TRACE_TABLE = "inet pptp_lab_trace"  # only while a failing tunnel is traced (lab.diagnosis.why)
 
 PEER = "lab"  # the pppd peer every client dials: `pppd call lab`
+PPP_MTU = 1400  # pppd mtu and mru on both sides unless a topology says otherwise (SPEC S29)
 PPP_LOG = "/var/log/ppp.log"  # where a dial has pppd log (render.DIAL)
 
 

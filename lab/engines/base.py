@@ -67,7 +67,7 @@ class Engine(abc.ABC):
     # -- networks and nodes (every object labelled with its lab)
     @abc.abstractmethod
     def create_network(self, lab: str, name: str, subnet: str, gateway: str | None = None,
-                       labels: dict | None = None): ...
+                       labels: dict | None = None, mtu: int | None = None): ...
 
     @abc.abstractmethod
     def create_node(self, lab: str, name: str, image: str, addresses: dict[str, str],

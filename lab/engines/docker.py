@@ -98,9 +98,10 @@ class DockerEngine(Engine):
             return False
 
     # -- networks and nodes
-    def create_network(self, lab, name, subnet, gateway=None, labels=None):
+    def create_network(self, lab, name, subnet, gateway=None, labels=None, mtu=None):
         """An internal bridge network (no route out of the engine) for one lab segment. The
-        gateway is the engine's own address on it, which lab nodes never route through."""
+        gateway is the engine's own address on it, which lab nodes never route through.
+        mtu: the bridge's and every node interface's MTU on it (an int, never topology text)."""
         full = obj_name(lab, name)
         try:
             self.client.networks.get(full)
@@ -111,6 +112,7 @@ class DockerEngine(Engine):
         try:
             return self.client.networks.create(
                 full, driver="bridge", internal=True,
+                options={"com.docker.network.driver.mtu": str(int(mtu))} if mtu else None,
                 labels={LABEL: lab, names.NETWORK: name, **(labels or {})},
                 ipam=IPAMConfig(pool_configs=[IPAMPool(subnet=subnet, gateway=gateway)]))
         except docker.errors.APIError as exc:

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 PEER = names.PEER
 DIAL = "/usr/local/sbin/pptp-lab-dial"  # dials and judges the call early (dial.sh.j2)
-MTU = 1400
+MTU = names.PPP_MTU
 SCRIPT = "/etc/pptp-lab/configure.sh"
 
 
@@ -71,11 +71,11 @@ def tunnel_if(node) -> str:
 
 def server_files(local_ip: str, remote_range: str, server_name: str = "pptpd",
                  mppe: bool = True, option_files: list[str] = (),
-                 ppp_lines: list[str] = ()) -> dict[str, tuple[str, int]]:
+                 ppp_lines: list[str] = (), sizes: tuple[int, int] = (MTU, MTU)) -> dict[str, tuple[str, int]]:
     """path -> (text, mode) of a pptpd node; pptpd-options includes the `option_files`.
-    ppp_lines: typed pppd options (PppTimers.lines: a name and a number each)."""
+    ppp_lines: typed pppd options (PppTimers.lines: a name and a number each); sizes: (mtu, mru)."""
     v = dict(local_ip=local_ip, remote_range=remote_range, server_name=server_name, mppe=mppe,
-             mtu=MTU, connections=64, option_files=list(option_files), ppp_lines=list(ppp_lines))
+             mtu=int(sizes[0]), mru=int(sizes[1]), connections=64, option_files=list(option_files), ppp_lines=list(ppp_lines))
     return {"/etc/pptpd.conf": (render("pptpd.conf.j2", **v), 0o644),
             "/etc/ppp/pptpd-options": (render("pptpd-options.j2", **v), 0o644)}
 
@@ -86,11 +86,12 @@ def chap_secrets(users: list[dict]) -> dict[str, tuple[str, int]]:
 
 def client_files(server: str, user: str, server_name: str = "pptpd", mppe: bool = True,
                  pptp_argv: list[str] = (), unit: int = 0, routes: list[str] = (),
-                 ppp_lines: list[str] = ()) -> dict[str, tuple[str, int]]:
+                 ppp_lines: list[str] = (), sizes: tuple[int, int] = (MTU, MTU)) -> dict[str, tuple[str, int]]:
     """path -> (text, mode) of a pptp-linux client dialling `pppd call lab`. pppd runs the
     pty command through a shell: it is built from an address and typed options only."""
     pty = shlex.join(["pptp", server, "--nolaunchpppd", *pptp_argv])
-    v = dict(pty=pty, user=user, remote_name=server_name, mppe=mppe, peer=PEER, unit=unit, mtu=MTU,
+    v = dict(pty=pty, user=user, remote_name=server_name, mppe=mppe, peer=PEER, unit=unit,
+             mtu=int(sizes[0]), mru=int(sizes[1]),
              tunnel_routes=list(routes), ppp_lines=list(ppp_lines))
     return {f"/etc/ppp/peers/{PEER}": (render("peer.j2", **v), 0o644),
             "/etc/ppp/ip-up.d/pptp-lab": (render("ip-up.j2", **v), 0o755),

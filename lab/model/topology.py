@@ -238,10 +238,18 @@ def public_data(topo: Topology, placeholder: str = REMOVED, label: bool = False)
     for want in ((data.get("expect") or {}).get("clients") or {}).values():
         if want.get("cause") is None:
             want.pop("cause", None)  # unset: as before the key existed
+    for net in data["networks"].values():
+        if net.get("mtu") is None:
+            net.pop("mtu", None)  # unset: as before the key existed
     for node in data["nodes"].values():
         for key in ("image", "rp_filter"):  # unset: as before the key existed (labs up match)
             if node.get(key) is None:
                 node.pop(key, None)
+        for block in ("pptp_client", "pptp_server"):
+            ppp = (node.get(block) or {}).get("ppp") or {}
+            for key in ("mtu", "mru"):
+                if key in ppp and ppp[key] is None:
+                    del ppp[key]
         kinds.hide_secrets(node, placeholder)
         if label and node.get("ruleset"):
             node["ruleset"]["text"] = rulesets.for_label(node["ruleset"]["text"])

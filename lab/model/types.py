@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import ipaddress
 import unicodedata
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Optional
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 NAME = r"^[a-z][a-z0-9-]{0,23}$"
 
@@ -63,6 +63,8 @@ class Strict(BaseModel):
 class Network(Strict):
     subnet: str
     role: Literal[ROLES] = "other"  # type: ignore[valid-type]
+    mtu: Optional[int] = Field(None, ge=576, le=9000, description="the MTU of every interface on this "
+                               "network (e.g. 1492, as on PPPoE): default the engine's (1500)")
 
     @field_validator("subnet")
     @classmethod

@@ -37,9 +37,10 @@ class Gre:
 _V1 = struct.Struct("!BBHHH")
 
 
-def decode(data: bytes) -> Gre | None:
-    """Decode a GRE header and what follows; None when fewer than 4 octets. Never raises."""
-    if len(data) >= 8:
+def decode(data: bytes, fragment: bool = False) -> Gre | None:
+    """Decode a GRE header and what follows; None when fewer than 4 octets. Never raises.
+    fragment: data is the first fragment of its IP packet, so its payload may be cut short."""
+    if len(data) >= 8 and not fragment:
         b0, b1, proto, plen, cid = _V1.unpack_from(data)
         # Fast path: a well-formed PPTP header (K=1, only S/A optional, version 1, 0x880B).
         end = 8 + (4 if b0 & 0x10 else 0) + (4 if b1 & 0x80 else 0)
@@ -55,13 +56,13 @@ def decode(data: bytes) -> Gre | None:
             if len(payload) == plen and (seq is not None or not payload):
                 return Gre(False, False, True, seq is not None, False, 0, ack is not None, 0, 1,
                            proto, plen, cid, seq, ack, payload, _NO_ERRORS)
-    return _decode_slow(data)
+    return _decode_slow(data, fragment)
 
 
 _NO_ERRORS: list[str] = []  # shared by every well-formed header; never appended to
 
 
-def _decode_slow(data: bytes) -> Gre | None:
+def _decode_slow(data: bytes, fragment: bool = False) -> Gre | None:
     if len(data) < 4:
         return None
     b0, b1 = data[0], data[1]
@@ -91,7 +92,7 @@ def _decode_slow(data: bytes) -> Gre | None:
                       (g.proto != PPP_PROTO, f"protocol 0x{g.proto:04x}, not 0x880B")):
         if bad:
             g.errors.append(f"GRE v1 header: {what}")
-    if g.payload_length != len(g.payload):
+    if g.payload_length != len(g.payload) and not (fragment and g.payload_length > len(g.payload)):
         g.errors.append(f"GRE payload length {g.payload_length}, {len(g.payload)} octets follow")
     if g.payload and not g.seq_present:
         g.errors.append("GRE payload without a sequence number")

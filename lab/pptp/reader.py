@@ -41,6 +41,10 @@ class Packet:
     gre: gre_mod.Gre | None = None
     icmp: icmp_mod.IcmpError | None = None
     ttl: int = 0  # of TCP segments (0: not known): a middlebox's RST shows a TTL of its own
+    # The outer IPv4 header of GRE (SPEC S29): total length, DF set, first of several fragments.
+    size: int = 0
+    df: bool = False
+    fragment: bool = False
 
 
 _IPV4 = struct.Struct("!B1xH2xHBB")  # version/IHL, total length, flags/fragment, TTL, protocol
@@ -69,7 +73,7 @@ def _fast_ipv4(buf: bytes, at: int, end: int, frame: int, ts: float) -> Packet |
     if proto == GRE:
         g = gre_mod.decode(buf[body:stop])
         return None if g is None else Packet(frame, ts, _addr(buf[at + 26:at + 30]), _addr(buf[at + 30:at + 34]),
-                                             "gre", 0, 0, 0, 0, b"", g)
+                                             "gre", 0, 0, 0, 0, b"", g, None, 0, total, bool(frag & 0x4000))
     if proto == TCP and stop - body >= 20:
         sport, dport, seq, off, flags = _TCP.unpack_from(buf, body)
         if PORT not in (sport, dport):
@@ -163,7 +167,8 @@ def _pcap_packets(fh, linktype: int, endian: str, scale: float, size: int, cut: 
                             and b0 == 0x30 and gre_len and gproto == gre_mod.PPP_PROTO and plen
                             and total == 20 + gre_len + plen and 14 + total <= incl
                             and buf.startswith(ppp.MPPE_PREFIXES, start + 34 + gre_len, start + 14 + total)
-                            and mppe(addrs, call_id, ts, seq, ack if gre_len == 16 else None)):
+                            and mppe(addrs, call_id, ts, seq, ack if gre_len == 16 else None, total,
+                                    bool(frag & 0x4000))):
                         continue
                 pkt = _frame(linktype, buf, start, end, frame, ts)
                 if pkt is not None:
@@ -285,10 +290,15 @@ def _from_ip(ip, frame: int, ts: float) -> Packet | None:
             continue
         payload = ip.data
         if proto == GRE:
-            g = gre_mod.decode(payload)
+            v4 = isinstance(ip, dpkt.ip.IP)
+            if v4 and ip.off & dpkt.ip.IP_OFFMASK:
+                return None  # a later fragment: no GRE header; its first fragment was counted
+            first = v4 and bool(ip.off & dpkt.ip.IP_MF)
+            g = gre_mod.decode(bytes(payload), fragment=first)
             if g is None:
                 return None
-            return Packet(frame, ts, _addr(ip.src), _addr(ip.dst), "gre", gre=g)
+            return Packet(frame, ts, _addr(ip.src), _addr(ip.dst), "gre", gre=g, size=ip.len if v4 else 0,
+                          df=v4 and bool(ip.off & dpkt.ip.IP_DF), fragment=first)
         if proto == TCP and isinstance(payload, dpkt.tcp.TCP):
             if PORT not in (payload.sport, payload.dport):
                 return None

@@ -89,11 +89,19 @@ class Direction:
     last_ts: float | None = None
     ppp: Counter = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)
+    # The outer IPv4 packets (SPEC S29): the largest total length, how many had DF set, and
+    # how many were fragmented (counted once, by their first fragment).
+    largest: int = 0
+    df: int = 0
+    fragmented: int = 0
     # seq % SEEN_WINDOW -> seen, for the SEEN_WINDOW numbers up to max_seq: a fixed size
     _seen: bytearray = field(default_factory=bytearray, repr=False)
 
     def add(self, pkt: Packet) -> None:
         g = pkt.gre
+        self.largest = max(self.largest, pkt.size)
+        self.df += pkt.df
+        self.fragmented += pkt.fragment
         if g.errors and len(self.errors) < MAX_ERRORS:
             self.errors += [f"frame {pkt.frame}: {e}" for e in g.errors]
         if g.payload:
@@ -174,7 +182,10 @@ class Call:
     ppp: dict = field(default_factory=lambda: {
         "lcp_acked_by": [], "auth": None, "auth_result": None, "auth_detail": "",
         "ccp_acked_by": [], "mppe": None, "ipcp_acked_by": [], "client_address": None,
-        "server_address": None, "data_frames": {"client": 0, "server": 0}})
+        "server_address": None, "data_frames": {"client": 0, "server": 0},
+        # The MRU each side asked for and its peer acked (LCP option 1; 1500 when not asked):
+        # the largest PPP frame that side takes, so the peer's MTU (SPEC S29).
+        "mru": {"client": None, "server": None}})
 
     def to_dict(self) -> dict:
         d = {k: v for k, v in self.__dict__.items() if k not in ("to_server", "to_client")}
@@ -275,7 +286,8 @@ class Analyzer:
         else:
             self.stats["gre_other"] += 1
 
-    def mppe(self, addrs: bytes, call_id: int, ts: float, seq: int, ack: int | None) -> bool:
+    def mppe(self, addrs: bytes, call_id: int, ts: float, seq: int, ack: int | None,
+             size: int = 0, df: bool = False) -> bool:
         """An error-free GRE packet carrying MPPE data (the bulk of a capture), from the reader
         before it builds a Packet: counted as add() would count it. False when it is not of a
         flow already seen (the reader then gives it to add())."""
@@ -296,6 +308,9 @@ class Analyzer:
         stats["packets"] += 1
         stats["gre_pptp"] += 1
         flow.data(ts, seq, ack)
+        if size > flow.largest:
+            flow.largest = size
+        flow.df += df
         if ts > s.end:
             s.end = ts
         flow.ppp["MPPE"] += 1
@@ -597,6 +612,8 @@ class Analyzer:
             acked = st[f"{p.name.lower()}_acked_by"]
             if sender not in acked:
                 acked.append(sender)
+        if p.name == "LCP" and p.code == 2:  # an Ack echoes the peer's request: the peer's MRU
+            st["mru"]["server" if sender == "client" else "client"] = p.options.get("mru", 1500)
         if p.name == "LCP" and p.code == 1 and "auth" in p.options:
             st["auth"] = p.options["auth"]
         elif p.name == "LCP" and p.code in (5, 6):
@@ -634,6 +651,7 @@ class Analyzer:
             call.lcp_echo["sender"] = "server" if call.lcp_echo["sender"] == "client" else "client"
         st = call.ppp
         st["data_frames"] = {"client": st["data_frames"]["server"], "server": st["data_frames"]["client"]}
+        st["mru"] = {"client": st["mru"]["server"], "server": st["mru"]["client"]}
         for k in ("lcp_acked_by", "ccp_acked_by", "ipcp_acked_by"):
             st[k] = ["server" if x == "client" else "client" for x in st[k]]
 

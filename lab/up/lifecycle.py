@@ -117,7 +117,7 @@ def create(eng: Engine, topo: Topology, image: str | dict[str, str]) -> None:
     with _subnets_claimed(eng, topo), console.status(f"creating {len(topo.networks)} networks") as st:
         for name, net in topo.networks.items():
             st.update(f"creating network {name} ({net.subnet})")
-            eng.create_network(topo.name, name, net.subnet, net.bridge_address, net_labels)
+            eng.create_network(topo.name, name, net.subnet, net.bridge_address, net_labels, net.mtu)
     console.print(f"[green]✓[/] {len(topo.networks)} network(s) created")
 
     def make(item):

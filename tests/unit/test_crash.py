@@ -40,7 +40,7 @@ class FakeEngine:
         self.objects: dict[str, Obj] = {}
         self.removals = 0
 
-    def create_network(self, lab, name, subnet, gateway=None, labels=None):
+    def create_network(self, lab, name, subnet, gateway=None, labels=None, mtu=None):
         self.objects[f"{lab}-{name}"] = Obj(
             name=f"{lab}-{name}", kind="network",
             attrs={"Labels": {names.LAB: lab, names.NETWORK: name, **(labels or {})},

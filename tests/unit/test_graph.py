@@ -174,7 +174,8 @@ def test_a_running_labs_name_draws_its_recorded_topology_with_its_status(tmp_pat
 def test_up_records_the_topology_on_its_networks_without_secrets(monkeypatch):
     topo = load("default")
     made = {}
-    eng = SimpleNamespace(create_network=lambda lab, name, *a: made.setdefault(name, a[-1]),
+    eng = SimpleNamespace(create_network=lambda lab, name, subnet, gw, labels, mtu=None:
+                          made.setdefault(name, labels),
                           create_node=lambda *a, **k: None, url="unix:///fake", networks=lambda lab=None: [])
     lifecycle.create(eng, topo, "image")
     labels = made["internet"]
@@ -204,6 +205,12 @@ def test_the_hash_on_the_labels_did_not_change():
         del want["cause"]  # so is an unset cause (issue #25)
     for node in data["nodes"].values():
         del node["image"], node["rp_filter"]  # and an unset rp_filter (issue #25)
+    for net in data["networks"].values():
+        del net["mtu"]  # and an unset network MTU (issue #29)
+    for node in data["nodes"].values():
+        for block in ("pptp_client", "pptp_server"):  # and unset pppd sizes (issue #29)
+            if node.get(block):
+                del node[block]["ppp"]["mtu"], node[block]["ppp"]["mru"]
         for user in (node.get("pptp_server") or {}).get("users", []):
             user["secret"] = ""
         if node.get("pptp_client"):

@@ -10,6 +10,7 @@ from typing import Literal, Optional
 from pydantic import Field, field_validator
 
 from .. import render, tunnels
+from ...core import names
 from ..types import IPv4, PppName, PppSecret, Strict
 from . import Kind, get
 
@@ -45,16 +46,28 @@ class PppEcho(Strict):
                                              "seconds between LCP Echo-Requests (Debian's default 30)")
     lcp_echo_failure: Optional[int] = Field(None, ge=1, le=100, description="lcp-echo-failure: "
                                             "unanswered LCP Echo-Requests before pppd hangs up (Debian's default 4)")
+    mtu: Optional[int] = Field(None, ge=576, le=1500, description="mtu: the largest packet this side "
+                               f"sends into the tunnel (SPEC S29; the lab's default {names.PPP_MTU})")
+    mru: Optional[int] = Field(None, ge=576, le=1500, description="mru: the largest packet this side asks "
+                               f"its peer to send (the lab's default {names.PPP_MTU})")
 
     def lines(self) -> list[str]:
-        """Option lines in field order: `name number`, or `name` for a flag that is on."""
+        """Option lines in field order: `name number`, or `name` for a flag that is on.
+        mtu and mru are not among them: the templates write those (sizes)."""
         out = []
         for key, value in self:
+            if key in ("mtu", "mru"):
+                continue
             if isinstance(value, bool):
                 out += [key] if value else []
             elif value is not None:
                 out.append(f"{key.replace('_', '-')} {value}")
         return out
+
+
+    def sizes(self) -> tuple[int, int]:
+        """(mtu, mru) for pppd."""
+        return self.mtu or names.PPP_MTU, self.mru or names.PPP_MTU
 
 
 class PppTimers(PppEcho):
@@ -108,7 +121,7 @@ class PptpClientKind(Kind):
         ctx["users"].append({"name": c.user, "secret": c.secret, "server": c.server_name})
         ctx["pin_random"] = c.pin_random
         return render.client_files(c.server, c.user, c.server_name, c.mppe, c.options.argv(), unit, c.routes,
-                                   c.ppp.lines())
+                                   c.ppp.lines(), c.ppp.sizes())
 
     def status(self, run, st, seen):
         st.tunnel, st.ppp_address, st.peer_address = tunnel_state(run, self.tunnel_if(st))

@@ -31,7 +31,7 @@ class PptpServer(Strict):
                               "authenticates this server's users")
     name: PppName = "pptpd"
     mppe: bool = True
-    ppp: PppEcho = Field(default_factory=PppEcho, description="pppd keepalive of the calls it answers")
+    ppp: PppEcho = Field(default_factory=PppEcho, description="pppd keepalive and packet sizes of the calls it answers")
 
     @field_validator("remote_ip")
     @classmethod
@@ -78,7 +78,8 @@ class PptpServerKind(Kind):
             files[path] = (render.render("pppd-extra.options.j2", kind=kind, lines=lines), 0o644)
             option_files.append(path)
         ctx["users"] += [{"name": u.name, "secret": u.secret, "server": s.name} for u in s.users]
-        return render.server_files(s.local_ip, s.remote_ip, s.name, s.mppe, option_files, s.ppp.lines()) | files
+        return render.server_files(s.local_ip, s.remote_ip, s.name, s.mppe, option_files, s.ppp.lines(),
+                                  s.ppp.sizes()) | files
 
     def tunnel_if(self, node):
         """ppp100: its own outgoing call (S17) never clashes with the calls it answers."""
