@@ -39,6 +39,12 @@ class ClientFacts:
     why: str = ""
     path: dict = field(default_factory=dict)  # the packet's way (lab.diagnosis.why.path_data)
     cause: object = None  # lab.diagnosis.cause.Cause, when the tunnel failed and was diagnosed
+    # Data flow (SPEC S29-S31), when `expect` asks for a transfer: lab.up.dataflow.Transfer,
+    # the DF searches {"to_server": DfSearch, "to_client": DfSearch}, and the cause of a
+    # transfer that did not complete (lab.diagnosis.cause.Cause).
+    transfer: object = None
+    df: dict = field(default_factory=dict)
+    transfer_cause: object = None
 
 
 CLIENT: dict[str, Callable[[ClientFacts, ClientExpect], list[Check]]] = {}
@@ -128,6 +134,27 @@ def cause(f: ClientFacts, want: ClientExpect) -> list[Check]:
     detail = f.cause.line() if f.cause is not None else "no cause decided (the tunnel came up, or was not diagnosed)"
     return [Check(f"{f.name}: fails for cause {want.cause}", "S32", got == want.cause, detail,
                   where=evidence(f.session), path=f.path)]
+
+
+@_register(CLIENT, "transfer")
+def transfer(f: ClientFacts, want: ClientExpect) -> list[Check]:
+    """transfer: {to, bytes[, min_mtu]}: every byte arrived intact (S30); with min_mtu, a
+    packet that size passed the tunnel with DF set each way (S29)."""
+    move = want.transfer
+    if move is None:
+        return []
+    t = f.transfer
+    detail = t.summary() if t is not None else "no transfer: the tunnel was not up"
+    if t is not None and not t.complete and f.transfer_cause is not None:
+        detail += "; " + f.transfer_cause.line()
+    out = [Check(f"{f.name}: {move.bytes} bytes to {move.to}", "S30", t is not None and t.complete, detail)]
+    if move.min_mtu is not None:
+        sizes = {way: getattr(f.df.get(way), "largest", None) for way in ("to_server", "to_client")}
+        ok = all(v is not None and v >= move.min_mtu for v in sizes.values())
+        shown = ", ".join(f"{way.replace('_', ' ')}: {v if v is not None else 'none'}" for way, v in sizes.items())
+        out.append(Check(f"{f.name}: packets of {move.min_mtu} bytes pass with DF set", "S29", ok,
+                         f"largest with DF set {shown}"))
+    return out
 
 
 @_register(NAT, "unique_outside_call_ids")

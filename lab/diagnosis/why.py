@@ -28,7 +28,8 @@ TRACE_TABLE = names.TRACE_TABLE
 # The monitor to run in a node while tracing is on: --handle prints each rule's handle.
 MONITOR_COMMAND = "nft --handle monitor trace"
 
-# Tracing for PPTP (TCP 1723 either way, GRE) at the earliest hooks: prerouting at -350
+# Tracing for PPTP (TCP 1723 either way, GRE) and the ICMP errors about any packet (a dropped
+# fragmentation-needed is SPEC S31's cause) at the earliest hooks: prerouting at -350
 # (before raw at -300, conntrack at -200 and DNAT at -100) for what arrives, output for what
 # the node sends itself. `add` then `delete` first: it replaces a table left from before, in
 # one transaction (nft 1.0.6 has no `destroy`).
@@ -136,6 +137,8 @@ def _packet(ev: TraceEvent) -> None:
     proto = _field(t, "ip protocol")
     # With a transport header nft leaves out `ip protocol` (a dependency of `tcp ...`).
     ev.proto = "tcp" if ev.sport is not None or ev.dport is not None else PROTOCOLS.get(proto, proto)
+    if ev.proto is None and re.search(r"(?:^|\s)icmp type ", t):
+        ev.proto = "icmp"  # likewise left out before `icmp type ...`
     m = re.search(r"(?:^|\s)tcp flags (?:== )?(\S+(?: ?[|,] ?\S+)*)", t)
     if m:
         words = [w for w in re.split(r"[|,\s]+", m[1]) if w]

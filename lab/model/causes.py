@@ -8,6 +8,8 @@ CAUSES = {
     "policy": "a chain's policy dropped them (no rule accepted them)",
     "conntrack-invalid": "a rule dropped them because conntrack found them INVALID (a state it never saw start)",
     "no-nat-mapping": "they reached a NAT that had no mapping for them (no PPTP editor, no forward)",
+    "mtu": "they did not fit a link on the path, and the ICMP fragmentation-needed that says so never "
+           "reached their sender (or ended the call when it did)",
     "icmp": "a node answered them with an ICMP error that names no other cause (host unreachable, ...)",
     "no-route": "a node had no route for them",
     "loop": "a routing loop: they went back and forth until their TTL ran out",

@@ -113,6 +113,9 @@ def node_files(topo: Topology, name: str) -> dict[str, tuple[str, int]]:
     # renames: each interface is named after its network (names.interface), found by its
     # address; ruleset: the flavour of the node's own ruleset (lab.model.rulesets.files).
     ctx: dict = {"routes": [{"to": r.to, "via": r.via} for r in node.routes], "users": [], "scripts": [],
+                 "netem": [{"address": addr, "words": topo.networks[net].netem.words()}
+                           for net, addr in node.interfaces.items()
+                           if net in topo.networks and topo.networks[net].netem and topo.networks[net].netem.words()],
                  "pppd_options": pppd_options, "ruleset": None,
                  "renames": [{"address": addr, "name": names.interface(net)} for net, addr in node.interfaces.items()
                              if net in topo.networks and names.interface(net)]}

@@ -17,7 +17,7 @@ from . import causes, kinds, rulesets
 from ..core import names, suites
 from ..core.errors import LabError
 from .kinds.firewall import interface as _firewall_interface, vpn_address as _vpn_address
-from .types import NAME, ROLES, Network, PppName, PppSecret, Route, Strict  # noqa: F401 (re-exported)
+from .types import NAME, ROLES, IPv4, Network, PppName, PppSecret, Route, Strict  # noqa: F401 (re-exported)
 from ..pptp import FAIL_PHASES
 
 
@@ -78,6 +78,16 @@ Node = _node_model()
 FILTERING_KINDS = ("firewall", "nat", "router")  # the nodes whose rulesets can drop a tunnel
 
 
+class TransferExpect(Strict):
+    """A TCP transfer through the tunnel (SPEC S30), and the packet sizes it rests on (S29)."""
+    to: IPv4 = Field(description="the far end: an address of a node, or a server's tunnel address (local_ip)")
+    bytes: int = Field(ge=1, le=100_000_000, description="random bytes sent from the client, "
+                       "checked at the far end by size and SHA-256")
+    timeout: int = Field(30, ge=1, le=600, description="seconds the transfer may take")
+    min_mtu: Optional[int] = Field(None, ge=68, le=1500, description="the largest packet with DF set "
+                                   "that passes the tunnel (each way, found with real pings) is at least this")
+
+
 class ClientExpect(Strict):
     """What a user expects of one client (checked by `pptp-lab test TOPOLOGY`)."""
     tunnel: Literal["up", "fails"] = "up"
@@ -94,6 +104,8 @@ class ClientExpect(Strict):
     cause: Optional[Literal[causes.NAMES]] = Field(  # type: ignore[valid-type]
         None, description="with tunnel: fails, why it must fail (README: Why it failed): "
         + ", ".join(causes.NAMES))
+    transfer: Optional[TransferExpect] = Field(None, description="a TCP transfer through the tunnel "
+                                               "that must complete (SPEC S29-S31)")
 
     @field_validator("reach", "unreachable")
     @classmethod
@@ -108,6 +120,8 @@ class ClientExpect(Strict):
             raise ValueError("rule needs dropped_by (the node whose rule it is)")
         if self.cause is not None and self.tunnel != "fails":
             raise ValueError("cause is only for tunnel: fails")
+        if self.transfer is not None and self.tunnel != "up":
+            raise ValueError("transfer is only for tunnel: up")
         return self
 
 
@@ -171,6 +185,10 @@ class Topology(Strict):
                 if name not in self.nodes or self.nodes[name].kind != "pptp-client":
                     errors.append(f"expect.clients.{name}: no pptp-client node {name!r}")
                 by = self.expect.clients[name].dropped_by
+                move = self.expect.clients[name].transfer
+                if move is not None and self.holder(move.to) is None:
+                    errors.append(f"expect.clients.{name}.transfer.to: no node has {move.to} (an interface "
+                                  "address, or a pptp-server's local_ip)")
                 if by is not None and (by not in self.nodes or self.nodes[by].kind not in FILTERING_KINDS):
                     errors.append(f"expect.clients.{name}.dropped_by: no {', '.join(FILTERING_KINDS[:-1])} "
                                   f"or {FILTERING_KINDS[-1]} node {by!r}")
@@ -212,6 +230,14 @@ class Topology(Strict):
                 return name
         return None
 
+    def holder(self, address: str) -> str | None:
+        """The node that holds `address`: on an interface, or as a server's tunnel address."""
+        for name, node in self.nodes.items():
+            server = getattr(node, "pptp_server", None)
+            if address in node.interfaces.values() or (server is not None and server.local_ip == address):
+                return name
+        return None
+
     @property
     def servers(self) -> dict[str, Node]:
         return {n: v for n, v in self.nodes.items() if v.kind == "pptp-server"}
@@ -236,11 +262,13 @@ def public_data(topo: Topology, placeholder: str = REMOVED, label: bool = False)
     if data.get("engine") is None:
         data.pop("engine", None)
     for want in ((data.get("expect") or {}).get("clients") or {}).values():
-        if want.get("cause") is None:
-            want.pop("cause", None)  # unset: as before the key existed
+        for key in ("cause", "transfer"):
+            if want.get(key) is None:
+                want.pop(key, None)  # unset: as before the key existed
     for net in data["networks"].values():
-        if net.get("mtu") is None:
-            net.pop("mtu", None)  # unset: as before the key existed
+        for key in ("mtu", "netem"):
+            if net.get(key) is None:
+                net.pop(key, None)  # unset: as before the key existed
     for node in data["nodes"].values():
         for key in ("image", "rp_filter"):  # unset: as before the key existed (labs up match)
             if node.get(key) is None:

@@ -60,11 +60,23 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class Netem(Strict):
+    """tc-netem on every node interface of a network (both ways), typed: numbers only."""
+    loss: Optional[float] = Field(None, ge=0, le=100, description="percent of packets lost, each way")
+    delay_ms: Optional[int] = Field(None, ge=0, le=60000, description="milliseconds added, each way")
+
+    def words(self) -> list[str]:
+        """tc-netem's argv words, in its order."""
+        out = ["delay", f"{self.delay_ms}ms"] if self.delay_ms is not None else []
+        return out + (["loss", f"{self.loss:g}%"] if self.loss is not None else [])
+
+
 class Network(Strict):
     subnet: str
     role: Literal[ROLES] = "other"  # type: ignore[valid-type]
     mtu: Optional[int] = Field(None, ge=576, le=9000, description="the MTU of every interface on this "
                                "network (e.g. 1492, as on PPPoE): default the engine's (1500)")
+    netem: Optional[Netem] = Field(None, description="loss or delay on this network, each way (SPEC S30)")
 
     @field_validator("subnet")
     @classmethod

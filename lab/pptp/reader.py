@@ -291,14 +291,14 @@ def _from_ip(ip, frame: int, ts: float) -> Packet | None:
         payload = ip.data
         if proto == GRE:
             v4 = isinstance(ip, dpkt.ip.IP)
-            if v4 and ip.off & dpkt.ip.IP_OFFMASK:
+            if v4 and ip.offset:
                 return None  # a later fragment: no GRE header; its first fragment was counted
-            first = v4 and bool(ip.off & dpkt.ip.IP_MF)
+            first = v4 and bool(ip.mf)
             g = gre_mod.decode(bytes(payload), fragment=first)
             if g is None:
                 return None
             return Packet(frame, ts, _addr(ip.src), _addr(ip.dst), "gre", gre=g, size=ip.len if v4 else 0,
-                          df=v4 and bool(ip.off & dpkt.ip.IP_DF), fragment=first)
+                          df=v4 and bool(ip.df), fragment=first)
         if proto == TCP and isinstance(payload, dpkt.tcp.TCP):
             if PORT not in (payload.sport, payload.dport):
                 return None

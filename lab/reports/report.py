@@ -304,6 +304,32 @@ def packet_paths(checks) -> list[dict]:
     return list(out.values())
 
 
+def _df(d: dict) -> str:
+    v = (d or {}).get("largest")
+    return "none" if v is None else f"{v} bytes"
+
+
+def data_flow_html(flows: dict[str, dict]) -> str:
+    """Per tunnel (SPEC S29-S31): the MRU each side asked for, the tunnel's MTU, the largest
+    packet with DF set each way, the transfer's figures and the outer GRE packets per segment."""
+    if not flows:
+        return ""
+    e = html.escape
+    rows = ["<h2>Data flow (MTU and transfer)</h2><table><tr><th>client</th><th>MRU asked (client / server)</th>"
+            "<th>tunnel MTU</th><th>largest DF packet (to server / to client)</th><th>transfer</th>"
+            "<th>outer GRE packets</th></tr>"]
+    for name, f in flows.items():
+        mru, t = f.get("mru") or {}, f.get("transfer") or {}
+        moved = (f"{t.get('received')} of {t.get('bytes')} bytes, {t.get('seconds')} s, {t.get('mbit_s')} Mbit/s, "
+                 f"{t.get('retransmits')} retransmitted" + ("" if t.get("complete") else " — did not complete"))
+        rows.append(f"<tr><td>{e(name)}</td><td>{mru.get('client')} / {mru.get('server')}</td>"
+                    f"<td>{f.get('tunnel_mtu') or 'down'}</td>"
+                    f"<td>{_df(f['df'].get('to_server'))} / {_df(f['df'].get('to_client'))}</td>"
+                    f"<td class='text'>{e(moved)}" + (f"<br>{e(f['cause'])}" if f.get("cause") else "") + "</td>"
+                    f"<td class='text'>{'<br>'.join(e(x) for x in f.get('outer') or [])}</td></tr>")
+    return "".join(rows) + "</table>"
+
+
 def test_html(res) -> str:
     """The `pptp-lab test` report: checks, conformance, topology, ladders, captures."""
     from . import conformance, graph
@@ -323,6 +349,7 @@ def test_html(res) -> str:
                      f"{'pass' if c.passed else 'FAIL'}</td><td class='text'>{e(c.detail)}"
                      f"{_evidence_link(sessions, getattr(c, 'where', None) or {})}</td></tr>")
     parts.append("</table>")
+    parts.append(data_flow_html(getattr(res, "data_flow", None) or {}))
     parts.append("<h2>Conformance (documented vs observed)</h2><table><tr><th>SPEC</th><th>documented</th>"
                  "<th>observed</th><th>verdict</th></tr>")
     for spec, doc, obs, verdict in conformance.rows(sessions):

@@ -31,6 +31,10 @@ class Result:
     run_dir: Path | None = None
     report: pptp.Report | None = None
     faults: list[dict] = field(default_factory=list)  # lab.up.fault records from manifest.json
+    # Per client whose `expect` asked for a transfer (SPEC S29-S30): the MRU each side asked
+    # for, the tunnel interface's MTU, the largest DF packet each way, the transfer's figures
+    # and its outer GRE packets per segment (lab.testing.testrun.data_flow).
+    data_flow: dict[str, dict] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -51,7 +55,7 @@ def write(res: Result) -> tuple[Path, Path]:
 def data(res: Result) -> dict:
     """report.json: the checks and the analysis of the run's captures."""
     return {"lab": res.topo.name, "passed": res.passed, "checks": [asdict(c) for c in res.checks],
-            "analysis": res.report.to_dict() if res.report else None}
+            "data_flow": res.data_flow, "analysis": res.report.to_dict() if res.report else None}
 
 
 def write_reports(res: Result, out: Path) -> tuple[Path, Path]:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import docker.errors
 
-from ..up import capture, lifecycle
-from ..diagnosis import checks, diagnose, kdrops, trace, why
+from ..up import capture, dataflow, lifecycle
+from ..diagnosis import checks, diagnose, kdrops, mtu, trace, why
 from .. import pptp
 from ..model import render
 from ..diagnosis.checks import Check
@@ -97,14 +98,66 @@ def _checks(eng: Engine, topo: Topology, res: Result) -> None:
             lifecycle.dial_clients(eng, topo, timeout=DIAL_TIMEOUT)
         except LabError as exc:
             console.print(f"[yellow]{exc}[/]")  # judged per client below, against `expect`
+    flows, flow_traces = _data_flow(eng, topo)
     with tempfile.TemporaryDirectory() as tmp:
         analysed = pptp.analyze(capture.snapshot(eng, topo.name, Path(tmp)))
-    res.checks += _client_checks(eng, topo, analysed, traces, since, kernel)
+    for name, flow in flows.items():
+        res.data_flow[name] = data_flow(topo, name, analysed, flow, flow_traces)
+    res.checks += _client_checks(eng, topo, analysed, traces, since, kernel, flows)
     res.checks += _nat_checks(topo, analysed)
 
 
+@dataclass
+class FlowRun:
+    """What `test` measured of one client's data flow (SPEC S29-S31)."""
+    transfer: dataflow.Transfer
+    df: dict[str, dataflow.DfSearch]   # "to_server", "to_client"
+    tunnel_mtu: int | None             # its tunnel interface's MTU afterwards (None: gone)
+    cause: object = None               # lab.diagnosis.cause.Cause of a transfer that did not complete
+
+
+def _data_flow(eng: Engine, topo: Topology) -> tuple[dict[str, FlowRun], dict[str, str]]:
+    """For each client whose `expect` asks for a transfer and whose tunnel is up: the transfer
+    (S30), then the largest packet with DF set each way (S29), with the filtering nodes
+    traced meanwhile (S31: the rule that drops an ICMP fragmentation-needed).
+    Returns ({client: FlowRun}, the traces)."""
+    wanted = {n: w.transfer for n, w in (topo.expect.clients.items() if topo.expect else []) if w.transfer}
+    out: dict[str, FlowRun] = {}
+    if not wanted:
+        return out, {}
+    with trace.tracing(eng, topo, trace.filtering_nodes(topo)) as traces:
+        for name, move in wanted.items():
+            node = topo.nodes[name]
+            state, local, peer = lifecycle.ppp_state(eng, eng.node(topo.name, name), render.tunnel_if(node))
+            if state != "up":
+                continue
+            with console.status(f"{name}: {move.bytes} bytes to {move.to} through its tunnel"):
+                moved = dataflow.transfer(eng, topo.name, name, topo.holder(move.to), move.to, move.bytes,
+                                          move.timeout)
+            with console.status(f"{name}: the largest packet with DF set, each way"):
+                server = why.server_node(topo, name)
+                df = {"to_server": dataflow.df_search(eng, topo.name, name, peer)}
+                if server is not None:
+                    df["to_client"] = dataflow.df_search(eng, topo.name, server, local)
+            out[name] = FlowRun(moved, df, dataflow.link_mtu(eng, topo.name, name, render.tunnel_if(node)))
+    return out, traces
+
+
+def data_flow(topo: Topology, name: str, analysed: pptp.Report, flow: FlowRun, traces: dict[str, str]) -> dict:
+    """A client's data-flow figures for the report (SPEC S29-S31); a transfer that did not
+    complete gets its cause (lab.diagnosis.mtu) for the checks."""
+    if not flow.transfer.complete:
+        flow.cause = mtu.explain(topo, name, analysed, traces, flow.tunnel_mtu is not None)
+    s = client_session(analysed, topo, name)
+    mru = s.calls[-1].ppp["mru"] if s is not None and s.calls else {}
+    return {"mru": mru, "tunnel_mtu": flow.tunnel_mtu, "df": {k: v.to_dict() for k, v in flow.df.items()},
+            "transfer": flow.transfer.to_dict(), "cause": flow.cause.line() if flow.cause is not None else "",
+            "outer": mtu.outer_lines(mtu.outer(topo, name, analysed))}
+
+
 def _client_checks(eng: Engine, topo: Topology, analysed: pptp.Report, traces: dict[str, str] | None = None,
-                   since: float | None = None, kernel: kdrops.Recording | None = None) -> list[Check]:
+                   since: float | None = None, kernel: kdrops.Recording | None = None,
+                   flows: dict[str, FlowRun] | None = None) -> list[Check]:
     out = []
     expect = topo.expect.clients if topo.expect else {}
     for name in topo.clients:
@@ -117,6 +170,9 @@ def _client_checks(eng: Engine, topo: Topology, analysed: pptp.Report, traces: d
             found = why.find(topo, name, analysed, traces, since)
             cause = diagnose.explain(eng, topo, name, found, facts.session, kernel)
             facts.why, facts.drop, facts.path, facts.cause = cause.line(), found.drop, found.path, cause
+        if name in (flows or {}):
+            flow = flows[name]
+            facts.transfer, facts.df, facts.transfer_cause = flow.transfer, flow.df, flow.cause
         for addr in (want.reach if want else []):
             r = eng.exec(c, f"ping -q -c 3 -i 0.3 -W 2 {addr}", check=False)
             facts.pings[addr] = (r.ok, r.out.strip().splitlines()[-1] if r.out.strip() else "")
