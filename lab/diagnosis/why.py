@@ -36,7 +36,8 @@ MONITOR_COMMAND = "nft --handle monitor trace"
 _RULES = """\
 \t\ttcp dport 1723 meta nftrace set 1
 \t\ttcp sport 1723 meta nftrace set 1
-\t\tip protocol gre meta nftrace set 1"""
+\t\tip protocol gre meta nftrace set 1
+\t\ticmp type { destination-unreachable, time-exceeded } meta nftrace set 1"""
 
 
 def trace_on_script() -> str:

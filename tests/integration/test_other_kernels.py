@@ -73,3 +73,13 @@ def test_S32_on_bullseye_the_same_causes_from_the_fallback_evidence(lab, lab_ker
     for client, cause in CAUSES.items():
         assert cases.get(f"{client}: fails for cause {cause}") is True, (client, out[-4000:])
     assert res.returncode == 0, out[-3000:]
+
+
+def test_S29_S31_the_black_hole_and_the_tunnel_mtu_fix(lab, lab_kernel, tmp_path):
+    """SPEC S29/S31 per kernel (test_s29_s31_mtu's small topology, on this module's running
+    VM): the MRUs, the largest DF packet, r's fragmentation needed dropped at fw-bh, the
+    stalled transfer named `mtu`, and the tunnel's own MTU as its fix."""
+    from tests.integration.test_s29_s31_mtu import assert_black_hole_and_its_mtu_fix, run, small
+
+    cases, flows, out = run(small(tmp_path), "--kernel", lab_kernel)
+    assert_black_hole_and_its_mtu_fix(cases, flows, out)
