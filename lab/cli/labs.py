@@ -95,12 +95,13 @@ def up(topology_arg: str = typer.Argument("default", metavar="TOPOLOGY",
        capture: bool = typer.Option(True, "--capture/--no-capture", help="tcpdump on every segment"),
        as_json: bool = typer.Option(False, "--json"), wide: bool = WideOpt) -> None:
     """Bring a topology up: networks, nodes, configuration, capture, live tunnels."""
-    from ..up import lifecycle
+    from ..up import configure, lifecycle
     from ..model import topology
 
     suites.wanted_kernel(kernel)  # a bad --kernel is said before the file is read
     path = topology_file(topology_arg)
     topo = topology.load(path, name)  # validate before touching any engine
+    configure.require()  # before a VM boots for a lab Ansible could not configure
     eng = engine_mod.select(engine, suites.wanted_kernel(kernel, topo, path))
     try:
         rows = lifecycle.up(eng, topo, with_capture=capture)

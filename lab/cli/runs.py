@@ -69,6 +69,7 @@ def test_(topologies: list[str] = typer.Argument(..., metavar="TOPOLOGY...",
     the differences between the passing ones."""
     from ..testing import matrix as matrix_mod, testrun
     from ..model import topology
+    from ..up import configure
 
     if name and len(topologies) > 1:
         raise LabError("--name renames one topology's lab: give a single TOPOLOGY with it")
@@ -82,6 +83,7 @@ def test_(topologies: list[str] = typer.Argument(..., metavar="TOPOLOGY...",
         matrix_mod.check_engine(engine, axes)
     paths = [topology_file(p) for p in topologies]
     topos = [topology.load(p, name) for p in paths]  # all validated before anything runs
+    configure.require()  # before a VM boots for labs Ansible could not configure
     if matrix:
         _test_matrix(matrix_mod.cells(list(zip(paths, topos)), axes), engine, kernel, wide)
     asks = [suites.wanted_kernel(kernel, t, p) for p, t in zip(paths, topos)]
