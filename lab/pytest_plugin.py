@@ -35,7 +35,7 @@ import docker.errors
 import pytest
 import yaml
 
-from .up import capture, lifecycle
+from .up import capture, configure, lifecycle
 from . import engines, pptp
 from .core import suites
 from .model import topology
@@ -113,6 +113,7 @@ def _engine(kernel: suites.KernelChoice | None = None):
     controller stops it (a marker says so)."""
     from .engines.vm import VmEngine
 
+    configure.require()  # before a VM boots for labs Ansible could not configure
     spec = worker_engine()
     was_running = isinstance(engines.running(spec, kernel), VmEngine)
     eng = engines.select(spec, kernel)

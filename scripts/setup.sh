@@ -29,7 +29,7 @@ stamp=.venv/.pyproject-$(sha256sum pyproject.toml | cut -c1-12)
 if [ ! -f "$stamp" ]; then
     echo "setup: creating the Python venv (.venv)"
     [ -x .venv/bin/python ] || python3 -m venv .venv
-    .venv/bin/pip install -q --disable-pip-version-check -e '.[test,configure]' >/tmp/pptp-lab-pip.log 2>&1 \
+    .venv/bin/pip install -q --disable-pip-version-check -e '.[test]' >/tmp/pptp-lab-pip.log 2>&1 \
         || { echo "error: pip install failed: see /tmp/pptp-lab-pip.log" >&2; exit 1; }
     rm -f .venv/.pyproject-*
     touch "$stamp"

@@ -49,6 +49,18 @@ def _print(data, as_json: bool) -> None:
     console.print(table)
 
 
+def warnings(path, topo, show: bool = True) -> list[str]:
+    """The topology's warnings (lab.model.warnings: valid but cannot work), each after its
+    file; printed as yellow lines unless `show` is off."""
+    from ..model import warnings as found
+
+    lines = [f"{path}: {w}" for w in found.of(topo)]
+    if show:
+        for line in lines:
+            console.print(f"[yellow]warning: {escape(line)}[/]", soft_wrap=True, highlight=False)
+    return lines
+
+
 def _version(value: bool) -> None:
     if value:
         from .. import version

@@ -4,7 +4,6 @@ Only facts that are cheap to read: programs on PATH, /dev/kvm, the user id, the 
 installed Python modules. Nothing is built or started here."""
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 
@@ -13,12 +12,9 @@ from ..core import suites
 from ..engines import vm
 from ..core.errors import LabError
 from ..core.paths import cache_dir
+from ..up import configure
 
 KVM = "/dev/kvm"
-
-
-def _has_module(name: str) -> bool:
-    return importlib.util.find_spec(name) is not None
 
 
 def _is_root() -> bool:
@@ -38,10 +34,7 @@ def _cached(kernel: str = suites.DEFAULT) -> tuple[bool, bool]:
 
 def lacks(needs_vm: bool = True, kernel: str = suites.DEFAULT) -> list[str]:
     """One line per missing piece, saying what follows and what to install."""
-    out = []
-    if not (_has_module("ansible_runner") and _has_module("ansible")):
-        out.append("ansible-runner/ansible missing: `up` and `test` configure nodes with them: "
-                   "pip install 'pptp-lab[configure]'")
+    out = [line] if (line := configure.lacking()) else []  # the check `up` makes first
     if needs_vm:
         if not os.access(KVM, os.R_OK | os.W_OK):
             out.append(f"no usable {KVM}: the VM runs under TCG (software emulation: slow, minutes to boot "

@@ -17,7 +17,7 @@ from ..core.host import console
 from ..up.nodecommand import NodeCommand
 from ..core.paths import topology_file
 from .common import (KERNELS, EngineOpt, KernelOpt, LabKernelOpt, WideOpt, _compact, _lab_and_kernel, _lab_on,
-                     app)
+                     app, warnings)
 
 
 TUNNEL_COLOURS = {"up": "green", "down": "red", "stalled": "yellow"}  # a client's tunnel (lab.model.tunnels.state)
@@ -95,12 +95,14 @@ def up(topology_arg: str = typer.Argument("default", metavar="TOPOLOGY",
        capture: bool = typer.Option(True, "--capture/--no-capture", help="tcpdump on every segment"),
        as_json: bool = typer.Option(False, "--json"), wide: bool = WideOpt) -> None:
     """Bring a topology up: networks, nodes, configuration, capture, live tunnels."""
-    from ..up import lifecycle
+    from ..up import configure, lifecycle
     from ..model import topology
 
     suites.wanted_kernel(kernel)  # a bad --kernel is said before the file is read
     path = topology_file(topology_arg)
     topo = topology.load(path, name)  # validate before touching any engine
+    warnings(path, topo)
+    configure.require()  # before a VM boots for a lab Ansible could not configure
     eng = engine_mod.select(engine, suites.wanted_kernel(kernel, topo, path))
     try:
         rows = lifecycle.up(eng, topo, with_capture=capture)
@@ -247,18 +249,28 @@ def _graph_source(target: str, engine: Optional[str], kernel: Optional[suites.Ke
 @app.command()
 def validate(topologies: list[str] = typer.Argument(..., metavar="TOPOLOGY...",
                                                   help="topology files, or shipped topologies' names"),
-             engine: Optional[str] = EngineOpt) -> None:
+             engine: Optional[str] = EngineOpt,
+             strict: bool = typer.Option(False, "--strict", help="warnings (valid, but cannot work) "
+                                         "are errors")) -> None:
     """Run every check `up` makes before creating anything, and create nothing: each file
-    and, when an engine is running, the names and subnets it would need there."""
+    and, when an engine is running, the names and subnets it would need there. Warns of
+    what is valid but cannot work (a PPP pool on a lab network, a client dialling an
+    address no node has)."""
     from ..up import lifecycle
     from ..model import topology
 
     topos, errors = [], []
     for path in topologies:
         try:
-            topos.append(topology.load(topology_file(path)))
+            topo = topology.load(found := topology_file(path))
         except LabError as exc:
             errors.append(str(exc))
+            continue
+        lines = warnings(found, topo, show=not strict)
+        if strict and lines:
+            errors += lines
+            continue
+        topos.append(topo)
     eng = engine_mod.running(engine)
     for topo in topos:
         where = f"lab {topo.name}"

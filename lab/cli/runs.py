@@ -18,7 +18,7 @@ from ..core import suites
 from ..core.errors import LabError
 from ..core.host import console
 from ..core.paths import topology_file
-from .common import EngineOpt, KernelOpt, WideOpt, _compact, app
+from .common import EngineOpt, KernelOpt, WideOpt, _compact, app, warnings
 
 
 def checks_table(checks, title: str, wide: bool = False) -> Table:
@@ -69,6 +69,7 @@ def test_(topologies: list[str] = typer.Argument(..., metavar="TOPOLOGY...",
     the differences between the passing ones."""
     from ..testing import matrix as matrix_mod, testrun
     from ..model import topology
+    from ..up import configure
 
     if name and len(topologies) > 1:
         raise LabError("--name renames one topology's lab: give a single TOPOLOGY with it")
@@ -82,6 +83,9 @@ def test_(topologies: list[str] = typer.Argument(..., metavar="TOPOLOGY...",
         matrix_mod.check_engine(engine, axes)
     paths = [topology_file(p) for p in topologies]
     topos = [topology.load(p, name) for p in paths]  # all validated before anything runs
+    for p, t in zip(paths, topos):
+        warnings(p, t)
+    configure.require()  # before a VM boots for labs Ansible could not configure
     if matrix:
         _test_matrix(matrix_mod.cells(list(zip(paths, topos)), axes), engine, kernel, wide)
     asks = [suites.wanted_kernel(kernel, t, p) for p, t in zip(paths, topos)]

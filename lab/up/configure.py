@@ -4,6 +4,7 @@ ansible-runner, copies them into the node containers and runs their configure sc
 from __future__ import annotations
 
 import base64
+import importlib.util
 import os
 import shutil
 import sys
@@ -82,6 +83,33 @@ def sweep() -> Path:
     return base
 
 
+def _search_path() -> str:
+    """Where apply's ansible-runner looks for ansible-playbook: next to this Python (a venv's
+    bin/, never on PATH unless activated), then PATH."""
+    return f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+
+
+def lacking() -> str | None:
+    """One line saying what configuring nodes needs and this Python lacks, and how to install
+    it; None when ansible-runner imports and ansible-playbook is found where apply looks."""
+    gone = []
+    if importlib.util.find_spec("ansible_runner") is None:
+        gone.append(f"ansible-runner (not importable by {sys.executable})")
+    if shutil.which("ansible-playbook", path=_search_path()) is None:
+        gone.append(f"ansible-playbook (neither in {Path(sys.executable).parent} nor on PATH)")
+    if not gone:
+        return None
+    return (f"{' and '.join(gone)} missing: `up` and `test` configure nodes with Ansible: "
+            f"{sys.executable} -m pip install ansible-runner ansible")
+
+
+def require() -> None:
+    """LabError when configuring would fail for want of Ansible: said before any lab exists."""
+    line = lacking()
+    if line:
+        raise LabError(line)
+
+
 def apply(topo: Topology, docker_url: str, playbook: str = "lab.yml", nodes: list[str] | None = None) -> float:
     """Run the playbook against the lab's nodes (or only `nodes`); raise LabError naming the
     failed task and node."""
@@ -113,7 +141,7 @@ def apply(topo: Topology, docker_url: str, playbook: str = "lab.yml", nodes: lis
             r = ansible_runner.run(
                 private_data_dir=str(tmp), playbook=playbook, inventory=str(inv / "hosts.yml"),
                 quiet=True, forks=16, event_handler=on_event,
-                envvars={"PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+                envvars={"PATH": _search_path(),
                          "ANSIBLE_HOST_KEY_CHECKING": "False", "ANSIBLE_NOCOLOR": "1",
                          "ANSIBLE_DOCKER_TIMEOUT": "120", "ANSIBLE_RETRY_FILES_ENABLED": "False"})
     finally:

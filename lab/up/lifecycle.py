@@ -262,6 +262,7 @@ def up(eng: Engine, topo: Topology, with_capture: bool = True, dial: bool = True
        with_status: bool = True) -> list[NodeStatus]:
     """Bring the lab up (or check the one that is up); its status rows, or [] without
     `with_status` (a caller that reads nothing of them saves an exec per node under TCG)."""
+    configure.require()  # a missing Ansible is said before the engine is asked anything
     phase = "checks"  # then "was up" (nothing of it is this run's) or "building", "built"
     try:
         have = preflight(eng, topo)

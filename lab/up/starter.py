@@ -75,7 +75,7 @@ pptp-lab:
     - apt-get update -q
     - apt-get install -y -q --no-install-recommends python3-venv qemu-system-x86 qemu-utils debootstrap e2fsprogs
     # pptp-lab from your package index, or a wheel you built from its checkout (pip wheel .)
-    - python3 -m venv /opt/venv && /opt/venv/bin/pip install -q 'pptp-lab[test,configure]'
+    - python3 -m venv /opt/venv && /opt/venv/bin/pip install -q pptp-lab pytest
     - /opt/venv/bin/pptp-lab doctor
   script:
     - /opt/venv/bin/pptp-lab test topology.yaml
@@ -116,7 +116,7 @@ jobs:
           sudo apt-get update -q && sudo apt-get install -y -q --no-install-recommends
           qemu-system-x86 qemu-utils debootstrap debian-archive-keyring e2fsprogs
       # pptp-lab from your package index, or a wheel you built from its checkout (pip wheel .)
-      - run: python3 -m venv .venv && .venv/bin/pip install -q 'pptp-lab[test,configure]'
+      - run: python3 -m venv .venv && .venv/bin/pip install -q pptp-lab pytest
       - run: sudo -E .venv/bin/pptp-lab doctor
       - run: sudo -E .venv/bin/pptp-lab test topology.yaml
       - run: sudo -E .venv/bin/python -m pytest -v

@@ -26,6 +26,19 @@ def tree(root: Path) -> dict[str, tuple[int, int]]:
             if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"}
 
 
+# The README's quick start from the package, word for word (tests/unit/test_user_project.py
+# holds the README to it): each runs below through quick(), as it stands but for the wheel
+# built here in the place of the index's `pptp-lab` and flags of the test's own at the end.
+QUICK_START = ["pip install pptp-lab pytest", "pptp-lab init", "pptp-lab test topology.yaml", "pytest"]
+
+
+def quick(command: str, venv: Path, *more, wheel: Path | None = None) -> list:
+    """A QUICK_START command as the venv runs it, with `more` added at the end."""
+    assert command in QUICK_START, command
+    first, *words = command.split()
+    return [venv / "bin" / first, *(wheel if wheel and w == "pptp-lab" else w for w in words), *more]
+
+
 # The labs the installed copy runs: only these may not leave anything in the checkout's
 # runs/ (other modules run beside this one under pytest -n and write theirs there).
 OURS = ("starter", "t-installed", "t-test-lab", "t-inst-default")
@@ -44,14 +57,16 @@ def repo_state() -> tuple[list[str], list[str]]:
 
 @pytest.fixture(scope="module")
 def venv(tmp_path_factory):
-    """A fresh venv (outside the repository) with the wheel and its test/configure extras."""
+    """A fresh venv (outside the repository) with the wheel, no extras, and pytest: what the
+    README's quick start installs (Ansible comes with the package)."""
     base = tmp_path_factory.mktemp("installed")
     assert not base.is_relative_to(REPO)
     wheel, _ = wheel_build.build(base / "build")
     env_dir = base / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(env_dir)], check=True)
-    res = subprocess.run([str(env_dir / "bin" / "pip"), "install", "-q", "--disable-pip-version-check",
-                          f"{wheel}[test,configure]"], capture_output=True, text=True)
+    res = subprocess.run([str(c) for c in quick("pip install pptp-lab pytest", env_dir, "-q",
+                                                "--disable-pip-version-check", wheel=wheel)],
+                         capture_output=True, text=True)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     yield env_dir
     shutil.rmtree(env_dir, ignore_errors=True)  # over 600 MB with Ansible
@@ -84,15 +99,14 @@ def test_an_installed_copy_runs_a_users_project(lab_engine, venv, tmp_path):
 
     project = tmp_path / "project"
     project.mkdir()
-    res = run([venv / "bin" / "pptp-lab", "init"], project, env)
+    res = run(quick("pptp-lab init", venv), project, env)
     assert res.returncode == 0, res.stderr
     starter = sorted(str(p.relative_to(project)) for p in project.rglob("*") if p.is_file())
 
-    res = run([venv / "bin" / "python", "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", project],
-              project, env)
+    res = run(quick("pytest", venv, "-q", "-p", "no:cacheprovider", "--rootdir", project), project, env)
     assert res.returncode == 0 and "2 passed" in res.stdout, res.stdout[-3000:] + res.stderr[-2000:]
 
-    res = run([venv / "bin" / "pptp-lab", "test", "topology.yaml", "--name", "t-installed"], project, env)
+    res = run(quick("pptp-lab test topology.yaml", venv, "--name", "t-installed"), project, env)
     out = res.stdout + res.stderr
     assert res.returncode == 0, out[-3000:]
     junit = Path(next(line.split("JUnit: ", 1)[1] for line in out.splitlines() if "JUnit: " in line).strip())

@@ -53,6 +53,10 @@ def test_the_wheel_carries_every_shipped_file_with_its_mode(built):
         assert any(n.endswith(".dist-info/licenses/LICENSE") for n in infos)
     assert "License-Expression: MIT" in text and "Classifier: Framework :: Pytest" in text
     assert "# pptp-lab" in text  # the README is the long description
+    # Ansible configures every lab: a plain `pip install pptp-lab` brings it (issue #28).
+    requires = [line.split(": ", 1)[1] for line in text.splitlines() if line.startswith("Requires-Dist: ")]
+    assert {"ansible-runner>=2.3", "ansible>=9"} <= set(requires), requires
+    assert "Provides-Extra: configure" not in text
 
 
 def test_the_sdist_carries_the_checkout_layout(built):

@@ -3,6 +3,7 @@ shipped topologies by name, `pptp-lab init`, `--version` and what `doctor` says 
 import ast
 import json
 import os
+import re
 import stat
 import sys
 from pathlib import Path
@@ -15,10 +16,11 @@ import lab
 from lab import cli
 from lab.cli import doctor
 from lab.core import paths
-from lab.up import starter
+from lab.up import configure, lifecycle, starter
 from lab.model import topology
 from lab.core.errors import LabError
 from lab.pytest_plugin import marker_topology
+from tests import REPO
 
 pytest_plugins = ["pytester"]
 
@@ -142,6 +144,28 @@ def test_the_readme_shows_the_ci_examples_init_writes():
     assert starter.GITLAB in readme and starter.GITHUB in readme
 
 
+def first_screen_commands(readme: str) -> list[list[str]]:
+    """The commands of each ```sh block before the README's first section, comments cut."""
+    head = readme.split("\n## ", 1)[0]
+    blocks = re.findall(r"^```sh\n(.*?)^```", head, re.M | re.S)
+    return [[line.split("#", 1)[0].strip() for line in b.splitlines() if line.split("#", 1)[0].strip()]
+            for b in blocks]
+
+
+def test_the_readme_quick_start_is_what_the_installed_package_test_runs():
+    """The checkout's two commands first, then the package's: each word for word the
+    QUICK_START of tests/integration/test_installed_package.py, and each run there."""
+    checkout, package = first_screen_commands((REPO / "README.md").read_text())
+    assert checkout == ["make lab-up", "make test"]
+    tree = ast.parse((REPO / "tests" / "integration" / "test_installed_package.py").read_text())
+    (value,) = [ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)
+                and [t.id for t in n.targets if isinstance(t, ast.Name)] == ["QUICK_START"]]
+    assert package == value
+    run = {c.args[0].value for c in ast.walk(tree) if isinstance(c, ast.Call) and getattr(c.func, "id", "") == "quick"
+           and c.args and isinstance(c.args[0], ast.Constant)}
+    assert run == set(value)
+
+
 def test_init_defaults_to_the_current_directory(user_dir):
     assert CliRunner().invoke(cli.app, ["init"]).exit_code == 0
     assert (user_dir / "topology.yaml").is_file() and (user_dir / "test_lab.py").is_file()
@@ -184,9 +208,28 @@ def test_version_of_a_checkout_that_was_never_installed(monkeypatch):
 
 # ---------------------------------------------------------------- doctor
 
+def ansible(monkeypatch, tmp_path, runner: bool, playbook: bool) -> Path:
+    """This Python as a venv's bin/python with PATH holding nothing: ansible-runner
+    importable or not, ansible-playbook next to the Python or not. Returns that bin/."""
+    import importlib.machinery
+    import types
+
+    bin_dir = tmp_path / "venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    monkeypatch.setattr(sys, "executable", str(bin_dir / "python"))
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    if playbook:
+        (bin_dir / "ansible-playbook").write_text("#!/bin/sh\n")
+        (bin_dir / "ansible-playbook").chmod(0o755)
+    module = types.ModuleType("ansible_runner")
+    module.__spec__ = importlib.machinery.ModuleSpec("ansible_runner", None)
+    monkeypatch.setitem(sys.modules, "ansible_runner", module if runner else None)  # None: not importable
+    return bin_dir
+
+
 def test_doctor_names_what_a_bare_runner_lacks_and_what_to_install(monkeypatch, tmp_path):
+    ansible(monkeypatch, tmp_path, runner=False, playbook=False)
     monkeypatch.setattr(doctor, "_which", lambda name: False)
-    monkeypatch.setattr(doctor, "_has_module", lambda name: False)
     monkeypatch.setattr(doctor, "_is_root", lambda: False)
     monkeypatch.setattr(doctor, "KVM", str(tmp_path / "no-kvm"))
     monkeypatch.setattr(cli.engine_mod, "probe_local", lambda: cli.engine_mod.Probe(engine="local"))
@@ -194,17 +237,80 @@ def test_doctor_names_what_a_bare_runner_lacks_and_what_to_install(monkeypatch, 
     assert res.exit_code == 0, res.output
     lacks = "\n".join(json.loads(res.stdout)["lacks"])
     for want in ("no usable", "TCG", "apt-get install qemu-system-x86", "apt-get install qemu-utils",
-                 "apt-get install debootstrap", "apt-get install e2fsprogs", "not root", "pptp-lab[configure]",
+                 "apt-get install debootstrap", "apt-get install e2fsprogs", "not root",
+                 "ansible-runner (not importable", "ansible-playbook (neither in", "-m pip install ansible-runner ansible",
                  "apt-get install docker.io"):
         assert want in lacks, want
 
 
 def test_doctor_lacks_nothing_on_a_ready_machine(monkeypatch, tmp_path):
+    ansible(monkeypatch, tmp_path, runner=True, playbook=True)
     monkeypatch.setattr(doctor, "_which", lambda name: True)
-    monkeypatch.setattr(doctor, "_has_module", lambda name: True)
     monkeypatch.setattr(doctor, "_is_root", lambda: False)  # nothing to build: root not needed
     kvm = tmp_path / "kvm"
     kvm.write_text("")
     monkeypatch.setattr(doctor, "KVM", str(kvm))
     monkeypatch.setattr(doctor, "_cached", lambda kernel="bookworm": (True, True))
     assert doctor.lacks(needs_vm=True) == []
+
+
+# ---------------------------------------------------------------- Ansible, before anything is created
+
+@pytest.mark.parametrize("runner,playbook,missing", [
+    (False, True, ["ansible-runner"]), (True, False, ["ansible-playbook"]),
+    (False, False, ["ansible-runner", "ansible-playbook"])])
+def test_a_missing_ansible_is_named_with_how_to_install_it(monkeypatch, tmp_path, runner, playbook, missing):
+    bin_dir = ansible(monkeypatch, tmp_path, runner, playbook)
+    line = configure.lacking()
+    assert line is not None and "\n" not in line
+    for what in ("ansible-runner", "ansible-playbook"):
+        assert (f"{what} (" in line) == (what in missing), line
+    assert line.endswith(f"{bin_dir / 'python'} -m pip install ansible-runner ansible")
+
+
+def test_ansible_playbook_on_path_or_next_to_the_python_is_found(monkeypatch, tmp_path):
+    bin_dir = ansible(monkeypatch, tmp_path, runner=True, playbook=False)
+    assert "ansible-playbook" in configure.lacking()
+    on_path = tmp_path / "elsewhere"
+    on_path.mkdir()
+    (on_path / "ansible-playbook").write_text("#!/bin/sh\n")
+    (on_path / "ansible-playbook").chmod(0o755)
+    monkeypatch.setenv("PATH", str(on_path))
+    assert configure.lacking() is None
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    (bin_dir / "ansible-playbook").write_text("#!/bin/sh\n")
+    (bin_dir / "ansible-playbook").chmod(0o755)
+    assert configure.lacking() is None
+
+
+class Recorder:
+    """An engine that records every attribute asked of it (every call starts with one)."""
+
+    def __init__(self):
+        self.asked: list[str] = []
+
+    def __getattr__(self, name):
+        self.asked.append(name)
+        return lambda *a, **k: None
+
+
+def test_up_says_ansible_is_missing_before_asking_the_engine_anything(monkeypatch, tmp_path):
+    ansible(monkeypatch, tmp_path, runner=False, playbook=True)
+    eng = Recorder()
+    with pytest.raises(LabError, match=r"^ansible-runner \(not importable by .*\) missing: `up` and `test` "
+                       r"configure nodes with Ansible: .* -m pip install ansible-runner ansible$"):
+        lifecycle.up(eng, topology.load(paths.shipped_topology("default")))
+    assert eng.asked == []
+
+
+@pytest.mark.parametrize("verb", ["up", "test"])
+def test_the_cli_says_it_in_one_line_before_choosing_an_engine(monkeypatch, tmp_path, capsys, verb):
+    ansible(monkeypatch, tmp_path, runner=True, playbook=False)
+    chosen = []
+    monkeypatch.setattr(cli.engine_mod, "select", lambda *a, **k: chosen.append(a))  # would boot the VM
+    monkeypatch.setattr(sys, "argv", ["pptp-lab", verb, "default"])
+    with pytest.raises(SystemExit) as exit_:
+        cli.main()
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1, err
+    assert err.startswith("error: ansible-playbook (neither in ") and chosen == []
