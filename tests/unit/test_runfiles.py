@@ -26,7 +26,8 @@ def written(tmp_path):
 def test_a_run_keeps_checks_and_topology_and_no_secret(tmp_path):
     res, run = written(tmp_path)
     assert {p.name for p in run.iterdir()} == {"internet.pcap", "home.pcap", "manifest.json", "junit.xml",
-                                               "checks.json", "topology.json", "report.html", "report.json"}
+                                               "checks.json", "topology.json", "versions.json", "report.html",
+                                               "report.json"}
     for p in run.iterdir():
         data = p.read_bytes()
         assert b"alice-secret" not in data and b"bob-secret" not in data, p.name
