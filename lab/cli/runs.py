@@ -60,7 +60,10 @@ def test_(topologies: list[str] = typer.Argument(..., metavar="TOPOLOGY...",
               None, "--matrix", metavar="AXIS=V1,V2,...",
               help=f"run every combination: kernel={','.join(suites.KERNELS)} and/or "
               f"image={','.join(suites.USERLANDS)} (every node's userland); repeatable; one report in "
-              "runs/matrix/<stamp>/")) -> None:
+              "runs/matrix/<stamp>/"),
+          repeat: int = typer.Option(1, "--repeat", metavar="N", min=1,
+                                     help="with --matrix: run each cell N times; a fact that differs "
+                                     "between a cell's runs is left out of the differences")) -> None:
     """Bring each topology up, check its `expect:` block on real tunnels and captures, and
     write JUnit XML and an HTML report (runs/<lab>/<run-id>/). With several engines
     (--engines, -j N) labs run side by side and runs/parallel/<stamp>/ gets the merged
@@ -75,6 +78,8 @@ def test_(topologies: list[str] = typer.Argument(..., metavar="TOPOLOGY...",
         raise LabError("--name renames one topology's lab: give a single TOPOLOGY with it")
     suites.wanted_kernel(kernel)  # a bad --kernel is said before any file is read
     axes = matrix_mod.axes(matrix or [])
+    if repeat != 1 and not matrix:
+        raise LabError("--repeat runs matrix cells again: give --matrix with it")
     if matrix:
         if kernel and "kernel" in axes:
             raise LabError("--kernel and --matrix kernel=: give the kernels in --matrix only")
@@ -87,7 +92,7 @@ def test_(topologies: list[str] = typer.Argument(..., metavar="TOPOLOGY...",
         warnings(p, t)
     configure.require()  # before a VM boots for labs Ansible could not configure
     if matrix:
-        _test_matrix(matrix_mod.cells(list(zip(paths, topos)), axes), engine, kernel, wide)
+        _test_matrix(matrix_mod.cells(list(zip(paths, topos)), axes), engine, kernel, wide, repeat)
     asks = [suites.wanted_kernel(kernel, t, p) for p, t in zip(paths, topos)]
     listed = [x.strip() for x in (engines or "").split(",") if x.strip()]
     if listed or jobs != 1:
@@ -120,14 +125,15 @@ def _test_one(eng, topo, wide: bool = False):
     return res, junit, page
 
 
-def _test_matrix(cells, engine: Optional[str], kernel: Optional[str], wide: bool) -> None:
+def _test_matrix(cells, engine: Optional[str], kernel: Optional[str], wide: bool, repeat: int = 1) -> None:
     from ..testing import matrix as matrix_mod
     from ..reports import matrixreport
 
-    console.print(f"{len(cells)} matrix cell(s), one after another: "
+    console.print(f"{len(cells)} matrix cell(s), one after another"
+                  + (f", {repeat} runs each" if repeat > 1 else "") + ": "
                   + ", ".join(dict.fromkeys(c.label for c in cells)))
     start = time.monotonic()
-    finished = matrix_mod.run(cells, engine, kernel, lambda eng, topo: _test_one(eng, topo, wide))
+    finished = matrix_mod.run(cells, engine, kernel, lambda eng, topo: _test_one(eng, topo, wide), repeat)
     junit, page = matrixreport.write(cells, time.monotonic() - start)
     console.print(matrix_table(cells))
     console.print(f"{sum(c.passed for c in cells)} of {len(cells)} cells passed\n"
@@ -136,12 +142,16 @@ def _test_matrix(cells, engine: Optional[str], kernel: Optional[str], wide: bool
 
 
 def matrix_table(cells) -> Table:
-    """The grid on the terminal: topology rows, kernel[/image] columns, a failing cell's verdict."""
+    """The grid on the terminal: topology rows, kernel[/image] columns headed by the versions
+    their cells ran, a failing cell's verdict."""
+    from ..reports import matrixreport
+
     labels = list(dict.fromkeys(c.label for c in cells))
+    heads = matrixreport.column_versions(cells)
     table = Table(title="pptp-lab test: matrix", show_lines=True)
     table.add_column("topology")
     for label in labels:
-        table.add_column(label, overflow="fold")
+        table.add_column(Text("\n".join([label, *heads[label]])), overflow="fold")
     by = {(c.topo.name, c.label): c for c in cells}
     for topo in dict.fromkeys(c.topo.name for c in cells):
         row = []

@@ -1,16 +1,45 @@
 """Facts of one matrix cell's analysed sessions that another kernel or userland may change
-while the tunnel still works (`pptp-lab test --matrix`): call ID allocation, teardown
-order, echo timing, NAT helper behaviour. Pure: an analysed report (and the topology, for
-its servers and NATs) in, {fact: value} out. Values are words and rounded figures, so
-what changes from run to run anyway (a random client call ID, a few ms of jitter) is
-never a difference between cells."""
+while the tunnel still works (`pptp-lab test --matrix`), and which of them the report may
+call a difference between cells. Pure: an analysed report (and the topology, for its
+servers and NATs) in, {fact: value} out; a fact's name ends in ": <what>" (TIMING).
+
+Stable facts (compared between cells): what a program or the kernel decides by itself,
+the same however fast the guest runs:
+- the phase each session stopped in (lab.pptp's verdict: a tunnel that came up is `data`);
+- per server, its call IDs in the order it answered the calls (pptpd numbers them from a
+  counter: 0, 128, 256, whichever client asked first);
+- per client address, how its call IDs are picked (always 0, consecutive, random-looking),
+  never which: pptp-linux draws them at random;
+- who started a teardown and with which step (a client's hang-up, pptpd closing);
+- per NAT, whether its outside call ID is the masqueraded TCP port, unique, rewritten.
+
+Timing facts (kept in each cell's facts, never listed as a difference): which pppd's LCP
+echo timer fired last, PPTP echo counts and their intervals (how long the run lasted, and
+a missed echo), the interleaving of both sides' teardown steps (a late CDN meets a closed
+socket: an extra RST). Frame numbers, ports, durations and the call IDs a client drew are
+not facts at all.
+
+Sessions that share a name (a redial, or several clients behind one NAT seen at the server)
+are compared as a set of values, sorted: which of them dialled first is timing too.
+
+Stable is what the code can know; a cell run twice (`--repeat 2`) shows the rest: a fact
+whose value differs between two runs of one cell is dropped from the differences (e.g. the
+initiator when both pppds time out on lost LCP echoes, S23: the first timer wins)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 from ..model.kinds.nat import outside_calls
+from ..up.lifecycle import PPTP_PACKAGES
 
-ECHO_ROUND_S = 1  # echo intervals are compared to the second: pppd and pptpd count in seconds
+ECHO_ROUND_S = 1  # echo intervals are shown to the second: pppd and pptpd count in seconds
+TIMING = ("teardown steps", "PPTP echo", "LCP echo")
+MISSING = "not seen"
+
+
+def timing(fact: str) -> bool:
+    """Whether a fact's value depends on timing (the module's docstring says which and why)."""
+    return fact.rpartition(": ")[2] in TIMING
 
 
 def _seq(ids: list[int]) -> str:
@@ -24,23 +53,33 @@ def _seq(ids: list[int]) -> str:
 
 def client_ids(ids: list[int]) -> str:
     """How a client picks its call IDs, not which it got: pptp-linux 1.10 picks at random,
-    older ones sent 0."""
+    older ones sent 0. In any order: clients behind one NAT dial at once."""
     if not ids:
         return "none"
     if all(i == 0 for i in ids):
         return "always 0"
     if len(ids) == 1:
         return "non-zero"
+    ids = sorted(ids)
     if all(b - a == 1 for a, b in zip(ids, ids[1:])):
         return "consecutive"
     return "not in sequence (random-looking)" if len(set(ids)) == len(ids) else "repeated"
 
 
 def teardown(s) -> str:
-    if not s.teardown:
+    """Who started it and with which step (lab.pptp.teardown.initiation)."""
+    init = s.initiated
+    if not s.teardown and not init:
         return "none seen"
-    steps = " → ".join(f"{e.sender} {e.what}" for e in s.teardown)
-    return f"by the {s.initiator or '?'}: {steps}"
+    if init and init["side"]:
+        return f"by the {init['side']} ({init['step']})"
+    if init and init["after"]:
+        return f"by the path ({init['after'][0]['what']})"
+    return "by ?"
+
+
+def teardown_steps(s) -> str:
+    return " → ".join(f"{e.sender} {e.what}" for e in s.teardown) or "none seen"
 
 
 def _echo_side(side: dict) -> str:
@@ -74,8 +113,8 @@ def _points(report, topo) -> list:
     return [s for s in sessions if (Path(s.source).stem, s.server) in near]
 
 
-def _where(s, topo) -> str:
-    return f"{s.client} → {s.server}" + ("" if topo is not None else f" on {Path(s.source).stem}")
+def _on(s, topo) -> str:
+    return "" if topo is not None else f" on {Path(s.source).stem}"
 
 
 def _share(hits: int, n: int) -> str:
@@ -105,38 +144,75 @@ def nat_facts(report, topo) -> dict[str, str]:
     return out
 
 
+def _server_ids(sessions, topo) -> dict[str, str]:
+    """Per server, the call IDs it gave, in the order it answered (OCRP time)."""
+    by: dict[str, list] = {}
+    for s in sessions:
+        by.setdefault(f"server {s.server}{_on(s, topo)}", []).extend(
+            c for c in s.calls if c.server_call_id is not None)
+    return {f"{where}: call IDs": _seq([c.server_call_id for c in sorted(
+        calls, key=lambda c: c.reply_ts if c.reply_ts is not None else float("inf"))])
+        for where, calls in by.items()}
+
+
 def facts(report, topo=None) -> dict[str, str]:
-    """{fact: value} of one cell. Several sessions between the same two addresses (a
-    redial) are read in order and their values joined with " | "."""
+    """{fact: value} of one cell, timing facts included (timing() tells them)."""
+    points = sorted(_points(report, topo), key=lambda s: s.start)
+    out = _server_ids(points, topo)
     groups: dict[str, list] = {}
-    for s in sorted(_points(report, topo), key=lambda s: s.start):
-        groups.setdefault(_where(s, topo), []).append(s)
-    out = {}
+    for s in points:
+        groups.setdefault(f"{s.client} → {s.server}{_on(s, topo)}", []).append(s)
     for where, ss in groups.items():
-        calls = [c for s in ss for c in s.calls]
-        out[f"{where}: server call IDs"] = _seq([c.server_call_id for c in calls if c.server_call_id is not None])
-        out[f"{where}: client call IDs"] = client_ids([c.client_call_id for c in calls
+        out[f"{where}: client call IDs"] = client_ids([c.client_call_id for s in ss for c in s.calls
                                                        if c.client_call_id is not None])
-        for what, fn in (("teardown", teardown), ("PPTP echo", pptp_echo)):
+        for what, fn in (("phase", lambda s: s.phase), ("teardown", teardown)):
+            out[f"{where}: {what}"] = " | ".join(sorted(fn(s) for s in ss))
+        # Timing facts, in the order the sessions started (they are shown, not compared).
+        for what, fn in (("teardown steps", teardown_steps), ("PPTP echo", pptp_echo)):
             out[f"{where}: {what}"] = " | ".join(fn(s) for s in ss)
-        # Which side echoed last depends on when the capture was read, and several clients
-        # behind one NAT share `where`: the set of values compares, their order does not.
         out[f"{where}: LCP echo"] = " | ".join(sorted(set(lcp_echo(s) for s in ss)))
     if topo is not None:
         out.update(nat_facts(report, topo))
     return out
 
 
-MISSING = "not seen"
+def unsteady(runs: list[dict[str, str]]) -> list[str]:
+    """The facts whose value is not the same in every run of one cell (MISSING where a run
+    lacks one)."""
+    names = dict.fromkeys(k for f in runs for k in f)
+    return [n for n in names if len({f.get(n, MISSING) for f in runs}) > 1]
 
 
-def differences(cells: dict[str, dict[str, str]]) -> list[tuple[str, dict[str, str]]]:
-    """(fact, {cell: value}) for every fact whose value is not the same in all cells; a fact
-    one cell lacks is MISSING there. Facts in first-seen order."""
-    names = list(dict.fromkeys(k for f in cells.values() for k in f))
+def differences(cells: dict[str, list[dict[str, str]]]) -> list[tuple[str, dict[str, str]]]:
+    """(fact, {cell: value}) for every stable fact whose value is not the same in all cells.
+    `cells`: each cell's facts, one dict per run; a cell's value is its first run's, MISSING
+    when it lacks the fact. Left out: timing facts, and any fact that differed between two
+    runs of one cell. Facts in first-seen order."""
+    noisy = {n for runs in cells.values() for n in unsteady(runs)}
+    first = {cell: runs[0] if runs else {} for cell, runs in cells.items()}
     out = []
-    for name in names:
-        values = {cell: f.get(name, MISSING) for cell, f in cells.items()}
+    for name in dict.fromkeys(k for f in first.values() for k in f):
+        if timing(name) or name in noisy:
+            continue
+        values = {cell: f.get(name, MISSING) for cell, f in first.items()}
         if len(set(values.values())) > 1:
             out.append((name, values))
+    return out
+
+
+def versions(by_node: dict[str, dict[str, str]]) -> list[str]:
+    """What a cell ran, as lines: its kernel release, then ppp, pptpd and pptp-linux; a value
+    its nodes do not share is given per node ("2.4.9 (client), 2.5.2 (vpn)")."""
+    out = []
+    for key in ("kernel", *PPTP_PACKAGES):
+        seen: dict[str, list[str]] = {}
+        for node, found in sorted(by_node.items()):
+            if key in found:
+                seen.setdefault(found[key], []).append(node)
+        if len(seen) > 1:
+            shown = ", ".join(f"{v} ({', '.join(nodes)})" for v, nodes in seen.items())
+        else:
+            shown = next(iter(seen), "")
+        if shown:
+            out.append(shown if key == "kernel" else f"{key} {shown}")
     return out

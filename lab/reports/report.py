@@ -330,6 +330,14 @@ def data_flow_html(flows: dict[str, dict]) -> str:
     return "".join(rows) + "</table>"
 
 
+def _ran(versions: dict) -> str:
+    """The kernel and PPTP packages the run's pptp nodes ran (a run of an older pptp-lab: none)."""
+    from .cellfacts import versions as lines
+
+    found = lines(versions)
+    return f"<p>ran on kernel {html.escape('; '.join(found))}</p>" if found else ""
+
+
 def test_html(res) -> str:
     """The `pptp-lab test` report: checks, conformance, topology, ladders, captures."""
     from . import conformance, graph
@@ -343,6 +351,7 @@ def test_html(res) -> str:
              " .pass{color:#070} .fail{color:#b00} .differs{color:#a60}</style></head><body>",
              f"<h1>pptp-lab test: {e(res.topo.name)} — "
              f"<span class='{'pass' if res.passed else 'fail'}'>{'PASS' if res.passed else 'FAIL'}</span></h1>",
+             _ran(res.versions),
              "<h2>Checks</h2><table><tr><th>check</th><th>result</th><th>detail</th></tr>"]
     for c in res.checks:
         parts.append(f"<tr><td>{e(c.name)}</td><td class='{'pass' if c.passed else 'fail'}'>"

@@ -1,8 +1,8 @@
 """What a `pptp-lab test` run leaves in runs/<lab>/<run-id>/, and reading it back.
 
 Next to the pcaps and manifest.json (lab.up.capture) a run gets junit.xml, checks.json, the
-topology (topology.json, secrets removed: runs/ travels as a CI artefact), report.html and
-report.json. `pptp-lab report RUN_DIR` rebuilds the two reports from those files alone, so
+topology (topology.json, secrets removed: runs/ travels as a CI artefact), versions.json (the
+kernel and PPTP packages its pptp nodes ran), report.html and report.json. `pptp-lab report RUN_DIR` rebuilds the two reports from those files alone, so
 a run can be read again later or on another machine, with a newer pptp-lab."""
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from .. import pptp
 from . import report
 from ..model import topology
 from ..up.capture import MANIFEST
+from ..up.lifecycle import PPTP_PACKAGES, VERSION_TEXT
 from ..diagnosis.checks import Check
 from ..core.errors import LabError
 from ..core.paths import private_dir, runs_dir
@@ -22,6 +23,7 @@ CHECKS = "checks.json"
 TOPOLOGY = "topology.json"
 PAGE = "report.html"
 DATA = "report.json"
+VERSIONS = "versions.json"
 
 
 @dataclass
@@ -35,6 +37,8 @@ class Result:
     # for, the tunnel interface's MTU, the largest DF packet each way, the transfer's figures
     # and its outer GRE packets per segment (lab.testing.testrun.data_flow).
     data_flow: dict[str, dict] = field(default_factory=dict)
+    # node -> {"kernel": release, package: version} of its pptp nodes (lab.up.lifecycle.versions)
+    versions: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -48,6 +52,7 @@ def write(res: Result) -> tuple[Path, Path]:
     junit.write_text(report.junit_xml(res.topo.name, [(c.name, c.passed, c.detail, c.seconds) for c in res.checks]))
     (out / CHECKS).write_text(json.dumps([asdict(c) for c in res.checks], indent=1))
     (out / TOPOLOGY).write_text(json.dumps(topology.public_data(res.topo), indent=1))
+    (out / VERSIONS).write_text(json.dumps(res.versions, indent=1))
     page, _ = write_reports(res, out)
     return junit, page
 
@@ -55,7 +60,8 @@ def write(res: Result) -> tuple[Path, Path]:
 def data(res: Result) -> dict:
     """report.json: the checks and the analysis of the run's captures."""
     return {"lab": res.topo.name, "passed": res.passed, "checks": [asdict(c) for c in res.checks],
-            "data_flow": res.data_flow, "analysis": res.report.to_dict() if res.report else None}
+            "data_flow": res.data_flow, "versions": res.versions,
+            "analysis": res.report.to_dict() if res.report else None}
 
 
 def write_reports(res: Result, out: Path) -> tuple[Path, Path]:
@@ -86,6 +92,18 @@ def manifest_faults(run_dir: Path) -> list[dict]:
             and isinstance(f.get("args"), list)] if isinstance(found, list) else []
 
 
+def read_versions(run_dir: Path) -> dict[str, dict[str, str]]:
+    """versions.json as `write` leaves it, keeping only the names and values that look like
+    what lab.up.lifecycle.parse_versions gives; {} without one (a run of an older pptp-lab)."""
+    try:
+        found = json.loads((Path(run_dir) / VERSIONS).read_text())
+    except (OSError, ValueError):
+        return {}
+    keys = ("kernel", *PPTP_PACKAGES)
+    return {str(node): {k: v for k, v in got.items() if k in keys and isinstance(v, str) and VERSION_TEXT.fullmatch(v)}
+            for node, got in found.items() if isinstance(got, dict)} if isinstance(found, dict) else {}
+
+
 def load(run_dir: Path) -> Result:
     """A run read back from its directory; LabError naming everything that is missing."""
     run_dir = Path(run_dir)
@@ -113,4 +131,5 @@ def load(run_dir: Path) -> Result:
         analysed = pptp.analyze(files)
     except ValueError as exc:
         raise LabError(f"{run_dir}: {exc}") from None
-    return Result(topo, checks, run_dir, analysed, manifest_faults(run_dir))
+    versions = {n: v for n, v in read_versions(run_dir).items() if n in topo.nodes}
+    return Result(topo, checks, run_dir, analysed, manifest_faults(run_dir), versions)

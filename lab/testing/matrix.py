@@ -6,12 +6,15 @@ Cells run one after another, grouped by kernel: each kernel is its own VM, boote
 for its cells and stopped after them when this run started it. Never two VMs at once: on
 a 2-CPU host two guests (QEMU under TCG, or KVM with dockerd and a lab each) contend for
 the CPUs, and a slow guest shifts dial and echo timing, which is one of the things the
-report compares between cells."""
+report compares between cells.
+
+`--repeat N` runs each cell N times in a row: a fact whose value differs between a cell's
+runs depends on timing, and the report leaves it out of the differences (lab.reports.cellfacts)."""
 from __future__ import annotations
 
 import itertools
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -67,7 +70,8 @@ class Cell:
     image: str | None
     label: str               # "kernel=trixie,image=bookworm": the JUnit name, the grid column
     state: str = "queued"    # then PASS, FAIL, interrupted, not run
-    result: Result | None = None
+    result: Result | None = None  # the run the grid shows: the first that failed, else the first
+    runs: list[Result] = field(default_factory=list)  # every run's, in order (--repeat)
     error: str = ""          # the cell could not run (its kernel's VM did not start, ...)
     seconds: float = 0.0
     junit: Path | None = None
@@ -125,14 +129,15 @@ def groups(todo: list[Cell], kernel_opt: str | None) -> list[tuple[suites.Kernel
     return list(out.values())
 
 
-def run(todo: list[Cell], engine: str | None, kernel_opt: str | None, run_one: RunOne) -> bool:
-    """Run the cells (run_one: `pptp-lab test`'s own path for one topology); False when
-    Ctrl-C stopped them (the cell under way is `interrupted`, later ones `not run`)."""
+def run(todo: list[Cell], engine: str | None, kernel_opt: str | None, run_one: RunOne, repeat: int = 1) -> bool:
+    """Run the cells, each `repeat` times in a row until a run fails (run_one: `pptp-lab
+    test`'s own path for one topology); False when Ctrl-C stopped them (the cell under way is
+    `interrupted`, later ones `not run`)."""
     done = iter(range(1, len(todo) + 1))
     plan = groups(todo, kernel_opt)
     try:
         for i, (choice, group) in enumerate(plan):
-            _group(group, choice, engine, run_one, done, len(todo), last=i == len(plan) - 1)
+            _group(group, choice, engine, run_one, done, len(todo), last=i == len(plan) - 1, repeat=repeat)
     except KeyboardInterrupt as exc:
         if str(exc):
             console.print(f"interrupted: {exc}", soft_wrap=True, markup=False, highlight=False)
@@ -143,7 +148,8 @@ def run(todo: list[Cell], engine: str | None, kernel_opt: str | None, run_one: R
     return True
 
 
-def _group(group: list[Cell], choice, engine: str | None, run_one: RunOne, done, total: int, last: bool) -> None:
+def _group(group: list[Cell], choice, engine: str | None, run_one: RunOne, done, total: int, last: bool,
+           repeat: int = 1) -> None:
     """One kernel's cells on its engine. Its VM, when this run started it, is stopped after
     them unless they are the last (a single `test` leaves its VM up too)."""
     from . import testrun
@@ -166,12 +172,21 @@ def _group(group: list[Cell], choice, engine: str | None, run_one: RunOne, done,
         except LabError as exc:
             return cannot(exc)
         for c in group:
-            console.rule(f"cell {next(done)}/{total}: {c.topo.name} {c.label} on {eng.name}")
+            n = next(done)
             c.state, start = "running", time.monotonic()
-            try:
-                c.result, c.junit, c.page = run_one(eng, c.topo)
-            except LabError as exc:  # e.g. `down` failed after the checks: this cell fails, the next runs
-                c.error = str(exc)
+            for i in range(1, repeat + 1):
+                console.rule(f"cell {n}/{total}: {c.topo.name} {c.label} on {eng.name}"
+                             + (f", run {i} of {repeat}" if repeat > 1 else ""))
+                try:
+                    res, junit, page = run_one(eng, c.topo)
+                except LabError as exc:  # e.g. `down` failed after the checks: this cell fails, the next runs
+                    c.error = str(exc)
+                    break
+                c.runs.append(res)
+                if c.result is None or not res.passed:
+                    c.result, c.junit, c.page = res, junit, page
+                if not res.passed:  # the cell has failed: more runs cannot change that
+                    break
             c.seconds = time.monotonic() - start
             c.state = "PASS" if c.result and c.result.passed and not c.error else "FAIL"
             console.print(f"[{'green' if c.passed else 'red'}]{c.topo.name} {c.label}: {c.state}[/] "

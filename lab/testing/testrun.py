@@ -87,6 +87,8 @@ def _lab_up(eng: Engine, topo: Topology) -> Check:
 
 
 def _checks(eng: Engine, topo: Topology, res: Result) -> None:
+    # What ran (kernel, ppp, pptpd, pptp-linux): the matrix report heads each cell with it.
+    res.versions = lifecycle.versions(eng, lifecycle.existing(eng, topo.name))
     lifecycle.start_servers(eng, topo)
     since = time.time()
     # The dial is traced in the filtering nodes, so a tunnel that fails is traced to the rule

@@ -12,6 +12,7 @@ import hashlib
 import ipaddress
 import json
 import os
+import re
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -459,11 +460,7 @@ def status(eng: Engine, topo_or_lab) -> list[NodeStatus]:
     if not have and not eng.networks(lab):
         raise LabError(f"no lab {lab} on the {eng.name} engine (labs there: {', '.join(sorted(eng.labs())) or 'none'})")
     seen = _seen(eng, lab)
-    # Nodes of one image in one engine run the same kernel and packages: read them once per image.
-    pptp = [c for c in have.values() if c.status == "running" and c.labels.get(names.ROLE) in VERSIONED]
-    firsts = {c.attrs.get("Image"): c for c in reversed(pptp)}
-    versions = dict(zip(firsts, _parallel(lambda c: parse_versions(eng.exec(c, VERSIONS_CMD, check=False).out),
-                                          firsts.values())))
+    found = versions(eng, have)
 
     def one(item):
         name, c = item
@@ -473,8 +470,7 @@ def status(eng: Engine, topo_or_lab) -> list[NodeStatus]:
         st = NodeStatus(name, c.labels.get(names.ROLE, "?"), c.status, addrs)
         if c.status == "running" and st.kind in kinds.KINDS:  # its tunnel, by its kind (Kind.status)
             kinds.KINDS[st.kind].status(lambda cmd: eng.exec(c, cmd, check=False), st, seen)
-            if st.kind in VERSIONED:
-                st.versions = dict(versions.get(c.attrs.get("Image"), {}))
+            st.versions = found.get(name, {})
         return st
 
     return sorted(_parallel(one, have.items()), key=lambda s: s.name)
@@ -486,16 +482,31 @@ VERSIONS_CMD = ("uname -r; dpkg-query -W -f='${Package} ${Version}\\n' " + " ".j
                 + " 2>/dev/null; true")
 
 
+# Debian versions and kernel releases are made of these: anything else is not shown.
+VERSION_TEXT = re.compile(r"[A-Za-z0-9.+~:_-]{1,64}")
+
+
 def parse_versions(out: str) -> dict[str, str]:
     """{"kernel": ..., package: version} from VERSIONS_CMD's output; what is not installed
-    (pptpd on a client) is left out."""
+    (pptpd on a client) or not shaped like a version is left out."""
     lines = [line.strip() for line in out.splitlines() if line.strip()]
-    found = {"kernel": lines[0]} if lines and " " not in lines[0] else {}
+    found = {"kernel": lines[0]} if lines and VERSION_TEXT.fullmatch(lines[0]) else {}
     for line in lines[1:] if found else lines:
         name, _, version = line.partition(" ")
-        if name in PPTP_PACKAGES and version:
+        if name in PPTP_PACKAGES and VERSION_TEXT.fullmatch(version):
             found[name] = version
     return found
+
+
+def versions(eng: Engine, have: dict[str, object]) -> dict[str, dict[str, str]]:
+    """Node name -> parse_versions() for the running nodes of VERSIONED kinds (`have`:
+    existing()). Nodes of one image in one engine run the same kernel and packages: one
+    VERSIONS_CMD per image."""
+    pptp = {n: c for n, c in have.items() if c.status == "running" and c.labels.get(names.ROLE) in VERSIONED}
+    firsts = {c.attrs.get("Image"): c for c in reversed(list(pptp.values()))}
+    by_image = dict(zip(firsts, _parallel(lambda c: parse_versions(eng.exec(c, VERSIONS_CMD, check=False).out),
+                                          firsts.values())))
+    return {n: dict(by_image.get(c.attrs.get("Image"), {})) for n, c in pptp.items()}
 
 
 def recorded_topology(eng: Engine, lab: str) -> Topology:

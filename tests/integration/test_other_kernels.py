@@ -50,6 +50,13 @@ def test_default_topology_meets_its_expectations(lab, lab_kernel, tmp_path):
     (cell,) = json.loads((report / "matrix.json").read_text())["cells"]
     assert (cell["kernel"], cell["state"]) == (lab_kernel, "PASS"), out[-3000:]
     assert res.returncode == 0, out[-3000:]
+    # the column is headed by what the cell ran: the VM's kernel release and its pptp nodes' packages
+    ran = cell["versions"]
+    assert {"client", "home-client", "vpn"} <= set(ran), ran
+    assert all({"kernel", "ppp", "pptpd", "pptp-linux"} <= set(v) for v in ran.values()), ran
+    page = (report / "index.html").read_text()
+    assert f"<div class='ran'>{ran['vpn']['kernel']}</div>" in page, page[:3000]
+    assert f"<div class='ran'>pptpd {ran['vpn']['pptpd']}</div>" in page, page[:3000]
     root = ET.parse(report / "junit.xml").getroot()
     assert [c.get("name") for c in root.iter("testcase")] == [f"kernel={lab_kernel}"]
     # the cell's own report: the same checks as on the default kernel, all passed

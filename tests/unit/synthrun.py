@@ -97,4 +97,5 @@ def result(base: Path) -> Result:
         "home-client", "ppp0", "down", session("home.pcap", "192.168.1.10"),
         {"10.10.0.20": (False, "")}, **traced(topo, "home-client", FW_TRACE)), expect["home-client"])
     found.append(Check("a check with a long detail", "", False, LONG))
-    return Result(topo, found, run, analysed)
+    ran = {"kernel": "6.1.0-37-amd64", "ppp": "2.4.9-1+1.1+b1", "pptpd": "1.4.0-12", "pptp-linux": "1.10.0-1+b1"}
+    return Result(topo, found, run, analysed, versions={n: ran for n in ("client", "home-client", "vpn")})

@@ -296,3 +296,5 @@ def test_status_reads_the_kernel_and_the_pptp_program_versions():
                                              "pptpd": "1.4.0-12+b2"}
     assert lifecycle.parse_versions("") == {}
     assert lifecycle.parse_versions("bash 5.2\nppp 2.4.9\n") == {"ppp": "2.4.9"}  # no kernel line
+    # what does not look like a release or a version is not shown
+    assert lifecycle.parse_versions("<b>6.1\nppp 2.4.9 <i>\npptpd 1.4.0-12\n") == {"pptpd": "1.4.0-12"}

@@ -74,12 +74,20 @@ def _report(tmp_path: Path, name: str, teardown: str) -> pptp.Report:
     return pptp.analyze([c.write(folder / "perimeter.pcap")])
 
 
+# What `uname -r` and dpkg-query said in each kernel's VM (README: Per kernel).
+VERSIONS = {"trixie": {"kernel": "6.12.117+deb13-amd64", "ppp": "2.5.2-1+1", "pptpd": "1.5.0-1",
+                       "pptp-linux": "1.10.0-1+b2"},
+            "bookworm": {"kernel": "6.1.0-37-amd64", "ppp": "2.4.9-1+1.1+b1", "pptpd": "1.4.0-12",
+                         "pptp-linux": "1.10.0-1+b1"}}
+
+
 class Stage:
     """Stand-ins for the engine choice and `test`'s one-topology run, recording the order."""
 
     def __init__(self, monkeypatch, tmp_path, running=(), broken=(), fail=(), interrupt_at=None):
         self.log, self.stopped, self.tmp = [], [], tmp_path
         self.fail, self.interrupt_at = fail, interrupt_at
+        self.teardowns: dict[str, list[str]] = {}  # kernel -> who tears down in its runs, in turn
         monkeypatch.setattr(engines, "running", lambda spec, choice: VmEngine(1, kernel=choice.kernel)
                             if choice.kernel in running else None)
 
@@ -104,10 +112,13 @@ class Stage:
         checks = [Check("lab up", "", True), Check("client: tunnel up", "S16", not bad,
                                                   "no tunnel on ppp0; analyser: phase lcp: no GRE from the server"
                                                   if bad else "ppp0 up")]
-        report = _report(self.tmp, f"{topo.name}-{kernel}-{len(self.log)}", "server" if kernel == "trixie" else "client")
+        by = self.teardowns[kernel].pop(0) if self.teardowns.get(kernel) else \
+            "server" if kernel == "trixie" else "client"
+        report = _report(self.tmp, f"{topo.name}-{kernel}-{len(self.log)}", by)
         page = self.tmp / f"{topo.name}-{kernel}-{len(self.log)}.html"
         page.write_text("report")
-        return Result(topo, checks, None, report), self.tmp / "junit.xml", page
+        versions = {n: VERSIONS[kernel] for n in ("client", "vpn")} if kernel in VERSIONS else {}
+        return Result(topo, checks, None, report, versions=versions), self.tmp / "junit.xml", page
 
 
 def test_cells_run_kernel_by_kernel_one_vm_at_a_time(monkeypatch, tmp_path):
@@ -146,9 +157,67 @@ def test_cells_run_kernel_by_kernel_one_vm_at_a_time(monkeypatch, tmp_path):
     assert fact == "198.51.100.10 → 192.0.2.10: teardown"
     assert values["kernel=trixie"].startswith("by the server") and values["kernel=bookworm"].startswith("by the client")
     assert diff["b"] == []  # b passed on bookworm and bookworm-backports, which agree
-    assert "the passing cells agree on every fact" in text and "198.51.100.10 → 192.0.2.10: teardown" in text
+    assert "the passing cells agree on every stable fact" in text and "198.51.100.10 → 192.0.2.10: teardown" in text
     data = json.loads((tmp_path / "matrix.json").read_text())
     assert data["cells"][0]["facts"] and data["differences"]["a"][0]["fact"] == fact
+    assert data["cells"][0]["versions"]["vpn"]["ppp"] == "2.5.2-1+1" and data["cells"][2]["versions"] == {}
+
+
+def test_each_column_is_headed_by_the_kernel_and_pptp_versions_its_cells_ran(monkeypatch, tmp_path):
+    stage = Stage(monkeypatch, tmp_path, broken={"bullseye"})
+    cells = matrix.cells(items("a", "b"), matrix.axes(["kernel=bookworm,trixie,bullseye"]))
+    assert matrix.run(cells, None, None, stage.run_one)
+    assert matrixreport.column_versions(cells) == {
+        "kernel=bookworm": ["6.1.0-37-amd64", "ppp 2.4.9-1+1.1+b1", "pptpd 1.4.0-12", "pptp-linux 1.10.0-1+b1"],
+        "kernel=trixie": ["6.12.117+deb13-amd64", "ppp 2.5.2-1+1", "pptpd 1.5.0-1", "pptp-linux 1.10.0-1+b2"],
+        "kernel=bullseye": []}  # its VM did not boot: nothing ran
+    text = matrixreport.page(cells, tmp_path, 1.0)
+    assert ("<th>kernel=trixie<div class='ran'>6.12.117+deb13-amd64</div><div class='ran'>ppp 2.5.2-1+1</div>"
+            "<div class='ran'>pptpd 1.5.0-1</div><div class='ran'>pptp-linux 1.10.0-1+b2</div></th>") in text
+    assert "<div class='ran'>pptpd 1.4.0-12</div>" in text and "<th>kernel=bullseye</th>" in text
+    from lab.cli.runs import matrix_table
+    from rich.console import Console
+
+    console = Console(width=200, record=True)
+    console.print(matrix_table(cells))
+    shown = console.export_text()
+    assert "6.12.117+deb13-amd64" in shown and "pptpd 1.4.0-12" in shown
+
+
+def test_a_fact_that_differs_between_a_cells_runs_is_left_out(monkeypatch, tmp_path):
+    stage = Stage(monkeypatch, tmp_path)
+    cells = matrix.cells(items("a"), matrix.axes(["kernel=bookworm,trixie"]))
+    # bookworm's two runs: the client tore the tunnel down, then the server; trixie's: the server.
+    stage.teardowns = {"bookworm": ["client", "server"], "trixie": ["server", "server"]}
+    assert matrix.run(cells, None, None, stage.run_one, repeat=2)
+    assert [x[:3] for x in stage.log if x[0] == "run"] == [("run", "a", "bookworm")] * 2 + [("run", "a", "trixie")] * 2
+    assert [len(c.runs) for c in cells] == [2, 2] and all(c.passed for c in cells)
+    assert matrixreport.differences(cells) == {"a": []}
+    teardown = "198.51.100.10 → 192.0.2.10: teardown"
+    assert matrixreport.unsteady(cells) == {"a": [teardown, "198.51.100.10 → 192.0.2.10: teardown steps"]}
+    text = matrixreport.page(cells, tmp_path, 1.0)
+    assert f"left out, as they differed between runs of one cell: {teardown}, " in text
+    # Run once each, the same cells differ in who tore down.
+    stage.teardowns = {"bookworm": ["client"], "trixie": ["server"]}
+    once = matrix.cells(items("a"), matrix.axes(["kernel=bookworm,trixie"]))
+    assert matrix.run(once, None, None, stage.run_one)
+    assert [f for f, _ in matrixreport.differences(once)["a"]] == [teardown]
+
+
+def test_a_failed_run_ends_the_cells_runs_and_is_the_one_shown(monkeypatch, tmp_path):
+    stage = Stage(monkeypatch, tmp_path)
+
+    def second_fails(eng, topo):
+        out = stage.run_one(eng, topo)
+        stage.fail = {("a", "trixie")}
+        return out
+
+    cells = matrix.cells(items("a"), matrix.axes(["kernel=trixie"]))
+    assert matrix.run(cells, None, None, second_fails, repeat=3)
+    (c,) = cells
+    assert len(c.runs) == 2 and c.state == "FAIL" and c.result is c.runs[1] and c.runs[0].passed
+    assert c.verdict.startswith("client: tunnel up: no tunnel on ppp0")
+    assert c.page.name == "a-trixie-3.html"  # the failed run's report
 
 
 def test_ctrl_c_stops_the_cells_and_the_vm_it_started(monkeypatch, tmp_path):
@@ -198,6 +267,9 @@ def test_cli_matrix_runs_each_cell_through_tests_own_path(monkeypatch, tmp_path)
     assert "1 of 2 cells passed" in res.output and "JUnit (matrix):" in res.output
     (out,) = (Path(tmp_path / "runs" / "matrix")).iterdir()
     assert {p.name for p in out.iterdir()} == {"junit.xml", "index.html", "matrix.json"}
+    res = CliRunner().invoke(cli.app, ["test", "default", "--matrix", "kernel=trixie", "--repeat", "2"])
+    assert res.exit_code == 0, res.output
+    assert len(ran) == 4 and "1 matrix cell(s), one after another, 2 runs each" in res.output
 
 
 @pytest.mark.parametrize("args, start", [
@@ -205,6 +277,7 @@ def test_cli_matrix_runs_each_cell_through_tests_own_path(monkeypatch, tmp_path)
     (["--matrix", "kernel=trixie", "--kernel", "bullseye"], "error: --kernel and --matrix kernel=: "),
     (["--matrix", "image=trixie", "-j", "2"], "error: --matrix runs its cells one after another"),
     (["--matrix", "kernel=trixie", "--engine", "local"], "error: --matrix kernel=: the local engine"),
+    (["--repeat", "2"], "error: --repeat runs matrix cells again: give --matrix with it"),
 ])
 def test_cli_matrix_errors_are_one_line(tmp_path, args, start):
     import os

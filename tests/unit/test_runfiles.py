@@ -26,7 +26,8 @@ def written(tmp_path):
 def test_a_run_keeps_checks_and_topology_and_no_secret(tmp_path):
     res, run = written(tmp_path)
     assert {p.name for p in run.iterdir()} == {"internet.pcap", "home.pcap", "manifest.json", "junit.xml",
-                                               "checks.json", "topology.json", "report.html", "report.json"}
+                                               "checks.json", "topology.json", "versions.json", "report.html",
+                                               "report.json"}
     for p in run.iterdir():
         data = p.read_bytes()
         assert b"alice-secret" not in data and b"bob-secret" not in data, p.name
@@ -110,6 +111,27 @@ def test_load_gives_back_the_result(tmp_path):
     back = runfiles.load(run)
     assert back.checks == res.checks and back.topo.name == "default" and back.run_dir == run
     assert [s.verdict for s in back.report.sessions] == [s.verdict for s in res.report.sessions]
+
+
+def test_the_versions_the_run_ran_are_kept_and_read_back_checked(tmp_path):
+    res, run = written(tmp_path)
+    assert json.loads((run / "versions.json").read_text()) == res.versions
+    assert json.loads((run / "report.json").read_text())["versions"]["vpn"]["pptpd"] == "1.4.0-12"
+    assert ("<p>ran on kernel 6.1.0-37-amd64; ppp 2.4.9-1+1.1+b1; pptpd 1.4.0-12; pptp-linux 1.10.0-1+b1</p>"
+            in (run / "report.html").read_text())
+    assert runfiles.load(run).versions == res.versions
+    # versions.json travels with the run: what does not look like a version, a package or a
+    # node of the topology is not read back.
+    (run / "versions.json").write_text(json.dumps({
+        "vpn": {"kernel": "<script>", "ppp": "2.5.2-1+1", "bash": "5.2", "pptpd": 7},
+        "intruder": {"ppp": "2.4.9"}, "client": "6.1"}))
+    assert runfiles.load(run).versions == {"vpn": {"ppp": "2.5.2-1+1"}}
+    for text in ("[1, 2]", "{not json"):
+        (run / "versions.json").write_text(text)
+        assert runfiles.load(run).versions == {}
+    (run / "versions.json").unlink()  # a run of an older pptp-lab
+    back = runfiles.load(run)
+    assert back.versions == {} and "ran on kernel" not in report.test_html(back)
 
 
 def test_a_checks_json_from_before_paths_still_loads(tmp_path):

@@ -261,6 +261,11 @@ def test_chapcrack_gre_only_ages_from_the_first_packet():
 
 # ------------------------------------------------------------- lifecycle.status, end to end
 
+# What VERSIONS_CMD printed in each node image (uname -r first, then dpkg-query's lines).
+VERSIONS_OUT = {None: "6.1.0-37-amd64\nppp 2.4.9-1+1.1+b1\npptp-linux 1.10.0-1+b1\npptpd 1.4.0-12\n",
+                "trixie": "6.1.0-37-amd64\nppp 2.5.2-1+1\npptp-linux 1.10.0-1+b2\npptpd 1.5.0-1\n"}
+
+
 class FakeEngine:
     """A lab of one stalled client and its server on a fake engine: containers, exec
     answers, the capture container's archive (a tar of its pcaps) and the engine's clock."""
@@ -284,6 +289,8 @@ class FakeEngine:
         self.execs.append((c, cmd))
         if cmd == ["date", "+%s.%N"]:
             out = f"{self.engine_now:.6f}"
+        elif cmd == lifecycle.VERSIONS_CMD:
+            out = VERSIONS_OUT[c.attrs.get("Image")]
         elif "addr show dev ppp0" in cmd:
             out = "5: ppp0    inet 172.16.0.10 peer 172.16.0.1/32 scope global ppp0"
         else:
@@ -327,3 +334,34 @@ def test_status_with_the_capture_stopped_reads_it_on_the_hosts_clock(tmp_path):
     rows = {r.name: r for r in lifecycle.status(eng, "lab")}
     assert not [cmd for box, cmd in eng.execs if box is eng.box]
     assert rows["client"].tunnel == "up" and rows["client"].age_s > 3600  # 2023's capture, today's clock
+
+
+def test_the_versions_are_read_once_per_image_with_one_fixed_command(tmp_path, monkeypatch):
+    """lifecycle.versions, as status and a test run read them: the kernel the nodes run and
+    their ppp, pptpd and pptp-linux, per node; `test` records them before it dials."""
+    from lab.core.errors import LabError
+    from lab.model import topology
+    from lab.reports.runfiles import Result
+    from lab.testing import testrun
+    from tests import REPO
+
+    eng = FakeEngine(tunnel_up().write(tmp_path / "home.pcap").read_bytes(), engine_now=0)
+    eng.nodes.append(FakeEngine._node("client2", "pptp-client", {"home": "192.168.1.11"}))
+    eng.nodes.append(FakeEngine._node("nat", "nat", {"home": "192.168.1.1"}))
+    eng.nodes[1].attrs["Image"] = "trixie"  # vpn runs another userland
+    found = lifecycle.versions(eng, lifecycle.existing(eng, "lab"))
+    old = {"kernel": "6.1.0-37-amd64", "ppp": "2.4.9-1+1.1+b1", "pptp-linux": "1.10.0-1+b1", "pptpd": "1.4.0-12"}
+    assert found == {"client": old, "client2": old, "vpn": {"kernel": "6.1.0-37-amd64", "ppp": "2.5.2-1+1",
+                                                          "pptp-linux": "1.10.0-1+b2", "pptpd": "1.5.0-1"}}
+    asked = [(c.labels[names.NODE], cmd) for c, cmd in eng.execs]
+    assert sorted(asked) == [("client", lifecycle.VERSIONS_CMD), ("vpn", lifecycle.VERSIONS_CMD)]
+    assert {r.name: r.versions for r in lifecycle.status(eng, "lab")} == {**found, "nat": {}}
+
+    def started(*a):
+        raise LabError("stop here")
+
+    monkeypatch.setattr(lifecycle, "start_servers", started)
+    res = Result(topology.load(REPO / "topologies" / "default.yaml"))
+    with pytest.raises(LabError):
+        testrun._checks(eng, res.topo, res)
+    assert res.versions == found
