@@ -134,7 +134,7 @@ def _pcap_packets(fh, linktype: int, endian: str, scale: float, size: int, cut: 
     """The PPTP packets of classic pcap records (after the 24-octet header). dpkt's reader
     builds a header object per record, which was a third of the analyser's time; this loop is
     the whole format. A record cut short (or with a garbage length) ends the file: its offset
-    goes to `cut`. mppe(addrs, call_id, ts, seq, ack), when given, is offered each MPPE frame
+    goes to `cut`. mppe(addrs, call_id, ts, seq, ack, frame), when given, is offered each MPPE frame
     over Ethernet/IPv4 before any Packet is built; it returns True when it took the frame."""
     rec = struct.Struct(endian + "IIII")
     read1 = getattr(fh, "read1", fh.read)  # a live pipe: what has arrived, not a full chunk
@@ -163,7 +163,7 @@ def _pcap_packets(fh, linktype: int, endian: str, scale: float, size: int, cut: 
                             and b0 == 0x30 and gre_len and gproto == gre_mod.PPP_PROTO and plen
                             and total == 20 + gre_len + plen and 14 + total <= incl
                             and buf.startswith(ppp.MPPE_PREFIXES, start + 34 + gre_len, start + 14 + total)
-                            and mppe(addrs, call_id, ts, seq, ack if gre_len == 16 else None)):
+                            and mppe(addrs, call_id, ts, seq, ack if gre_len == 16 else None, frame)):
                         continue
                 pkt = _frame(linktype, buf, start, end, frame, ts)
                 if pkt is not None:
