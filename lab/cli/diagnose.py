@@ -20,6 +20,7 @@ from .common import EngineOpt, LabKernelOpt, _lab_and_kernel, _lab_on, _running_
 def analyze(files: list[Path] = typer.Argument(..., help="pcap or pcapng files (several: e.g. inside and outside a NAT)"),
             as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
             ladder: Optional[Path] = typer.Option(None, "--ladder", help="write ladder diagrams: out.html or out.svg"),
+            wide: bool = typer.Option(False, "--wide", help="tables: one column per field (needs a wide terminal)"),
             allow_truncated: bool = typer.Option(False, "--allow-truncated",
                                                  help="analyse a capture cut off mid-record up to the cut")) -> None:
     """Sessions, call IDs, phases, losses and what went wrong, from PPTP captures."""
@@ -58,7 +59,7 @@ def analyze(files: list[Path] = typer.Argument(..., help="pcap or pcapng files (
     if as_json:
         print(json.dumps(result.to_dict(), indent=1, default=str))
     else:
-        report.print_report(result, Console())  # the analysis is the output: stdout, not the log console
+        report.print_report(result, Console(), wide)  # the analysis is the output: stdout, not the log console
 
 
 capture_app = typer.Typer(no_args_is_help=True, help="Captures of a running lab.")
