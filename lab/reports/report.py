@@ -401,8 +401,11 @@ def test_html(res) -> str:
     parts.append("</table><h2>Topology</h2><div class='scroll'>"
                  + graph.topology_svg(res.topo, paths=packet_paths(res.checks)) + "</div>")
     if res.run_dir:
+        annotated = getattr(res, "annotated", None) or {}
         parts.append("<h2>Captures</h2><ul>" + "".join(
-            f"<li><a href='{e(p.name)}'>{e(p.name)}</a> ({p.stat().st_size} bytes)</li>"
+            f"<li><a href='{e(p.name)}'>{e(p.name)}</a> ({p.stat().st_size} bytes)"
+            + (f"; <a href='{e(annotated[p.name])}'>{e(annotated[p.name])}</a>: the analyser's findings as packet "
+               "comments (Wireshark: <code>frame.comment</code>)" if p.name in annotated else "") + "</li>"
             for p in sorted(res.run_dir.glob("*.pcap"))) + "</ul>")
     parts.append("<h2>Sessions</h2>")
     for s in sessions:

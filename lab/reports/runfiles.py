@@ -1,21 +1,26 @@
 """What a `pptp-lab test` run leaves in runs/<lab>/<run-id>/, and reading it back.
 
 Next to the pcaps and manifest.json (lab.up.capture) a run gets junit.xml, checks.json, the
-topology (topology.json, secrets removed: runs/ travels as a CI artefact), report.html and
-report.json. `pptp-lab report RUN_DIR` rebuilds the two reports from those files alone, so
-a run can be read again later or on another machine, with a newer pptp-lab."""
+topology (topology.json, secrets removed: runs/ travels as a CI artefact), report.html,
+report.json and each capture with the analyser's findings as packet comments
+(NAME.annotated.pcapng, lab.reports.annotate). `pptp-lab report RUN_DIR` rebuilds the reports
+and those captures from those files alone, so a run can be read again later or on another
+machine, with a newer pptp-lab."""
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from rich.markup import escape
+
 from .. import pptp
-from . import report
+from . import annotate, report
 from ..model import topology
 from ..up.capture import MANIFEST
 from ..diagnosis.checks import Check
 from ..core.errors import LabError
+from ..core.host import console
 from ..core.paths import private_dir, runs_dir
 
 CHECKS = "checks.json"
@@ -31,6 +36,7 @@ class Result:
     run_dir: Path | None = None
     report: pptp.Report | None = None
     faults: list[dict] = field(default_factory=list)  # lab.up.fault records from manifest.json
+    annotated: dict[str, str] = field(default_factory=dict)  # capture's file name -> its annotated copy's
 
     @property
     def passed(self) -> bool:
@@ -55,10 +61,35 @@ def data(res: Result) -> dict:
 
 
 def write_reports(res: Result, out: Path) -> tuple[Path, Path]:
+    res.annotated = annotate_captures(res, out)
     page, js = out / PAGE, out / DATA
     page.write_text(report.test_html(res))
     js.write_text(json.dumps(data(res), indent=1, default=str))
     return page, js
+
+
+def annotate_captures(res: Result, out: Path) -> dict[str, str]:
+    """NAME.annotated.pcapng next to each analysed NAME.pcap, the packet each failed check
+    points at (Check.where) commented too; {capture's name: its annotated copy's}."""
+    if res.report is None:
+        return {}
+    failed: dict[str, dict[int, list[str]]] = {}
+    for c in res.checks:
+        w = c.where or {}
+        if not c.passed and isinstance(w.get("frame"), int):
+            failed.setdefault(str(w.get("capture")), {}).setdefault(w["frame"], []).append(
+                f"check failed: {c.name}: {c.detail}")
+    done = {}
+    for f in map(Path, res.report.files):
+        name = f.stem + annotate.SUFFIX
+        extra = {frame: "; ".join(texts) for frame, texts in failed.get(f.name, {}).items()}
+        try:
+            annotate.write(f, out / name, res.report, extra)
+        except (LabError, OSError) as exc:  # the report is written all the same
+            console.print(f"[yellow]{escape(f.name)}: no annotated copy[/]: {escape(str(exc))}", highlight=False)
+            continue
+        done[f.name] = name
+    return done
 
 
 def _json(path: Path):

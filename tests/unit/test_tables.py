@@ -142,16 +142,17 @@ def test_status_shows_what_nodes_say_as_text_never_as_markup(wide):
 # ------------------------------------------------------------------ pptp-lab analyze
 def analysed(tmp_path) -> list:
     """One report per capture: every shipped third-party capture, and captures made with
-    scapy (a whole session; the run of
+    scapy (a whole session; echoes, losses, an ICMP error and a teardown; the run of
     synthrun: a refused login, a client stuck in LCP, both files at once; markup and a word
     longer than a line in a CHAP message)."""
     from lab import pptp
 
     from . import pptpgen as g, synthrun
+    from .test_annotate import lossy
     from .test_captures import CAPTURES
 
     files = sorted(p for p in CAPTURES.glob("*") if p.suffix in (".cap", ".pcap", ".pcapng"))
-    files += [g.full_session().write(tmp_path / "whole.pcap")]
+    files += [g.full_session().write(tmp_path / "whole.pcap"), lossy(tmp_path / "lossy.pcap")[0]]
     c = g.full_session(data_frames=0, teardown=None)
     c.gre("server", g.ppp(g.chap(4, message=b"[red]refused[/] [bold] " + b"x" * 120)))
     files.append(c.write(tmp_path / ("hostile-" + "y" * 90 + ".pcap")))
@@ -197,7 +198,7 @@ def test_analyze_shows_capture_text_as_text_never_as_markup(tmp_path):
 
 
 def test_analyze_wide_gives_the_tables(tmp_path):
-    r = [r for r in analysed(tmp_path) if r.files[0].endswith("whole.pcap")][0]
+    r = [r for r in analysed(tmp_path) if r.files[0].endswith("lossy.pcap")][0]
     (s,) = r.sessions
     lines = report_lines(r, width=250, wide=True)
     text = "\n".join(lines)
@@ -205,7 +206,7 @@ def test_analyze_wide_gives_the_tables(tmp_path):
     for col in ("#", "capture", "client", "server", "call IDs (client/server)", "phase", "verdict"):
         assert col in header
     row = next(x for x in lines if x.startswith("│ 1 "))
-    assert "whole.pcap" in row and f"│ {s.phase} " in row and s.verdict[:60] in row  # a long verdict wraps
+    assert "lossy.pcap" in row and f"│ {s.phase} " in row and s.verdict[:60] in row  # a long verdict wraps
     gre = next(x for x in lines if "direction" in x)
     for col in ("call ID", "packets", "payload", "ack-only", "lost", "dup", "reordered", "highest ack", "PPP"):
         assert col in gre
