@@ -105,7 +105,7 @@ def _ip_layer(buf: bytes, linktype: int):
         layer = dpkt.sll2.SLL2(buf).data
     elif linktype in (dpkt.pcap.DLT_NULL, dpkt.pcap.DLT_LOOP):
         layer = dpkt.loopback.Loopback(buf).data
-    elif linktype in (dpkt.pcap.DLT_RAW, 12, 14, 228, 229):
+    elif linktype in (101, 12, 14, 228, 229):  # LINKTYPE_RAW (dpkt's DLT_RAW is 12 on Linux), raw IPv4/IPv6
         layer = buf
     else:
         return None
