@@ -118,15 +118,16 @@ def _session_block(s: Session, console: Console) -> None:
     _line(console, Text(f"client {_client(s)} → server {s.server}"), 2)
     _line(console, Text.assemble("phase ", _phase(s), f": {s.verdict}"), 2)
     for c in s.calls:
-        _line(console, Text(f"call {c.client_call_id}/{c.server_call_id} (client/server call IDs)"), 2)
+        ids = "/".join("?" if i is None else str(i) for i in (c.client_call_id, c.server_call_id))
+        _line(console, Text(f"call {ids} (client/server call IDs)"), 2)
         if _call_ppp(c):
             _line(console, Text(_call_ppp(c)), 4)
         for name, d in _gre(c):
-            _line(console, Text(f"GRE {name} (call ID {d.call_id}): {d.packets} packets ({d.payload_packets} "
-                                f"payload, {d.ack_only} ack-only)"), 4)
+            _line(console, Text(f"GRE {name} (call ID {d.call_id}): {d.packets} packet{'s' * (d.packets != 1)} "
+                                f"({d.payload_packets} payload, {d.ack_only} ack-only)"), 4)
             _line(console, Text(f"lost {d.lost}, duplicates {d.duplicates}, reordered {d.reordered}; "
-                                f"highest ack {d.highest_ack}", style="yellow" if d.lost or d.duplicates
-                                or d.reordered else ""), 6)
+                                + ("no ack" if d.highest_ack is None else f"highest ack {d.highest_ack}"),
+                                style="yellow" if d.lost or d.duplicates or d.reordered else ""), 6)
             if d.ppp:
                 _line(console, Text(f"PPP: {_ppp_counts(d)}"), 6)
 

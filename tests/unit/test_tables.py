@@ -182,10 +182,11 @@ def test_analyze_fits_80_columns_with_every_value_whole(tmp_path):
             assert re.search(rf"^session {s.id}\b", text, re.M), text
             assert f"phase {s.phase}: " in text and "".join(s.verdict.split()) in solid, (s.verdict, text)
             for c in s.calls:
-                assert f"call {c.client_call_id}/{c.server_call_id} (client/server call IDs)" in text
+                ids = "/".join("?" if i is None else str(i) for i in (c.client_call_id, c.server_call_id))
+                assert f"call {ids} (client/server call IDs)" in text
                 for d in (c.to_server, c.to_client):
                     if d:
-                        assert f"(call ID {d.call_id}): {d.packets} packets" in text
+                        assert f"(call ID {d.call_id}): {d.packets} packet" in text
                         assert f"lost {d.lost}, duplicates {d.duplicates}, reordered {d.reordered}" in text
             for e in s.teardown:
                 assert "".join(e.what.split()) in solid
