@@ -20,22 +20,30 @@ from .common import EngineOpt, LabKernelOpt, _lab_and_kernel, _lab_on, _running_
 def analyze(files: list[Path] = typer.Argument(..., help="pcap or pcapng files (several: e.g. inside and outside a NAT)"),
             as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
             ladder: Optional[Path] = typer.Option(None, "--ladder", help="write ladder diagrams: out.html or out.svg"),
+            annotate: Optional[Path] = typer.Option(None, "--annotate", metavar="OUT.pcapng",
+                                                    help="write the capture again with the analyser's findings "
+                                                    "as packet comments (Wireshark: frame.comment)"),
+            wide: bool = typer.Option(False, "--wide", help="tables: one column per field (needs a wide terminal)"),
             allow_truncated: bool = typer.Option(False, "--allow-truncated",
                                                  help="analyse a capture cut off mid-record up to the cut")) -> None:
     """Sessions, call IDs, phases, losses and what went wrong, from PPTP captures."""
     from rich.console import Console
 
     from .. import pptp
-    from ..reports import report, runfiles
+    from ..reports import annotate as annotate_mod, report, runfiles
 
     for f in files:
         if not f.is_file():
             raise LabError(f"{f}: no such capture file")
-    if ladder:
-        if ladder.suffix not in (".html", ".svg"):
-            raise LabError(f"--ladder {ladder}: give a .html or .svg file name")
-        if not ladder.parent.is_dir():
-            raise LabError(f"--ladder {ladder}: no folder {ladder.parent}")
+    for opt, out, suffixes in (("--ladder", ladder, (".html", ".svg")), ("--annotate", annotate, (".pcapng",))):
+        if out is None:
+            continue
+        if out.suffix not in suffixes:
+            raise LabError(f"{opt} {out}: give a {' or '.join(suffixes)} file name")
+        if not out.parent.is_dir():
+            raise LabError(f"{opt} {out}: no folder {out.parent}")
+    if annotate and len(files) != 1:
+        raise LabError(f"--annotate {annotate}: annotates one capture; give one CAPTURE ({len(files)} given)")
     try:
         result = pptp.analyze(files)
     except ValueError as exc:
@@ -55,10 +63,15 @@ def analyze(files: list[Path] = typer.Argument(..., help="pcap or pcapng files (
             report.write_ladder(result, ladder, faults)
         except OSError as exc:
             raise LabError(f"--ladder {ladder}: {exc.strerror or exc}") from exc
+    if annotate:
+        try:
+            annotate_mod.write(files[0], annotate, result)
+        except OSError as exc:
+            raise LabError(f"--annotate {annotate}: {exc.strerror or exc}") from exc
     if as_json:
         print(json.dumps(result.to_dict(), indent=1, default=str))
     else:
-        report.print_report(result, Console())  # the analysis is the output: stdout, not the log console
+        report.print_report(result, Console(), wide)  # the analysis is the output: stdout, not the log console
 
 
 capture_app = typer.Typer(no_args_is_help=True, help="Captures of a running lab.")

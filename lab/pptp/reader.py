@@ -109,7 +109,7 @@ def _ip_layer(buf: bytes, linktype: int):
         layer = dpkt.sll2.SLL2(buf).data
     elif linktype in (dpkt.pcap.DLT_NULL, dpkt.pcap.DLT_LOOP):
         layer = dpkt.loopback.Loopback(buf).data
-    elif linktype in (dpkt.pcap.DLT_RAW, 12, 14, 228, 229):
+    elif linktype in (101, 12, 14, 228, 229):  # LINKTYPE_RAW (dpkt's DLT_RAW is 12 on Linux), raw IPv4/IPv6
         layer = buf
     else:
         return None
@@ -138,7 +138,7 @@ def _pcap_packets(fh, linktype: int, endian: str, scale: float, size: int, cut: 
     """The PPTP packets of classic pcap records (after the 24-octet header). dpkt's reader
     builds a header object per record, which was a third of the analyser's time; this loop is
     the whole format. A record cut short (or with a garbage length) ends the file: its offset
-    goes to `cut`. mppe(addrs, call_id, ts, seq, ack), when given, is offered each MPPE frame
+    goes to `cut`. mppe(addrs, call_id, ts, seq, ack, frame), when given, is offered each MPPE frame
     over Ethernet/IPv4 before any Packet is built; it returns True when it took the frame."""
     rec = struct.Struct(endian + "IIII")
     read1 = getattr(fh, "read1", fh.read)  # a live pipe: what has arrived, not a full chunk
@@ -167,7 +167,7 @@ def _pcap_packets(fh, linktype: int, endian: str, scale: float, size: int, cut: 
                             and b0 == 0x30 and gre_len and gproto == gre_mod.PPP_PROTO and plen
                             and total == 20 + gre_len + plen and 14 + total <= incl
                             and buf.startswith(ppp.MPPE_PREFIXES, start + 34 + gre_len, start + 14 + total)
-                            and mppe(addrs, call_id, ts, seq, ack if gre_len == 16 else None, total,
+                            and mppe(addrs, call_id, ts, seq, ack if gre_len == 16 else None, frame, total,
                                     bool(frag & 0x4000))):
                         continue
                 pkt = _frame(linktype, buf, start, end, frame, ts)

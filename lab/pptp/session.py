@@ -34,7 +34,8 @@ MAX_ERRORS = 20     # per object, so a corrupt capture cannot grow a report with
 MAX_SESSIONS = 1000       # sessions kept in detail per capture file (with GRE-only ones)
 MAX_CALLS = 4             # calls per session
 MAX_EVENTS = 2000         # ladder events per session
-MAX_RECORDS = 1000        # echoes per session; SLI and WEN per call
+MAX_RECORDS = 1000        # echoes per session; SLI, WEN and LCP echoes per call
+MAX_MARKS = 100           # sequence marks per GRE direction (a lossy link has one per gap)
 MAX_TEARDOWN = 64         # teardown steps per session, outside MAX_DETAIL: the verdict reads them
 MAX_ICMP = 16             # ICMP errors per session, outside MAX_DETAIL (the last slot: the newest)
 MAX_DETAIL = 100_000      # events and records of all sessions of a capture together
@@ -46,8 +47,8 @@ SYN, RST, FIN, ACK = 0x02, 0x04, 0x01, 0x10
 
 def limits() -> dict:
     return {"sessions": MAX_SESSIONS, "calls_per_session": MAX_CALLS, "events_per_session": MAX_EVENTS,
-            "records_per_session": MAX_RECORDS, "teardown_steps_per_session": MAX_TEARDOWN,
-            "icmp_errors_per_session": MAX_ICMP,
+            "records_per_session": MAX_RECORDS, "sequence_marks_per_direction": MAX_MARKS,
+            "teardown_steps_per_session": MAX_TEARDOWN, "icmp_errors_per_session": MAX_ICMP,
             "detail_per_capture": MAX_DETAIL, "undetailed_sessions_counted": MAX_UNDETAILED}
 
 
@@ -94,10 +95,15 @@ class Direction:
     largest: int = 0
     df: int = 0
     fragmented: int = 0
+    # The packets the sequence analysis found something about, {frame, what: "gap" (with the
+    # numbers `missing` before it) | "duplicate" | "reordered" (after the highest seq), seq}:
+    # kept by the Analyzer, the first MAX_MARKS
+    marks: list[dict] = field(default_factory=list)
     # seq % SEEN_WINDOW -> seen, for the SEEN_WINDOW numbers up to max_seq: a fixed size
     _seen: bytearray = field(default_factory=bytearray, repr=False)
 
-    def add(self, pkt: Packet) -> None:
+    def add(self, pkt: Packet) -> dict | None:
+        """Count a packet; a mark (see `marks`) when its sequence number is out of line."""
         g = pkt.gre
         self.largest = max(self.largest, pkt.size)
         self.df += pkt.df
@@ -105,13 +111,13 @@ class Direction:
         if g.errors and len(self.errors) < MAX_ERRORS:
             self.errors += [f"frame {pkt.frame}: {e}" for e in g.errors]
         if g.payload:
-            self.data(pkt.ts, g.seq, g.ack)
-            return
+            return self.data(pkt.ts, g.seq, g.ack, pkt.frame)
         self.packets += 1
         self.first_ts = self.first_ts if self.first_ts is not None else pkt.ts
         self.last_ts = pkt.ts
         self._ack(g.ack)
         self.ack_only += 1
+        return None
 
     def _ack(self, ack: int | None) -> None:
         if ack is not None and (self.highest_ack is None or
@@ -119,8 +125,8 @@ class Direction:
             # Serial-number order: a first ack of 0xFFFFFFFF (seen from Cisco) means "none yet".
             self.highest_ack = ack
 
-    def data(self, ts: float, s: int | None, ack: int | None) -> None:
-        """A packet with a payload and no header errors: what add() counts of it."""
+    def data(self, ts: float, s: int | None, ack: int | None, frame: int = 0) -> dict | None:
+        """A packet with a payload and no header errors: what add() counts of it, and its mark."""
         self.packets += 1
         self.first_ts = self.first_ts if self.first_ts is not None else ts
         self.last_ts = ts
@@ -128,7 +134,8 @@ class Direction:
             self._ack(ack)
         self.payload_packets += 1
         if s is None:
-            return
+            return None
+        mark = None
         if self.max_seq is None:
             self.first_seq = self.max_seq = s
             self._seen = bytearray(SEEN_WINDOW)
@@ -136,16 +143,19 @@ class Direction:
             if s - self.max_seq > 1:
                 self.lost += s - self.max_seq - 1  # a gap: lost unless it shows up late
                 self._forget(self.max_seq + 1, s)
+                mark = {"frame": frame, "what": "gap", "seq": s, "missing": [self.max_seq + 1, s - 1]}
             self.max_seq = s
         elif self.max_seq - s < SEEN_WINDOW and self._seen[s % SEEN_WINDOW]:
             self.duplicates += 1
-            return
+            return {"frame": frame, "what": "duplicate", "seq": s}
         else:
             self.reordered += 1
             self.lost = max(0, self.lost - 1)
+            mark = {"frame": frame, "what": "reordered", "seq": s, "after": self.max_seq}
             if self.max_seq - s >= SEEN_WINDOW:
-                return  # older than the window: its slot belongs to a newer number
+                return mark  # older than the window: its slot belongs to a newer number
         self._seen[s % SEEN_WINDOW] = 1
+        return mark
 
     def _forget(self, lo: int, hi: int) -> None:
         """Clear the slots of numbers lo..hi-1 (skipped by a gap), which held older ones."""
@@ -175,6 +185,9 @@ class Call:
     to_client: Direction | None = None
     reply_ts: float | None = None  # when the OCRP/ICRP came: the call's age
     lcp_echo: dict | None = None   # the last LCP Echo-Request/Reply: {ts, sender, what}
+    # LCP Echo-Requests and their replies, as Session.echoes holds the PPTP ones
+    lcp_echoes: list[dict] = field(default_factory=list)
+    first_data_frame: int | None = None  # its first user data (MPPE, IP): phase data began
     # Per sender, its first GRE payload since the other side's last GRE (None: none since).
     # Peers ack data within about 0.5 s (pptp-linux, pptpd), so a long wait means the other
     # side's GRE no longer arrives (`pptp-lab status`: a stalled tunnel).
@@ -286,7 +299,7 @@ class Analyzer:
         else:
             self.stats["gre_other"] += 1
 
-    def mppe(self, addrs: bytes, call_id: int, ts: float, seq: int, ack: int | None,
+    def mppe(self, addrs: bytes, call_id: int, ts: float, seq: int, ack: int | None, frame: int = 0,
              size: int = 0, df: bool = False) -> bool:
         """An error-free GRE packet carrying MPPE data (the bulk of a capture), from the reader
         before it builds a Packet: counted as add() would count it. False when it is not of a
@@ -307,7 +320,9 @@ class Analyzer:
         stats = self.stats
         stats["packets"] += 1
         stats["gre_pptp"] += 1
-        flow.data(ts, seq, ack)
+        mark = flow.data(ts, seq, ack, frame)
+        if mark is not None:
+            self._keep(s, flow.marks, mark, "sequence marks", MAX_MARKS)
         if size > flow.largest:
             flow.largest = size
         flow.df += df
@@ -315,6 +330,8 @@ class Analyzer:
             s.end = ts
         flow.ppp["MPPE"] += 1
         call.ppp["data_frames"][sender] += 1
+        if call.first_data_frame is None:
+            call.first_data_frame = frame
         waiting = call.waiting
         waiting[other] = None
         if waiting[sender] is None:
@@ -494,13 +511,14 @@ class Analyzer:
         elif m.name == "ECHORQ":
             s.last_echo = {"ts": pkt.ts, "sender": sender, "what": "PPTP Echo-Request"}
             self._keep(s, s.echoes, {"identifier": f["identifier"], "sender": sender, "request_ts": pkt.ts,
-                                     "request_frame": pkt.frame, "reply_ts": None, "rtt_s": None},
+                                     "request_frame": pkt.frame, "reply_ts": None, "reply_frame": None,
+                                     "rtt_s": None},
                        "echoes", MAX_RECORDS)
         elif m.name == "ECHORP":
             s.last_echo = {"ts": pkt.ts, "sender": sender, "what": "PPTP Echo-Reply"}
             for e in reversed(s.echoes):
                 if e["identifier"] == f["identifier"] and e["sender"] != sender and e["reply_ts"] is None:
-                    e["reply_ts"], e["rtt_s"] = pkt.ts, round(pkt.ts - e["request_ts"], 6)
+                    e["reply_ts"], e["reply_frame"], e["rtt_s"] = pkt.ts, pkt.frame, round(pkt.ts - e["request_ts"], 6)
                     e["result"] = f.get("echo_result")
                     break
             else:
@@ -549,7 +567,9 @@ class Analyzer:
         if flow is None:
             flow = Direction(pkt.src, pkt.dst, g.call_id)
             setattr(call, attr, flow)
-        flow.add(pkt)
+        mark = flow.add(pkt)
+        if mark is not None:
+            self._keep(s, flow.marks, mark, "sequence marks", MAX_MARKS)
         if pkt.ts > s.end:
             s.end = pkt.ts
         sender, other = ("client", "server") if attr == "to_server" else ("server", "client")
@@ -559,6 +579,8 @@ class Analyzer:
         if g.payload.startswith(ppp.MPPE_PREFIXES):
             flow.ppp["MPPE"] += 1  # encrypted data, the bulk of a session: counted, not decoded
             call.ppp["data_frames"][sender] += 1
+            if call.first_data_frame is None:
+                call.first_data_frame = pkt.frame
         elif g.payload:
             p = ppp.decode(g.payload)
             if p is not None:
@@ -598,11 +620,14 @@ class Analyzer:
         st = call.ppp
         if p.name in ("MPPE", "IPv4", "IPv6"):
             st["data_frames"][sender] += 1
+            if call.first_data_frame is None:
+                call.first_data_frame = pkt.frame
             return
         if p.code is None:
             return
         if p.name == "LCP" and p.code in (9, 10):
             call.lcp_echo = {"ts": pkt.ts, "sender": sender, "what": p.summary}
+            self._lcp_echo(s, call, sender, pkt, p)
             return  # LCP echoes: counted, not laddered
         detail = ""
         if (p.options or p.info) and len(s.events) < MAX_EVENTS and self.room > 0:  # else not kept
@@ -636,6 +661,18 @@ class Analyzer:
             # An Ack echoes the peer's request: the acked address belongs to the other side.
             st["client_address" if sender == "server" else "server_address"] = p.options["address"]
 
+    def _lcp_echo(self, s: Session, call: Call, sender: str, pkt: Packet, p: ppp.Ppp) -> None:
+        """An LCP Echo-Request kept as a record, or the reply paired with its request."""
+        if p.code == 9:
+            self._keep(s, call.lcp_echoes, {"identifier": p.ident, "sender": sender, "request_ts": pkt.ts,
+                                            "request_frame": pkt.frame, "reply_ts": None, "reply_frame": None,
+                                            "rtt_s": None}, "LCP echoes", MAX_RECORDS)
+            return
+        for e in reversed(call.lcp_echoes):
+            if e["identifier"] == p.ident and e["sender"] != sender and e["reply_ts"] is None:
+                e["reply_ts"], e["reply_frame"], e["rtt_s"] = pkt.ts, pkt.frame, round(pkt.ts - e["request_ts"], 6)
+                return
+
     def _swap_roles(self, s: Session) -> None:
         s.client, s.server = s.server, s.client
         call = s.calls[0]
@@ -647,8 +684,9 @@ class Analyzer:
         for e in {id(e): e for e in [*s.events, *s.teardown, *s.icmp]}.values():
             e.sender = "server" if e.sender == "client" else "client"
         call.waiting = {"client": call.waiting["server"], "server": call.waiting["client"]}
-        if call.lcp_echo:
-            call.lcp_echo["sender"] = "server" if call.lcp_echo["sender"] == "client" else "client"
+        for echo in [call.lcp_echo, *call.lcp_echoes]:
+            if echo:
+                echo["sender"] = "server" if echo["sender"] == "client" else "client"
         st = call.ppp
         st["data_frames"] = {"client": st["data_frames"]["server"], "server": st["data_frames"]["client"]}
         st["mru"] = {"client": st["mru"]["server"], "server": st["mru"]["client"]}

@@ -1,4 +1,5 @@
-"""Presenting analysed sessions: terminal tables (rich) and ladder diagrams (SVG, HTML)."""
+"""Presenting analysed sessions: on the terminal (rich: blocks of short lines, or tables) and
+as ladder diagrams (SVG, HTML)."""
 from __future__ import annotations
 
 import html
@@ -8,6 +9,7 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from ..up import faultlog
 from .drawing import text_width, wrap
@@ -23,73 +25,141 @@ LADDER_EVENTS = 400  # rows drawn per session
 FAULT = "#c50"  # a fault's row on a ladder
 
 
-def print_report(report: Report, console: Console) -> None:
+def print_report(report: Report, console: Console, wide: bool = False) -> None:
+    """The analysis on a terminal. By default each session is a block of short lines that
+    fits 80 columns (a long value wraps, never cut short); `wide`: a table of the sessions
+    and one of each session's GRE. Every value from the capture is shown as text, never as
+    rich markup."""
     for cut in report.truncated:
-        console.print(f"[yellow]warning[/] {cut['file']}: cut off mid-record at byte {cut['offset']}: "
-                      "analysed up to there")
+        _line(console, Text.assemble(("warning", "yellow"), f" {cut['file']}: cut off mid-record at byte "
+                                     f"{cut['offset']}: analysed up to there"))
     if not report.sessions:
-        console.print("no PPTP sessions in " + ", ".join(report.files))
+        _line(console, Text("no PPTP sessions in " + ", ".join(report.files)))
+    if wide:
+        _sessions_table(report, console)
+    else:
+        _line(console, Text(f"PPTP sessions ({len(report.sessions)})", style="bold"))
+    for s in report.sessions:
+        if wide:
+            _gre_table(s, console)
+        else:
+            _session_block(s, console)
+        for fact in _facts(s, wide):
+            _line(console, fact, 2)
+    for f, st in report.stats.items():
+        if st.get("packets_not_detailed"):
+            n = st["sessions_not_detailed"]
+            at_least = "at least " if n >= limits()["undetailed_sessions_counted"] else ""
+            _line(console, Text.assemble(("not detailed", "yellow"), f" {Path(f).name}: {at_least}{n:,} more sessions "
+                                         f"({st['packets_not_detailed']:,} packets) past the limit of "
+                                         f"{limits()['sessions']:,} sessions per capture"))
+    for link in report.nat_links:
+        a, b = link["points"]
+        _line(console, Text(f"NAT link: server {link['server']} call {link['server_call_id']}: "
+                            f"{Path(a['source']).name} client call ID {a['client_call_id']} <-> "
+                            f"{Path(b['source']).name} client call ID {b['client_call_id']}"
+                            + (" (rewritten)" if link["client_call_id_rewritten"] else "")))
+
+
+def _line(console: Console, text: Text, indent: int = 0) -> None:
+    """One line of the report; a long one wraps at the console's width, its next lines 2
+    further in (a word longer than a line, such as a file name, is folded, never cut to "…")."""
+    for i, part in enumerate(text.wrap(console, max(console.width - indent - 2, 20), overflow="fold")):
+        part.rstrip()
+        console.print(Text(" " * (indent + 2 * bool(i))) + part, soft_wrap=True)
+
+
+def _phase(s: Session) -> Text:
+    return Text(s.phase, style="green" if s.phase in ("data", "teardown") else "red")
+
+
+def _client(s: Session) -> str:
+    return f"{s.client}:{s.client_port}" if s.client_port else s.client
+
+
+def _sessions_table(report: Report, console: Console) -> None:
     table = Table(title="PPTP sessions")
     for col in ("#", "capture", "client", "server", "call IDs (client/server)", "phase", "verdict"):
         table.add_column(col, overflow="fold")
     for s in report.sessions:
         ids = ", ".join(f"{c.client_call_id}/{c.server_call_id}" for c in s.calls) or "-"
-        client = f"{s.client}:{s.client_port}" if s.client_port else s.client
-        colour = "green" if s.phase in ("data", "teardown") else "red"
-        table.add_row(str(s.id), Path(s.source).name, client, s.server, ids,
-                      f"[{colour}]{s.phase}[/]", s.verdict)
+        table.add_row(str(s.id), Text(Path(s.source).name), Text(_client(s)), Text(s.server), ids, _phase(s),
+                      Text(s.verdict))
     console.print(table)
-    for s in report.sessions:
-        _print_session(s, console)
-    for f, st in report.stats.items():
-        if st.get("packets_not_detailed"):
-            n = st["sessions_not_detailed"]
-            at_least = "at least " if n >= limits()["undetailed_sessions_counted"] else ""
-            console.print(f"[yellow]not detailed[/] {Path(f).name}: {at_least}{n:,} more sessions "
-                          f"({st['packets_not_detailed']:,} packets) past the limit of "
-                          f"{limits()['sessions']:,} sessions per capture")
-    for link in report.nat_links:
-        a, b = link["points"]
-        console.print(f"NAT link: server {link['server']} call {link['server_call_id']}: "
-                      f"{Path(a['source']).name} client call ID {a['client_call_id']} <-> "
-                      f"{Path(b['source']).name} client call ID {b['client_call_id']}"
-                      + (" (rewritten)" if link["client_call_id_rewritten"] else ""))
 
 
-def _print_session(s: Session, console: Console) -> None:
+def _gre(c) -> list[tuple[str, object]]:
+    return [(name, d) for name, d in (("client → server", c.to_server), ("server → client", c.to_client)) if d]
+
+
+def _ppp_counts(d) -> str:
+    return ", ".join(f"{k} {v}" for k, v in d.ppp.items())
+
+
+def _gre_table(s: Session, console: Console) -> None:
     flows = Table(title=f"session {s.id}: GRE", title_justify="left")
     for col in ("direction", "call ID", "packets", "payload", "ack-only", "lost", "dup",
                 "reordered", "highest ack", "PPP"):
-        flows.add_column(col)
+        flows.add_column(col, overflow="fold")
     for c in s.calls:
-        for name, d in (("client → server", c.to_server), ("server → client", c.to_client)):
-            if d:
-                flows.add_row(name, str(d.call_id), str(d.packets), str(d.payload_packets),
-                              str(d.ack_only), str(d.lost), str(d.duplicates), str(d.reordered),
-                              str(d.highest_ack), ", ".join(f"{k} {v}" for k, v in d.ppp.items()))
+        for name, d in _gre(c):
+            flows.add_row(name, str(d.call_id), str(d.packets), str(d.payload_packets),
+                          str(d.ack_only), str(d.lost), str(d.duplicates), str(d.reordered),
+                          str(d.highest_ack), _ppp_counts(d))
     if flows.row_count:
         console.print(flows)
+
+
+def _session_block(s: Session, console: Console) -> None:
+    """The default layout: a session's endpoints, phase and verdict, and each call with its
+    GRE directions, a few short lines each."""
+    console.print()
+    _line(console, Text.assemble((f"session {s.id}", "bold"), (f" ({Path(s.source).name})", "dim")))
+    _line(console, Text(f"client {_client(s)} → server {s.server}"), 2)
+    _line(console, Text.assemble("phase ", _phase(s), f": {s.verdict}"), 2)
     for c in s.calls:
-        p = c.ppp
-        bits = [f"auth {p['auth']} {p['auth_result'] or ''}".strip() if p["auth"] else "",
-                "MPPE " + ("128" if p["mppe"] and p["mppe"]["128"] else "?") +
-                (" stateless" if p["mppe"] and p["mppe"]["stateless"] else "") if p["mppe"] else "",
-                f"IPCP client {p['client_address']} server {p['server_address']}" if p["client_address"] else "",
-                f"SLI x{len(c.sli)} from {', '.join(sorted({x['sender'] for x in c.sli}))}" if c.sli else ""]
-        if any(bits):
-            console.print(f"  call {c.client_call_id}/{c.server_call_id}: " + "; ".join(b for b in bits if b))
-    echo = s.echo_summary()
-    for side, e in echo.items():
+        ids = "/".join("?" if i is None else str(i) for i in (c.client_call_id, c.server_call_id))
+        _line(console, Text(f"call {ids} (client/server call IDs)"), 2)
+        if _call_ppp(c):
+            _line(console, Text(_call_ppp(c)), 4)
+        for name, d in _gre(c):
+            _line(console, Text(f"GRE {name} (call ID {d.call_id}): {d.packets} packet{'s' * (d.packets != 1)} "
+                                f"({d.payload_packets} payload, {d.ack_only} ack-only)"), 4)
+            _line(console, Text(f"lost {d.lost}, duplicates {d.duplicates}, reordered {d.reordered}; "
+                                + ("no ack" if d.highest_ack is None else f"highest ack {d.highest_ack}"),
+                                style="yellow" if d.lost or d.duplicates or d.reordered else ""), 6)
+            if d.ppp:
+                _line(console, Text(f"PPP: {_ppp_counts(d)}"), 6)
+
+
+def _call_ppp(c) -> str:
+    """"auth PAP success; IPCP client 17.1.1.122 server 17.1.1.118": a call's PPP, if any."""
+    p = c.ppp
+    bits = [f"auth {p['auth']} {p['auth_result'] or ''}".strip() if p["auth"] else "",
+            "MPPE " + ("128" if p["mppe"] and p["mppe"]["128"] else "?") +
+            (" stateless" if p["mppe"] and p["mppe"]["stateless"] else "") if p["mppe"] else "",
+            f"IPCP client {p['client_address']} server {p['server_address']}" if p["client_address"] else "",
+            f"SLI x{len(c.sli)} from {', '.join(sorted({x['sender'] for x in c.sli}))}" if c.sli else ""]
+    return "; ".join(b for b in bits if b)
+
+
+def _facts(s: Session, wide: bool) -> list[Text]:
+    """What both layouts say under a session (the calls' PPP: the wide one only), echoes, the
+    teardown, warnings."""
+    out = [Text(f"call {c.client_call_id}/{c.server_call_id}: {_call_ppp(c)}") for c in s.calls
+           if wide and _call_ppp(c)]
+    for side, e in s.echo_summary().items():
         if e["requests"]:
-            console.print(f"  echo from {side}: {e['requests']} requests, {e['answered']} answered, "
-                          f"interval {e['interval_s']} s")
+            out.append(Text(f"echo from {side}: {e['requests']} requests, {e['answered']} answered, "
+                            f"interval {e['interval_s']} s"))
     if s.teardown:
-        console.print(f"  teardown ({initiated(s)}): " + " → ".join(f"{step(e)} ({e.sender})" for e in s.teardown))
+        out.append(Text(f"teardown ({initiated(s)}): " + " → ".join(f"{step(e)} ({e.sender})" for e in s.teardown)))
     for err in s.errors[:5]:
-        console.print(f"  [yellow]warning[/] {err}")
+        out.append(Text.assemble(("warning", "yellow"), f" {err}"))
     if s.dropped:
-        console.print("  [yellow]not detailed[/] (over the analyser's limits, counted only): "
-                      + ", ".join(f"{n:,} {what}" for what, n in sorted(s.dropped.items())))
+        out.append(Text.assemble(("not detailed", "yellow"), " (over the analyser's limits, counted only): "
+                                 + ", ".join(f"{n:,} {what}" for what, n in sorted(s.dropped.items()))))
+    return out
 
 
 def initiated(s: Session) -> str:
@@ -304,27 +374,32 @@ def packet_paths(checks) -> list[dict]:
     return list(out.values())
 
 
-def _df(d: dict) -> str:
-    v = (d or {}).get("largest")
+def _df(d) -> str:
+    v = d.get("largest") if isinstance(d, dict) else None
     return "none" if v is None else f"{v} bytes"
 
 
-def data_flow_html(flows: dict[str, dict]) -> str:
+def data_flow_html(flows: dict) -> str:
     """Per tunnel (SPEC S29-S31): the MRU each side asked for, the tunnel's MTU, the largest
-    packet with DF set each way, the transfer's figures and the outer GRE packets per segment."""
+    packet with DF set each way, the transfer's figures and the outer GRE packets per segment.
+    Every value is escaped: a rebuilt report reads them from the run directory."""
     if not flows:
         return ""
-    e = html.escape
+
+    def e(v) -> str:
+        return html.escape(str(v))
+
     rows = ["<h2>Data flow (MTU and transfer)</h2><table><tr><th>client</th><th>MRU asked (client / server)</th>"
             "<th>tunnel MTU</th><th>largest DF packet (to server / to client)</th><th>transfer</th>"
             "<th>outer GRE packets</th></tr>"]
     for name, f in flows.items():
-        mru, t = f.get("mru") or {}, f.get("transfer") or {}
+        f = f if isinstance(f, dict) else {}
+        mru, t, df = f.get("mru") or {}, f.get("transfer") or {}, f.get("df") or {}
         moved = (f"{t.get('received')} of {t.get('bytes')} bytes, {t.get('seconds')} s, {t.get('mbit_s')} Mbit/s, "
                  f"{t.get('retransmits')} retransmitted" + ("" if t.get("complete") else " — did not complete"))
-        rows.append(f"<tr><td>{e(name)}</td><td>{mru.get('client')} / {mru.get('server')}</td>"
-                    f"<td>{f.get('tunnel_mtu') or 'down'}</td>"
-                    f"<td>{_df(f['df'].get('to_server'))} / {_df(f['df'].get('to_client'))}</td>"
+        rows.append(f"<tr><td>{e(name)}</td><td>{e(mru.get('client'))} / {e(mru.get('server'))}</td>"
+                    f"<td>{e(f.get('tunnel_mtu') or 'down')}</td>"
+                    f"<td>{e(_df(df.get('to_server')))} / {e(_df(df.get('to_client')))}</td>"
                     f"<td class='text'>{e(moved)}" + (f"<br>{e(f['cause'])}" if f.get("cause") else "") + "</td>"
                     f"<td class='text'>{'<br>'.join(e(x) for x in f.get('outer') or [])}</td></tr>")
     return "".join(rows) + "</table>"
@@ -368,8 +443,11 @@ def test_html(res) -> str:
     parts.append("</table><h2>Topology</h2><div class='scroll'>"
                  + graph.topology_svg(res.topo, paths=packet_paths(res.checks)) + "</div>")
     if res.run_dir:
+        annotated = getattr(res, "annotated", None) or {}
         parts.append("<h2>Captures</h2><ul>" + "".join(
-            f"<li><a href='{e(p.name)}'>{e(p.name)}</a> ({p.stat().st_size} bytes)</li>"
+            f"<li><a href='{e(p.name)}'>{e(p.name)}</a> ({p.stat().st_size} bytes)"
+            + (f"; <a href='{e(annotated[p.name])}'>{e(annotated[p.name])}</a>: the analyser's findings as packet "
+               "comments (Wireshark: <code>frame.comment</code>)" if p.name in annotated else "") + "</li>"
             for p in sorted(res.run_dir.glob("*.pcap"))) + "</ul>")
     parts.append("<h2>Sessions</h2>")
     for s in sessions:

@@ -2,21 +2,26 @@
 
 Next to the pcaps and manifest.json (lab.up.capture) a run gets junit.xml, checks.json, the
 topology (topology.json, secrets removed: runs/ travels as a CI artefact), versions.json (the
-kernel and PPTP packages its pptp nodes ran), report.html and report.json. `pptp-lab report RUN_DIR` rebuilds the two reports from those files alone, so
-a run can be read again later or on another machine, with a newer pptp-lab."""
+kernel and PPTP packages its pptp nodes ran), report.html, report.json and each capture with
+the analyser's findings as packet comments (NAME.annotated.pcapng, lab.reports.annotate).
+`pptp-lab report RUN_DIR` rebuilds the reports and those captures from those files alone, so a
+run can be read again later or on another machine, with a newer pptp-lab."""
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from rich.markup import escape
+
 from .. import pptp
-from . import report
+from . import annotate, report
 from ..model import topology
 from ..up.capture import MANIFEST
 from ..up.lifecycle import PPTP_PACKAGES, VERSION_TEXT
 from ..diagnosis.checks import Check
 from ..core.errors import LabError
+from ..core.host import console
 from ..core.paths import private_dir, runs_dir
 
 CHECKS = "checks.json"
@@ -24,6 +29,7 @@ TOPOLOGY = "topology.json"
 PAGE = "report.html"
 DATA = "report.json"
 VERSIONS = "versions.json"
+DATA_FLOW = "data-flow.json"  # the transfers' and MTU figures (SPEC S29-S31), when there were any
 
 
 @dataclass
@@ -39,6 +45,7 @@ class Result:
     data_flow: dict[str, dict] = field(default_factory=dict)
     # node -> {"kernel": release, package: version} of its pptp nodes (lab.up.lifecycle.versions)
     versions: dict[str, dict[str, str]] = field(default_factory=dict)
+    annotated: dict[str, str] = field(default_factory=dict)  # capture's file name -> its annotated copy's
 
     @property
     def passed(self) -> bool:
@@ -53,6 +60,8 @@ def write(res: Result) -> tuple[Path, Path]:
     (out / CHECKS).write_text(json.dumps([asdict(c) for c in res.checks], indent=1))
     (out / TOPOLOGY).write_text(json.dumps(topology.public_data(res.topo), indent=1))
     (out / VERSIONS).write_text(json.dumps(res.versions, indent=1))
+    if res.data_flow:
+        (out / DATA_FLOW).write_text(json.dumps(res.data_flow, indent=1))
     page, _ = write_reports(res, out)
     return junit, page
 
@@ -65,10 +74,35 @@ def data(res: Result) -> dict:
 
 
 def write_reports(res: Result, out: Path) -> tuple[Path, Path]:
+    res.annotated = annotate_captures(res, out)
     page, js = out / PAGE, out / DATA
     page.write_text(report.test_html(res))
     js.write_text(json.dumps(data(res), indent=1, default=str))
     return page, js
+
+
+def annotate_captures(res: Result, out: Path) -> dict[str, str]:
+    """NAME.annotated.pcapng next to each analysed NAME.pcap, the packet each failed check
+    points at (Check.where) commented too; {capture's name: its annotated copy's}."""
+    if res.report is None:
+        return {}
+    failed: dict[str, dict[int, list[str]]] = {}
+    for c in res.checks:
+        w = c.where or {}
+        if not c.passed and isinstance(w.get("frame"), int):
+            failed.setdefault(str(w.get("capture")), {}).setdefault(w["frame"], []).append(
+                f"check failed: {c.name}: {c.detail}")
+    done = {}
+    for f in map(Path, res.report.files):
+        name = f.stem + annotate.SUFFIX
+        extra = {frame: "; ".join(texts) for frame, texts in failed.get(f.name, {}).items()}
+        try:
+            annotate.write(f, out / name, res.report, extra)
+        except (LabError, OSError) as exc:  # the report is written all the same
+            console.print(f"[yellow]{escape(f.name)}: no annotated copy[/]: {escape(str(exc))}", highlight=False)
+            continue
+        done[f.name] = name
+    return done
 
 
 def _json(path: Path):
@@ -132,4 +166,6 @@ def load(run_dir: Path) -> Result:
     except ValueError as exc:
         raise LabError(f"{run_dir}: {exc}") from None
     versions = {n: v for n, v in read_versions(run_dir).items() if n in topo.nodes}
-    return Result(topo, checks, run_dir, analysed, manifest_faults(run_dir), versions)
+    flows = _json(run_dir / DATA_FLOW) if (run_dir / DATA_FLOW).is_file() else {}
+    return Result(topo, checks, run_dir, analysed, manifest_faults(run_dir), versions=versions,
+                  data_flow=flows if isinstance(flows, dict) else {})

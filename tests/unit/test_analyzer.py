@@ -309,3 +309,22 @@ def test_sli_and_wen_for_an_unknown_call_id_are_errors_not_the_last_call(tmp_pat
     assert [x["sender"] for x in call.sli] == ["server"] and call.wen == []
     assert any("SLI for unknown call ID 999" in e for e in s.errors)
     assert any("WEN for unknown call ID 998" in e for e in s.errors)
+
+
+@pytest.mark.parametrize("linktype", [101, 113])
+def test_raw_ip_and_linux_cooked_captures_read_like_ethernet(tmp_path, linktype):
+    """LINKTYPE_RAW (101: `tcpdump -i` on a tun or ppp device) and Linux cooked capture."""
+    from scapy.layers.inet import IP
+    from scapy.layers.l2 import CookedLinux
+    from scapy.utils import PcapWriter
+
+    c = g.full_session()
+    ether = c.write(tmp_path / "ether.pcap")
+    other = tmp_path / f"{linktype}.pcap"
+    with PcapWriter(str(other), linktype=linktype) as w:
+        for p in c.frames:
+            q = p[IP] if linktype == 101 else CookedLinux(pkttype=0, lladdrtype=1, lladdrlen=6, proto=0x0800) / p[IP]
+            q.time = p.time
+            w.write(bytes(q) if linktype == 101 else q)
+    (want,), (got,) = pptp.analyze([ether]).sessions, pptp.analyze([other]).sessions
+    assert (got.phase, got.verdict, len(got.events)) == (want.phase, want.verdict, len(want.events))

@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+from scapy.utils import PcapNgReader
 from typer.testing import CliRunner
 
 from lab.up import capture
@@ -27,7 +28,7 @@ def test_a_run_keeps_checks_and_topology_and_no_secret(tmp_path):
     res, run = written(tmp_path)
     assert {p.name for p in run.iterdir()} == {"internet.pcap", "home.pcap", "manifest.json", "junit.xml",
                                                "checks.json", "topology.json", "versions.json", "report.html",
-                                               "report.json"}
+                                               "report.json", "internet.annotated.pcapng", "home.annotated.pcapng"}
     for p in run.iterdir():
         data = p.read_bytes()
         assert b"alice-secret" not in data and b"bob-secret" not in data, p.name
@@ -59,6 +60,20 @@ def test_report_rebuilds_the_same_page_and_json_from_the_run_directory(tmp_path)
     js = json.loads(data)
     assert js["passed"] is False and len(js["checks"]) == 6
     assert [s["phase"] for s in js["analysis"]["sessions"]] == ["lcp", "teardown", "auth"]
+
+
+def test_each_capture_gets_an_annotated_copy_with_the_failed_checks_packet(tmp_path):
+    res, run = written(tmp_path)
+    comments = {n: (p.comments or []) for n, p in enumerate(PcapNgReader(str(run / "home.annotated.pcapng")), 1)}
+    (failed,) = [c for c in res.checks if not c.passed and c.where.get("capture") == "home.pcap"]
+    frame = failed.where["frame"]
+    assert [c for c in comments[frame] if c.startswith(b"check failed")] == [
+        f"check failed: {failed.name}: {failed.detail}".encode()]
+    assert not any(c.startswith(b"check failed") for n, said in comments.items() if n != frame for c in said)
+    assert any(b"phase lcp begins" in c for said in comments.values() for c in said)  # the analyser's own too
+    page = (run / "report.html").read_text()
+    assert "<a href='home.annotated.pcapng'>home.annotated.pcapng</a>" in page
+    assert "<a href='internet.annotated.pcapng'>" in page
 
 
 def test_report_json_prints_checks_and_analysis(tmp_path):

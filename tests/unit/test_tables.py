@@ -137,3 +137,80 @@ def test_status_shows_what_nodes_say_as_text_never_as_markup(wide):
         assert shown in text, (shown, text)
     if wide:
         assert "LCP [blink]x" in text and "kernel [bold]6.1[/bold] ppp 2.4.9[/]" in text
+
+
+# ------------------------------------------------------------------ pptp-lab analyze
+def analysed(tmp_path) -> list:
+    """One report per capture: every shipped third-party capture, and captures made with
+    scapy (a whole session; echoes, losses, an ICMP error and a teardown; the run of
+    synthrun: a refused login, a client stuck in LCP, both files at once; markup and a word
+    longer than a line in a CHAP message)."""
+    from lab import pptp
+
+    from . import pptpgen as g, synthrun
+    from .test_annotate import lossy
+    from .test_captures import CAPTURES
+
+    files = sorted(p for p in CAPTURES.glob("*") if p.suffix in (".cap", ".pcap", ".pcapng"))
+    files += [g.full_session().write(tmp_path / "whole.pcap"), lossy(tmp_path / "lossy.pcap")[0]]
+    c = g.full_session(data_frames=0, teardown=None)
+    c.gre("server", g.ppp(g.chap(4, message=b"[red]refused[/] [bold] " + b"x" * 120)))
+    files.append(c.write(tmp_path / ("hostile-" + "y" * 90 + ".pcap")))
+    run = tmp_path / "run"
+    run.mkdir()
+    pair = synthrun.captures(run)
+    return [pptp.analyze([f]) for f in files + pair] + [pptp.analyze(pair)]
+
+
+def report_lines(report, width: int = 80, wide: bool = False) -> list[str]:
+    from lab.reports.report import print_report
+
+    console = Console(width=width, record=True, color_system=None, file=io.StringIO())
+    print_report(report, console, wide)
+    return console.export_text().splitlines()
+
+
+def test_analyze_fits_80_columns_with_every_value_whole(tmp_path):
+    reports = analysed(tmp_path)
+    assert sum(len(r.sessions) for r in reports) >= 12
+    for r in reports:
+        lines = report_lines(r)
+        text = "\n".join(lines)
+        assert max(map(len, lines)) <= 80 and "…" not in text, text
+        solid = "".join(text.split())  # a value wrapped or folded over lines, rejoined
+        for s in r.sessions:
+            assert re.search(rf"^session {s.id}\b", text, re.M), text
+            assert f"phase {s.phase}: " in text and "".join(s.verdict.split()) in solid, (s.verdict, text)
+            for c in s.calls:
+                ids = "/".join("?" if i is None else str(i) for i in (c.client_call_id, c.server_call_id))
+                assert f"call {ids} (client/server call IDs)" in text
+                for d in (c.to_server, c.to_client):
+                    if d:
+                        assert f"(call ID {d.call_id}): {d.packets} packet" in text
+                        assert f"lost {d.lost}, duplicates {d.duplicates}, reordered {d.reordered}" in text
+            for e in s.teardown:
+                assert "".join(e.what.split()) in solid
+
+
+def test_analyze_shows_capture_text_as_text_never_as_markup(tmp_path):
+    (r,) = [r for r in analysed(tmp_path) if "hostile" in r.files[0]]
+    solid = "".join("\n".join(report_lines(r)).split())
+    assert "[red]refused[/][bold]" + "x" * 120 in solid and "hostile-" + "y" * 90 + ".pcap" in solid
+
+
+def test_analyze_wide_gives_the_tables(tmp_path):
+    r = [r for r in analysed(tmp_path) if r.files[0].endswith("lossy.pcap")][0]
+    (s,) = r.sessions
+    lines = report_lines(r, width=250, wide=True)
+    text = "\n".join(lines)
+    header = next(x for x in lines if "capture" in x)
+    for col in ("#", "capture", "client", "server", "call IDs (client/server)", "phase", "verdict"):
+        assert col in header
+    row = next(x for x in lines if x.startswith("│ 1 "))
+    assert "lossy.pcap" in row and f"│ {s.phase} " in row and s.verdict[:60] in row  # a long verdict wraps
+    gre = next(x for x in lines if "direction" in x)
+    for col in ("call ID", "packets", "payload", "ack-only", "lost", "dup", "reordered", "highest ack", "PPP"):
+        assert col in gre
+    d = s.calls[0].to_server
+    assert re.search(rf"│ client → server │ {d.call_id} +│ {d.packets} +│ {d.payload_packets} ", text)
+    assert "…" not in "\n".join(report_lines(r, wide=True))  # folded at 80 columns, never cut

@@ -47,7 +47,8 @@ def test_trace_table_is_fixed_text():
         assert f"type filter hook {hook} priority -350; policy accept;" in on
     for rule in ("tcp dport 1723", "tcp sport 1723", "ip protocol gre"):
         assert on.count(f"{rule} meta nftrace set 1") == 2
-    assert on.count("{") == on.count("}") == 3
+    assert on.count("icmp type { destination-unreachable, time-exceeded } meta nftrace set 1") == 2
+    assert on.count("{") == on.count("}") == 5  # the table, two chains, two sets of ICMP types
 
 
 def test_packet_rule_verdict_and_policy_lines():
