@@ -45,6 +45,7 @@ bench: setup
 	$(VENV)/bin/python bench/parallel.py
 	$(VENV)/bin/python bench/apply.py
 	$(VENV)/bin/python bench/faults.py
+	$(VENV)/bin/python bench/dataflow.py
 
 # The whole scenario suite's wall time and its shares (about 18 minutes here).
 bench-suite: setup

@@ -136,12 +136,11 @@ def _data_flow(eng: Engine, topo: Topology) -> tuple[dict[str, FlowRun], dict[st
             with console.status(f"{name}: {move.bytes} bytes to {move.to} through its tunnel"):
                 moved = dataflow.transfer(eng, topo.name, name, topo.holder(move.to), move.to, move.bytes,
                                           move.timeout)
-            ifmtu = dataflow.link_mtu(eng, topo.name, name, render.tunnel_if(node))
             with console.status(f"{name}: the largest packet with DF set, each way"):
                 server = why.server_node(topo, name)
-                df = {"to_server": dataflow.df_search(eng, topo.name, name, peer, first=ifmtu)}
+                df = {"to_server": dataflow.df_search(eng, topo.name, name, peer)}
                 if server is not None:
-                    df["to_client"] = dataflow.df_search(eng, topo.name, server, local, first=ifmtu)
+                    df["to_client"] = dataflow.df_search(eng, topo.name, server, local)
             out[name] = FlowRun(moved, df, dataflow.link_mtu(eng, topo.name, name, render.tunnel_if(node)))
     return out, traces
 

@@ -17,20 +17,22 @@ SEND, RECV = "/tmp/pptp-lab-send", "/tmp/pptp-lab-recv"
 ICMP_HEADERS = 28  # IPv4 + ICMP echo: a ping of payload s is a packet of s + 28 octets
 LARGEST = 1500
 
-# A binary search over ICMP payload sizes: lo passes, hi fails; two pings per size, so one
-# lost packet does not end the search early. `first` is tried before the halving: the size
-# the tunnel's own MTU allows, so a path that takes it costs one probe. A size the sender's own interface cannot take
-# fails at once (EMSGSIZE); one that dies on the path costs about a second.
+# A binary search over ICMP payload sizes: lo passes, hi fails. A size passes when one of
+# two pings is answered; a failing size is tried once more before it counts (a lost packet
+# can hold the next ones back for a moment: the peer's GRE reordering, MPPE's resync). A size
+# the sender's own interface cannot take fails at once (EMSGSIZE); one that dies on the path
+# costs about a second.
 DF_SEARCH = r'''
-addr=$1 lo=$2 hi=$3 first=$4
-probe() { ping -n -M do -c 2 -i 0.2 -W 1 -s "$1" "$addr" >/dev/null 2>&1; }
+addr=$1 lo=$2 hi=$3
+probe() {
+  ping -n -M do -c 2 -i 0.2 -W 1 -s "$1" "$addr" >/dev/null 2>&1 && return 0
+  sleep 0.5
+  ping -n -M do -c 2 -i 0.2 -W 1 -s "$1" "$addr" >/dev/null 2>&1
+}
 probe "$lo" || { echo none; exit 0; }
-if [ "$first" -gt "$lo" ] && [ "$first" -lt "$hi" ]; then
-  if probe "$first"; then lo=$first; else hi=$first; fi
-fi
 while [ $((hi - lo)) -gt 1 ]; do
   mid=$(((lo + hi) / 2))
-  if ping -n -M do -c 2 -i 0.2 -W 1 -s "$mid" "$addr" >/dev/null 2>&1; then lo=$mid; else hi=$mid; fi
+  if probe "$mid"; then lo=$mid; else hi=$mid; fi
 done
 echo "$lo"
 '''
@@ -134,14 +136,12 @@ def _fields(out: str) -> dict[str, str]:
     return dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
 
 
-def df_search(eng: Engine, lab: str, node: str, to: str, smallest: int = 64, first: int | None = None) -> DfSearch:
+def df_search(eng: Engine, lab: str, node: str, to: str, smallest: int = 64, largest: int = LARGEST) -> DfSearch:
     """The largest packet with DF set that `node` gets through to `to`, from `smallest` up to
-    LARGEST octets; `first`: the packet size to try first (the tunnel's MTU)."""
+    `largest` octets (the sender's tunnel MTU: bigger ones cannot leave it)."""
     addr = str(ipaddress.IPv4Address(to))
-    lo, hi = smallest - ICMP_HEADERS, LARGEST - ICMP_HEADERS + 1
-    start = int(first) - ICMP_HEADERS if first else 0
-    r = eng.exec(eng.node(lab, node), ["sh", "-c", DF_SEARCH, "sh", addr, str(lo), str(hi), str(start)],
-                 check=False)
+    lo, hi = int(smallest) - ICMP_HEADERS, int(largest) - ICMP_HEADERS + 1
+    r = eng.exec(eng.node(lab, node), ["sh", "-c", DF_SEARCH, "sh", addr, str(lo), str(hi)], check=False)
     word = r.out.strip().splitlines()[-1] if r.out.strip() else ""
     return DfSearch(node, addr, int(word) + ICMP_HEADERS if word.isdigit() else None)
 
