@@ -16,10 +16,21 @@ from .cause import Cause
 FRAG_NEEDED = re.compile(r"(?:^|\s)icmp code (?:frag-needed|4)(?:\s|$)")
 
 
-def frag_needed_drops(traces: dict[str, str]) -> list[why.Drop]:
-    """Traced drops of ICMP fragmentation-needed errors, by node."""
+def frag_needed_drops(traces: dict[str, str], to: set[str] | None = None) -> list[why.Drop]:
+    """Traced drops of ICMP fragmentation-needed errors, by node; with `to`, only those sent
+    to one of these addresses (the client's own, as each segment of its path shows it)."""
     return [d for d in why.drops_by_node(traces)
-            if d.packet is not None and d.packet.proto == "icmp" and FRAG_NEEDED.search(d.packet.text)]
+            if d.packet is not None and d.packet.proto == "icmp" and FRAG_NEEDED.search(d.packet.text)
+            and (to is None or d.packet.daddr in to)]
+
+
+def _addresses(topo, client: str) -> set[str]:
+    """The client's address on every segment of its path (a NAT on the way hides it)."""
+    found = set(topo.nodes[client].interfaces.values())
+    route = why.path(topo, client)
+    if route is not None:
+        found |= {f.client for f in why.flows(topo, client, route) if f.client}
+    return found
 
 
 def _frag_needed(report, client_addr: str) -> list[tuple[str, object]]:
@@ -51,7 +62,7 @@ def explain(topo, client: str, report, traces: dict[str, str], tunnel_up: bool) 
     """The cause of a transfer from `client` that did not complete."""
     net, addr = next(iter(topo.nodes[client].interfaces.items()))
     errors = _frag_needed(report, addr)
-    drops = frag_needed_drops(traces)
+    drops = frag_needed_drops(traces, _addresses(topo, client))
     used = ["ICMP errors on every segment's capture", "nft traces of " + (", ".join(sorted(traces)) or "no node")]
     if not errors and not drops:
         return Cause("not-enough-evidence", f"the transfer from {client} did not complete and no capture holds "

@@ -167,8 +167,9 @@ def transfer(eng: Engine, lab: str, sender: str, receiver: str, to: str, nbytes:
         raise LabError(f"{receiver}: could not listen for the transfer: {r.out.strip()[-200:]}")
     sent = _fields(eng.exec(near, ["sh", "-c", SEND_SCRIPT, "sh", addr, str(PORT), str(n), str(secs), SEND],
                             check=False).out)
-    got = _fields(eng.exec(far, ["sh", "-c", RESULT, "sh", RECV, "10"], check=False).out)
     rc = int(sent.get("rc", "-1")) if sent.get("rc", "").lstrip("-").isdigit() else -1
+    # After a good send the far end may still be reading; after a failed one it is not coming.
+    got = _fields(eng.exec(far, ["sh", "-c", RESULT, "sh", RECV, "10" if rc == 0 else "1"], check=False).out)
     res.stalled = rc == 124
     res.error = "" if rc == 0 else "timed out" if rc == 124 else f"socat exit {rc}"
     res.retransmits = int(sent["retrans"]) if sent.get("retrans", "").lstrip("-").isdigit() else None

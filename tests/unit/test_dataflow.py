@@ -84,6 +84,8 @@ TRACE = ("trace id 5c86195d inet fw forward packet: iif \"mid\" oif \"a\" ip sad
 def test_S31_a_traced_drop_of_fragmentation_needed_is_found_and_others_are_not():
     found = mtu.frag_needed_drops({"fw": TRACE})
     assert [(d.node, d.handle) for d in found] == [("fw", 2)]
+    assert mtu.frag_needed_drops({"fw": TRACE}, {"10.221.0.10"}) == found
+    assert mtu.frag_needed_drops({"fw": TRACE}, {"10.221.0.11"}) == []  # another client's ICMP
     other = TRACE.replace("frag-needed", "host-unreachable")
     assert mtu.frag_needed_drops({"fw": other}) == []
 
