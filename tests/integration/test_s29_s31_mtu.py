@@ -72,7 +72,8 @@ def assert_black_hole_and_its_mtu_fix(cases: dict, flows: dict, out: str) -> Non
     moved = next(v for k, v in cases.items() if k.startswith("c-bh: ") and " bytes to " in k)
     assert not moved[0], out[-4000:]
     detail = moved[1]
-    assert "cause mtu" in detail and "fw-bh" in detail and "frag-needed" in detail, detail
+    # nft names the code: `frag-needed` on bookworm, `code 4` on trixie (nftables 1.1)
+    assert "cause mtu" in detail and "fw-bh" in detail and ("frag-needed" in detail or "code 4 drop" in detail), detail
     assert "MTU 1400" in detail and "r's next hop" in detail, detail
     bh = flows["c-bh"]
     assert not bh["transfer"]["complete"] and bh["transfer"]["received"] < bh["transfer"]["bytes"], bh
