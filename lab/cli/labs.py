@@ -50,7 +50,8 @@ def status_table(rows, title: str, wide: bool = False) -> Table:
     if wide:
         table = Table(title=title)
         for col in ("node", "kind", "state", "addresses", "tunnel", "PPP address", "peer", "call IDs (client/server)",
-                    "age", "last echo", "GRE ↑out ↓in", "lost ↑ ↓", "last GRE in", "unanswered for", "versions"):
+                    "age", "last echo", "GRE ↑out ↓in", "lost ↑ ↓", "last GRE in", "unanswered for",
+                    "sizes", "versions"):
             table.add_column(col, overflow="fold")
         for r in rows:
             counted = r.gre_out is not None
@@ -59,6 +60,7 @@ def status_table(rows, title: str, wide: bool = False) -> Table:
                      " ".join(x for x in (ago(r.last_echo_s), r.last_echo) if x),
                      f"↑{r.gre_out} ↓{r.gre_in}" if counted else "",
                      f"↑{r.lost_out} ↓{r.lost_in}" if counted else "", ago(r.last_gre_in_s), ago(r.unanswered_s),
+                     _sizes(r),
                      " ".join(f"{k} {v}" for k, v in r.versions.items())]
             cells = ["" if x is None else escape(str(x)) for x in plain]
             table.add_row(*cells[:4], tunnel(r), *cells[4:])
@@ -81,6 +83,15 @@ def status_table(rows, title: str, wide: bool = False) -> Table:
                       escape("\n".join(f"{k} {v}" for k, v in r.addresses.items())), escape(ppp),
                       escape("\n".join(_traffic(r))))
     return table
+
+
+def _sizes(r) -> str:
+    """A tunnel's packet sizes (SPEC S29): `MTU 1396, MRU 1400/1400, outer ↑1437 ↓1396`: its
+    interface's MTU, the MRU client and server asked for, the largest outer GRE each way."""
+    out, back = (getattr(r, "outer", "") or "/").split("/", 1)
+    parts = [f"MTU {r.tunnel_mtu}" if getattr(r, "tunnel_mtu", None) else "",
+             f"MRU {r.mru}" if getattr(r, "mru", "") else "", f"outer ↑{out} ↓{back}" if out else ""]
+    return ", ".join(x for x in parts if x)
 
 
 def _status_table(rows, title: str, wide: bool = False) -> None:

@@ -26,6 +26,8 @@ class Tunnel:
     lost_in: int
     last_gre_in_s: float | None     # since the server's last GRE packet
     unanswered_s: float | None      # the client's GRE payload has had no GRE back for this long
+    mru: str = ""                   # "client/server": the MRU each side asked for, as LCP acked it (S29)
+    outer: str = ""                 # "out/in": the largest outer GRE packet each way on this segment
 
 
 def _since(now: float, ts: float | None) -> float | None:
@@ -61,7 +63,9 @@ def summarise(sessions, now: float) -> dict[str, list[Tunnel]]:
             gre_out=out.packets if out else 0, gre_in=back.packets if back else 0,
             lost_out=out.lost if out else 0, lost_in=back.lost if back else 0,
             last_gre_in_s=_since(now, back and back.last_ts),
-            unanswered_s=_since(now, call.waiting["client"])))
+            unanswered_s=_since(now, call.waiting["client"]),
+            mru="/".join(str(call.ppp["mru"][k] or "?") for k in ("client", "server")) if any(call.ppp["mru"].values()) else "",
+            outer=f"{out.largest if out else 0}/{back.largest if back else 0}" if out or back else ""))
     found: dict[str, list[Tunnel]] = {}
     for (client, _), (_, t) in sorted(best.items()):
         found.setdefault(client, []).append(t)

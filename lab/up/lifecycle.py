@@ -70,6 +70,9 @@ class NodeStatus:
     lost_in: int | None = None
     last_gre_in_s: float | None = None
     unanswered_s: float | None = None
+    mru: str = ""
+    outer: str = ""
+    tunnel_mtu: int | None = None  # the tunnel interface's MTU (pppd's, after the negotiation)
     # The kernel and the PPTP programs a pptp node runs (issue #11: which versions met).
     versions: dict = field(default_factory=dict)
 

@@ -130,3 +130,11 @@ def test_a_transfer_needs_an_address_a_node_holds_and_a_tunnel_that_comes_up(tmp
     assert topology.load(path).holder("172.16.0.1") == "vpn"
     with pytest.raises(ValueError, match="transfer is only for tunnel: up"):
         ClientExpect(tunnel="fails", transfer={"to": "10.0.0.1", "bytes": 1})
+
+
+def test_S29_status_wide_shows_the_tunnels_sizes():
+    from lab.cli.labs import _sizes
+
+    r = SimpleNamespace(tunnel_mtu=1396, mru="1400/1400", outer="1437/1396")
+    assert _sizes(r) == "MTU 1396, MRU 1400/1400, outer ↑1437 ↓1396"
+    assert _sizes(SimpleNamespace(tunnel_mtu=None, mru="", outer="")) == ""

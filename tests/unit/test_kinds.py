@@ -127,10 +127,12 @@ def test_start_servers_runs_the_start_hook_of_each_node_in_it():
 
 def test_status_hooks():
     st = lifecycle.NodeStatus("cli", "pptp-client", "running", {"a": "10.1.0.20"})
-    run = FakeRun({"ip -4 -o addr show dev ppp0": "5: ppp0    inet 172.16.0.10 peer 172.16.0.1/32 scope global ppp0"})
-    seen = Tunnel("a", "7/9", 60.0, None, "", 10, 9, 0, 1, 2.0, None)
+    run = FakeRun({"ip -o link show dev ppp0": "5: ppp0: <POINTOPOINT,UP> mtu 1396 qdisc fq_codel state UNKNOWN\n"
+                   "5: ppp0    inet 172.16.0.10 peer 172.16.0.1/32 scope global ppp0"})
+    seen = Tunnel("a", "7/9", 60.0, None, "", 10, 9, 0, 1, 2.0, None, "1400/1400", "1437/1396")
     kinds.get("pptp-client").status(run, st, {"10.1.0.20": [seen]})
     assert (st.tunnel, st.ppp_address, st.peer_address, st.call_ids) == ("up", "172.16.0.10", "172.16.0.1", "7/9")
+    assert (st.tunnel_mtu, st.mru, st.outer) == (1396, "1400/1400", "1437/1396")  # SPEC S29, status --wide
     assert (st.seen_on, st.gre_out, st.gre_in, st.lost_in, st.age_s) == ("a", 10, 9, 1, 60.0)
     down = lifecycle.NodeStatus("cli", "pptp-client", "running", {"a": "10.1.0.21"})
     kinds.get("pptp-client").status(FakeRun(), down, {})

@@ -100,11 +100,17 @@ class PptpClient(Strict):
 BLOCK = (Optional[PptpClient], None)  # also declared by pptp-server (a calling router)
 
 
+def tunnel_link(run, ifname: str) -> tuple[str, str, str, int | None]:
+    """("up"|"down", local address, peer address, MTU) of a tunnel interface, in one exec."""
+    out = run(f"ip -o link show dev {ifname} 2>/dev/null; ip -4 -o addr show dev {ifname} 2>/dev/null").out
+    m = re.search(r"inet (\S+) peer (\S+?)/", out)
+    mtu = re.search(r" mtu (\d+) ", out)
+    return ("up", m.group(1), m.group(2), int(mtu[1]) if mtu else None) if m else ("down", "", "", None)
+
+
 def tunnel_state(run, ifname: str) -> tuple[str, str, str]:
     """("up"|"down", local address, peer address) of a tunnel interface."""
-    out = run(f"ip -4 -o addr show dev {ifname} 2>/dev/null").out
-    m = re.search(r"inet (\S+) peer (\S+?)/", out)
-    return ("up", m.group(1), m.group(2)) if m else ("down", "", "")
+    return tunnel_link(run, ifname)[:3]
 
 
 class PptpClientKind(Kind):
@@ -124,7 +130,7 @@ class PptpClientKind(Kind):
                                    c.ppp.lines(), c.ppp.sizes())
 
     def status(self, run, st, seen):
-        st.tunnel, st.ppp_address, st.peer_address = tunnel_state(run, self.tunnel_if(st))
+        st.tunnel, st.ppp_address, st.peer_address, st.tunnel_mtu = tunnel_link(run, self.tunnel_if(st))
         tunnels.fill(st, tunnels.nearest(seen, st.addresses))
 
 
