@@ -17,7 +17,7 @@ from lab.core.paths import resource
 # here means every user's cached VM disk, snapshot and node image is rebuilt: only change
 # these on purpose (an edit of images/rootfs.sh, images/vm/ or images/node/ does that).
 BEFORE = {"vm": "adae7d610ecf",  # images/vm/init.sh: crun, no ASLR, static keys held (#26)
-           "base": "a380c72f4867", "node": "c592cfcd5e73"}  # socat (S30)
+           "base": "32a78bc1a1bd", "node": "04b0cd58e927"}  # iperf3, socat (S29-S31)
 
 
 def test_the_default_keys_and_tags_are_the_ones_from_before_suites():
