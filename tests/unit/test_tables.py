@@ -171,8 +171,12 @@ def report_lines(report, width: int = 80, wide: bool = False) -> list[str]:
 
 
 def test_analyze_fits_80_columns_with_every_value_whole(tmp_path):
+    from .test_captures import CAPTURES
+
     reports = analysed(tmp_path)
-    assert sum(len(r.sessions) for r in reports) >= 12
+    # 9 sessions in the scapy-made captures; the third-party ones add theirs where present
+    # (../shared/captures: a clone elsewhere has none).
+    assert sum(len(r.sessions) for r in reports) >= (12 if CAPTURES.is_dir() else 9)
     for r in reports:
         lines = report_lines(r)
         text = "\n".join(lines)
