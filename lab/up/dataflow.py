@@ -72,7 +72,8 @@ RESULT = r'''
 out=$1 secs=$2
 i=0
 while [ ! -f "$out.done" ] && [ $i -lt $((secs * 5)) ]; do i=$((i + 1)); sleep 0.2; done
-echo "done $(cat "$out.done" 2>/dev/null || echo none)"
+# The end: the last byte's arrival, the file's own time (the listener's exit may lag or not come).
+echo "done $(date -r "$out" +%s.%N 2>/dev/null || echo none)"
 echo "bytes $(stat -c %s "$out" 2>/dev/null || echo 0)"
 set -- $(sha256sum "$out" 2>/dev/null || echo none); echo "sha256 $1"
 pkill -f "socat -u TCP-LISTEN" >/dev/null 2>&1
@@ -105,8 +106,8 @@ class Transfer:
 
     def summary(self) -> str:
         if self.complete:
-            return (f"{self.received} bytes to {self.to} intact in {self.seconds:.2f} s ({self.mbit_s} Mbit/s), "
-                    f"{self.retransmits} retransmitted segments")
+            took = f" in {self.seconds:.2f} s ({self.mbit_s} Mbit/s)" if self.seconds is not None else ""
+            return f"{self.received} bytes to {self.to} intact{took}, {self.retransmits} retransmitted segments"
         what = "stalled" if self.stalled else "failed"
         return (f"transfer to {self.to} {what}: {self.received} of {self.bytes} bytes arrived"
                 + (f", {self.retransmits} retransmitted segments" if self.retransmits is not None else "")

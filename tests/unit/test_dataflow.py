@@ -68,6 +68,8 @@ def test_the_df_search_and_the_transfer_read_their_scripts_output():
                     SimpleNamespace(ok=True, rc=0, out="done none\nbytes 0\nsha256 e3\n")])
     t = dataflow.transfer(eng, "lab", "cli", "web", "10.0.0.20", 1000)
     assert not t.complete and t.stalled and "stalled: 0 of 1000 bytes" in t.summary()
+    untimed = dataflow.Transfer("cli", "web", "10.0.0.20", 1000, received=1000, intact=True, retransmits=0)
+    assert untimed.summary() == "1000 bytes to 10.0.0.20 intact, 0 retransmitted segments"  # bullseye once
     eng2 = SimpleNamespace(node=lambda lab, n: n, exec=lambda node, argv, check=True:
                            SimpleNamespace(ok=True, rc=0, out="1314\n"))
     assert dataflow.df_search(eng2, "lab", "cli", "172.16.0.1").largest == 1342
