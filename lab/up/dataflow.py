@@ -176,8 +176,8 @@ def transfer(eng: Engine, lab: str, sender: str, receiver: str, to: str, nbytes:
     res.retransmits = int(sent["retrans"]) if sent.get("retrans", "").lstrip("-").isdigit() else None
     res.received = int(got["bytes"]) if got.get("bytes", "").isdigit() else 0
     res.intact = res.received == n and got.get("sha256") == sent.get("sha256")
-    try:
-        res.seconds = round(float(got["done"]) - float(sent["start"]), 3)
+    try:  # nothing arrived: the file's time is its creation, no transfer time
+        res.seconds = round(float(got["done"]) - float(sent["start"]), 3) if res.received else None
     except (KeyError, ValueError):
         res.seconds = None
     if rc == 0 and not res.intact and not res.error:
