@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .. import engines as engine_mod
-from ..core import suites
+from ..core import suites, timing
 from ..core.errors import LabError
 from ..core.host import console
 from ..core.paths import topology_file
@@ -121,6 +121,7 @@ def _test_one(eng, topo, wide: bool = False):
     res = testrun.run(eng, topo)
     junit, page = runfiles.write(res)
     console.print(checks_table(res.checks, f"pptp-lab test {topo.name}: {'PASS' if res.passed else 'FAIL'}", wide))
+    console.print(f"time: {timing.line(res.timings)}", soft_wrap=True, markup=False, highlight=False)
     console.print(f"JUnit: {junit}\nreport: {page}", soft_wrap=True)  # paths whole, never wrapped
     return res, junit, page
 

@@ -32,6 +32,11 @@ SIGNS = (
     ("hung task", re.compile(r"blocked for more than \d+ seconds")),
 )
 FATAL = {"kernel panic"}  # the guest is gone whatever its Docker says
+# Signs an emulated guest also prints when it is only starved of host CPU (vCPU threads not
+# scheduled): they do not shorten the wait. One such RCU stall (ksoftirqd in nft_do_chain,
+# five labs on one guest beside another VM) cost a whole suite run when 20 s of silence after
+# it were judged a hang; a guest that is really stuck stays silent past SILENT_HUNG.
+LOAD = {"RCU stall", "hung task"}
 CHECK_EVERY = 2.0  # seconds between looks
 PING_TIMEOUT = 5  # seconds one Docker ping may take
 # How long the Docker API may stay silent before the guest is judged hung: with a lockup or
@@ -112,10 +117,12 @@ def judge(proc: str | None, found: list[tuple[str, str]], silent_for: float, sto
         return Verdict("dead", fatal[0], lines)
     if proc in ("T", "t") and stopped_for >= stopped_hung:
         return Verdict("hung", f"QEMU stopped (SIGSTOP) for {stopped_for:.0f}s: the guest does not run", lines)
-    if found and silent_for >= silent_with_sign:
-        return Verdict("hung", f"{found[0][0]}, and its Docker API silent for {silent_for:.0f}s", lines)
+    grave = [k for k, _ in found if k not in LOAD]
+    if grave and silent_for >= silent_with_sign:
+        return Verdict("hung", f"{grave[0]}, and its Docker API silent for {silent_for:.0f}s", lines)
     if silent_for >= silent_hung:
-        return Verdict("hung", f"its Docker API silent for {silent_for:.0f}s", lines)
+        why = f"{found[0][0]}, and its " if found else "its "
+        return Verdict("hung", f"{why}Docker API silent for {silent_for:.0f}s", lines)
     return Verdict("ok")
 
 

@@ -433,6 +433,9 @@ def test_html(res) -> str:
                      f"{'pass' if c.passed else 'FAIL'}</td><td class='text'>{e(c.detail)}"
                      f"{_evidence_link(sessions, getattr(c, 'where', None) or {})}</td></tr>")
     parts.append("</table>")
+    timings = getattr(res, "timings", None) or {}
+    if timings:  # where the run's time went (lab.core.timing)
+        parts.append(f"<p class='text'>time: {e(', '.join(f'{k} {v:.1f} s' for k, v in timings.items()))}</p>")
     parts.append(data_flow_html(getattr(res, "data_flow", None) or {}))
     parts.append("<h2>Conformance (documented vs observed)</h2><table><tr><th>SPEC</th><th>documented</th>"
                  "<th>observed</th><th>verdict</th></tr>")

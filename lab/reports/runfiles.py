@@ -46,6 +46,7 @@ class Result:
     # node -> {"kernel": release, package: version} of its pptp nodes (lab.up.lifecycle.versions)
     versions: dict[str, dict[str, str]] = field(default_factory=dict)
     annotated: dict[str, str] = field(default_factory=dict)  # capture's file name -> its annotated copy's
+    timings: dict[str, float] = field(default_factory=dict)  # phase -> seconds (lab.core.timing)
 
     @property
     def passed(self) -> bool:
@@ -70,6 +71,7 @@ def data(res: Result) -> dict:
     """report.json: the checks and the analysis of the run's captures."""
     return {"lab": res.topo.name, "passed": res.passed, "checks": [asdict(c) for c in res.checks],
             "data_flow": res.data_flow, "versions": res.versions,
+            "timings": {k: round(v, 2) for k, v in res.timings.items()},
             "analysis": res.report.to_dict() if res.report else None}
 
 
@@ -168,4 +170,14 @@ def load(run_dir: Path) -> Result:
     versions = {n: v for n, v in read_versions(run_dir).items() if n in topo.nodes}
     flows = _json(run_dir / DATA_FLOW) if (run_dir / DATA_FLOW).is_file() else {}
     return Result(topo, checks, run_dir, analysed, manifest_faults(run_dir), versions=versions,
-                  data_flow=flows if isinstance(flows, dict) else {})
+                  data_flow=flows if isinstance(flows, dict) else {}, timings=read_timings(run_dir))
+
+
+def read_timings(run_dir: Path) -> dict[str, float]:
+    """The run's phase times from its report.json (numbers only; anything else is dropped)."""
+    try:
+        got = _json(run_dir / DATA).get("timings") if (run_dir / DATA).is_file() else None
+    except (LabError, AttributeError):
+        return {}
+    return {str(k): float(v) for k, v in got.items() if isinstance(v, (int, float)) and not isinstance(v, bool)} \
+        if isinstance(got, dict) else {}

@@ -15,6 +15,7 @@ from .. import pptp
 from ..model import render
 from ..diagnosis.checks import Check
 from ..engines import Engine, vm
+from ..core import timing
 from ..core.errors import LabError
 from ..core.host import console
 from ..reports.runfiles import Result, manifest_faults
@@ -49,6 +50,12 @@ def run(eng: Engine, topo: Topology) -> Result:
     """Up, checks, down. A failing `up` is a failed check (the report is still written);
     whatever was created is removed in any case."""
     res = Result(topo)
+    with timing.recording() as res.timings:
+        _run(eng, topo, res)
+    return res
+
+
+def _run(eng: Engine, topo: Topology, res: Result) -> None:
     lost = None
     try:
         res.checks.append(up := _lab_up(eng, topo))
@@ -64,13 +71,14 @@ def run(eng: Engine, topo: Topology) -> Result:
         res.checks.append(Check("engine", "", False, str(lost)))  # its guest hung or died under the lab
     finally:
         if lost is None:
-            _, res.run_dir = lifecycle.down(eng, topo.name)
+            with timing.phase("down"):
+                _, res.run_dir = lifecycle.down(eng, topo.name)
         else:
             res.run_dir = None  # the guest took the lab's nodes and captures with it
     files = sorted(res.run_dir.glob("*.pcap")) if res.run_dir else []
-    res.report = pptp.analyze(files) if files else None
+    with timing.phase("analysis"):
+        res.report = pptp.analyze(files) if files else None
     res.faults = manifest_faults(res.run_dir) if res.run_dir else []
-    return res
 
 
 def _lab_up(eng: Engine, topo: Topology) -> Check:
@@ -88,25 +96,28 @@ def _lab_up(eng: Engine, topo: Topology) -> Check:
 
 def _checks(eng: Engine, topo: Topology, res: Result) -> None:
     # What ran (kernel, ppp, pptpd, pptp-linux): the matrix report heads each cell with it.
-    res.versions = lifecycle.versions(eng, lifecycle.existing(eng, topo.name))
+    with timing.phase("versions"):
+        res.versions = lifecycle.versions(eng, lifecycle.existing(eng, topo.name))
     lifecycle.start_servers(eng, topo)
     since = time.time()
     # The dial is traced in the filtering nodes, so a tunnel that fails is traced to the rule
     # that dropped it without dialling twice (lab.diagnosis.trace, lab.diagnosis.why).
     # The kernel's drops are recorded too (lab.diagnosis.kdrops): the cause of a failure that no rule
     # explains (lab.diagnosis.cause).
-    with trace.tracing(eng, topo, trace.filtering_nodes(topo)) as traces, kdrops.recording(eng) as kernel:
+    with timing.phase("dial (traced)"), trace.tracing(eng, topo, trace.filtering_nodes(topo)) as traces, \
+            kdrops.recording(eng) as kernel:
         try:
             lifecycle.dial_clients(eng, topo, timeout=DIAL_TIMEOUT)
         except LabError as exc:
             console.print(f"[yellow]{exc}[/]")  # judged per client below, against `expect`
-    flows, flow_traces = _data_flow(eng, topo)
-    with tempfile.TemporaryDirectory() as tmp:
+    with timing.phase("data flow"):
+        flows, flow_traces = _data_flow(eng, topo)
+    with timing.phase("checks"), tempfile.TemporaryDirectory() as tmp:
         analysed = pptp.analyze(capture.snapshot(eng, topo.name, Path(tmp)))
-    for name, flow in flows.items():
-        res.data_flow[name] = data_flow(topo, name, analysed, flow, flow_traces)
-    res.checks += _client_checks(eng, topo, analysed, traces, since, kernel, flows)
-    res.checks += _nat_checks(topo, analysed)
+        for name, flow in flows.items():
+            res.data_flow[name] = data_flow(topo, name, analysed, flow, flow_traces)
+        res.checks += _client_checks(eng, topo, analysed, traces, since, kernel, flows)
+        res.checks += _nat_checks(topo, analysed)
 
 
 @dataclass
@@ -128,20 +139,28 @@ def _data_flow(eng: Engine, topo: Topology) -> tuple[dict[str, FlowRun], dict[st
     if not wanted:
         return out, {}
     with trace.tracing(eng, topo, trace.filtering_nodes(topo)) as traces:
+        moved: dict[str, tuple[dataflow.Transfer, str, str]] = {}
+        # The transfers one at a time: each one's throughput is its own, not a share.
         for name, move in wanted.items():
-            node = topo.nodes[name]
-            state, local, peer = lifecycle.ppp_state(eng, eng.node(topo.name, name), render.tunnel_if(node))
+            state, local, peer = lifecycle.ppp_state(eng, eng.node(topo.name, name), render.tunnel_if(topo.nodes[name]))
             if state != "up":
                 continue
             with console.status(f"{name}: {move.bytes} bytes to {move.to} through its tunnel"):
-                moved = dataflow.transfer(eng, topo.name, name, topo.holder(move.to), move.to, move.bytes,
-                                          move.timeout)
-            with console.status(f"{name}: the largest packet with DF set, each way"):
-                server = why.server_node(topo, name)
-                df = {"to_server": dataflow.df_search(eng, topo.name, name, peer)}
-                if server is not None:
-                    df["to_client"] = dataflow.df_search(eng, topo.name, server, local)
-            out[name] = FlowRun(moved, df, dataflow.link_mtu(eng, topo.name, name, render.tunnel_if(node)))
+                moved[name] = (dataflow.transfer(eng, topo.name, name, topo.holder(move.to), move.to, move.bytes,
+                                                 move.timeout), local, peer)
+
+        # The DF searches of all tunnels at once (each one's two ways in turn): they are
+        # mostly waits for pings that do not come back.
+        def search(name: str) -> FlowRun:
+            transfer, local, peer = moved[name]
+            server = why.server_node(topo, name)
+            df = {"to_server": dataflow.df_search(eng, topo.name, name, peer)}
+            if server is not None:
+                df["to_client"] = dataflow.df_search(eng, topo.name, server, local)
+            return FlowRun(transfer, df, dataflow.link_mtu(eng, topo.name, name, render.tunnel_if(topo.nodes[name])))
+
+        with console.status(f"the largest packet with DF set, each way, through {len(moved)} tunnel(s)"):
+            out.update(zip(moved, lifecycle.parallel(search, moved)))
     return out, traces
 
 

@@ -26,7 +26,7 @@ import requests
 from . import capture, configure, queries
 from ..model import kinds, render, tunnels
 from ..model.kinds.pptp_client import tunnel_state
-from ..core import names
+from ..core import names, timing
 from ..engines import Engine
 from ..core.errors import LabError
 from ..core.host import console
@@ -77,7 +77,7 @@ class NodeStatus:
     versions: dict = field(default_factory=dict)
 
 
-def _parallel(fn, items, workers: int = 16):
+def parallel(fn, items, workers: int = 16):
     items = list(items)
     if not items:
         return []
@@ -118,7 +118,8 @@ def create(eng: Engine, topo: Topology, image: str | dict[str, str]) -> None:
     # lab without its file (the secrets are not in it: anyone with the engine reads labels).
     # A ruleset longer than lab.model.rulesets.LABEL_MAX is not copied there (a comment says so).
     net_labels = {**labels, names.MODEL: json.dumps(public_data(topo, label=True), separators=(",", ":"))}
-    with _subnets_claimed(eng, topo), console.status(f"creating {len(topo.networks)} networks") as st:
+    with _subnets_claimed(eng, topo), timing.phase("networks"), \
+            console.status(f"creating {len(topo.networks)} networks") as st:
         for name, net in topo.networks.items():
             st.update(f"creating network {name} ({net.subnet})")
             eng.create_network(topo.name, name, net.subnet, net.bridge_address, net_labels, net.mtu)
@@ -138,9 +139,9 @@ def create(eng: Engine, topo: Topology, image: str | dict[str, str]) -> None:
             return eng.create_node(topo.name, name, tag, dict(node.interfaces), node.kind, labels, sysctls)
 
     start = time.monotonic()
-    with console.status(f"starting {len(topo.nodes)} nodes"):
+    with timing.phase("nodes"), console.status(f"starting {len(topo.nodes)} nodes"):
         # More than a few at once gains nothing: the engine creates containers one by one.
-        _parallel(make, topo.nodes.items(), workers=4)
+        parallel(make, topo.nodes.items(), workers=4)
     console.print(f"[green]✓[/] {len(topo.nodes)} node(s) created ({time.monotonic() - start:.0f}s)")
 
 
@@ -277,24 +278,28 @@ def up(eng: Engine, topo: Topology, with_capture: bool = True, dial: bool = True
                     c.start()
             console.print(f"lab {topo.name} is already up; checking its tunnels")
         else:
-            image = eng.ensure_image()  # the engine's own: the capture helper's too
-            per_node = node_images(eng, topo, image)
-            check_rulesets(eng, topo, per_node)
+            with timing.phase("images and rulesets"):
+                image = eng.ensure_image()  # the engine's own: the capture helper's too
+                per_node = node_images(eng, topo, image)
+                check_rulesets(eng, topo, per_node)
             phase = "building"
             _mark(eng, topo.name)
             create(eng, topo, per_node)
             if with_capture:
-                capture.start(eng, topo.name, image)
+                with timing.phase("capture"):
+                    capture.start(eng, topo.name, image)
                 console.print(f"[green]✓[/] capturing on {len(topo.networks)} segment(s)")
             console.print(f"configuring {len(topo.nodes)} node(s) with Ansible")
-            configure.apply(topo, eng.url)
+            with timing.phase("configure"):
+                configure.apply(topo, eng.url)
             _unmark(eng, topo.name)  # whole: a failed dial leaves it up to be looked at
             phase = "built"
         if dial:
             if topo.clients:
                 console.print(f"dialling {len(topo.clients)} client(s)")
-            start_servers(eng, topo)
-            dial_clients(eng, topo)
+            with timing.phase("dial"):
+                start_servers(eng, topo)
+                dial_clients(eng, topo)
     except KeyboardInterrupt:
         if phase in ("building", "built"):
             # A request the interrupt cut short may still be carried out: sweep until it would have been.
@@ -417,7 +422,7 @@ def dial_clients(eng: Engine, topo: Topology, timeout: float = TUNNEL_TIMEOUT) -
         return "" if r.ok else (r.out.strip().splitlines() or [f"exit {r.rc}"])[-1]
 
     with console.status(f"dialling {len(names)} client(s) and waiting for their tunnels"):
-        failed = {n: why for n, why in zip(names, _parallel(dial_and_wait, names, workers=at_once)) if why}
+        failed = {n: why for n, why in zip(names, parallel(dial_and_wait, names, workers=at_once)) if why}
     if failed:
         raise LabError(f"no tunnel for {', '.join(sorted(failed))} (`pptp-lab analyze` the capture for the phase): "
                        + "; ".join(f"{n}: {failed[n]}" for n in sorted(failed)))
@@ -476,7 +481,7 @@ def status(eng: Engine, topo_or_lab) -> list[NodeStatus]:
             st.versions = found.get(name, {})
         return st
 
-    return sorted(_parallel(one, have.items()), key=lambda s: s.name)
+    return sorted(parallel(one, have.items()), key=lambda s: s.name)
 
 
 PPTP_PACKAGES = ("ppp", "pptpd", "pptp-linux")
@@ -507,7 +512,7 @@ def versions(eng: Engine, have: dict[str, object]) -> dict[str, dict[str, str]]:
     VERSIONS_CMD per image."""
     pptp = {n: c for n, c in have.items() if c.status == "running" and c.labels.get(names.ROLE) in VERSIONED}
     firsts = {c.attrs.get("Image"): c for c in reversed(list(pptp.values()))}
-    by_image = dict(zip(firsts, _parallel(lambda c: parse_versions(eng.exec(c, VERSIONS_CMD, check=False).out),
+    by_image = dict(zip(firsts, parallel(lambda c: parse_versions(eng.exec(c, VERSIONS_CMD, check=False).out),
                                           firsts.values())))
     return {n: dict(by_image.get(c.attrs.get("Image"), {})) for n, c in pptp.items()}
 

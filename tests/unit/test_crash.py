@@ -199,7 +199,7 @@ def test_an_interrupted_create_starts_no_more_nodes():
             raise KeyboardInterrupt
         time.sleep(0.1)
     with pytest.raises(KeyboardInterrupt):
-        lifecycle._parallel(make, range(20), workers=2)
+        lifecycle.parallel(make, range(20), workers=2)
     assert len(ran) <= 3, ran
 
 

@@ -140,3 +140,44 @@ def test_S29_status_wide_shows_the_tunnels_sizes():
     r = SimpleNamespace(tunnel_mtu=1396, mru="1400/1400", outer="1437/1396")
     assert _sizes(r) == "MTU 1396, MRU 1400/1400, outer ↑1437 ↓1396"
     assert _sizes(SimpleNamespace(tunnel_mtu=None, mru="", outer="")) == ""
+
+
+def _df_search(tmp_path, limit: int, mtu: int | None) -> tuple[str, list[int]]:
+    """The DF search script itself, with a fake ping that passes payloads up to `limit`, a
+    route through an interface of `mtu`, and no sleeping: (its answer, the sizes it tried)."""
+    import os
+    import subprocess
+    bin_ = tmp_path / "bin"
+    bin_.mkdir(parents=True)
+    (tmp_path / "sys").mkdir()
+    log = tmp_path / "tried"
+    (bin_ / "ping").write_text(f'#!/bin/sh\nwhile [ "$1" != -s ]; do shift; done\necho "$2" >> {log}\n'
+                               f'[ "$2" -le {limit} ]\n')
+    (bin_ / "ip").write_text("#!/bin/sh\necho '172.16.0.1 dev ppp0 src 172.16.0.10 uid 0'\n"
+                             if mtu else "#!/bin/sh\nexit 1\n")
+    (bin_ / "sleep").write_text("#!/bin/sh\n")
+    for f in bin_.iterdir():
+        f.chmod(0o755)
+    script = dataflow.DF_SEARCH.replace("/sys/class/net/", f"{tmp_path}/sys/")
+    if mtu:
+        (tmp_path / "sys" / "ppp0").mkdir()
+        (tmp_path / "sys" / "ppp0" / "mtu").write_text(f"{mtu}\n")
+    out = subprocess.run(["sh", "-c", script, "sh", "172.16.0.1", "36", "1473"], capture_output=True, text=True,
+                         env={**os.environ, "PATH": f"{bin_}:{os.environ['PATH']}"}).stdout
+    tried = [int(x) for x in log.read_text().split()] if log.exists() else []
+    return out.strip(), tried
+
+
+def test_S29_the_df_search_tries_the_tunnels_mtu_first_then_searches(tmp_path):
+    # a path that carries what the tunnel takes: one probe at its MTU (1400 - 28)
+    out, tried = _df_search(tmp_path / "a", 1372, 1400)
+    assert out == "1372" and sorted(set(tried)) == [36, 1372]
+    # a black hole below the tunnel's MTU: the binary search still finds the largest
+    out, tried = _df_search(tmp_path / "b", 1314, 1396)
+    assert out == "1314" and 1368 in tried and max(tried) == 1368
+    # no route to read an MTU from: the whole range, as before
+    out, tried = _df_search(tmp_path / "c", 1000, None)
+    assert out == "1000" and max(tried) == 1472
+    # nothing passes
+    out, _ = _df_search(tmp_path / "d", 10, 1400)
+    assert out == "none"

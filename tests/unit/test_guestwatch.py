@@ -53,6 +53,11 @@ def test_evidence_keeps_the_trouble_and_its_stack():
     ("S", [], gw.SILENT_HUNG, 0, "hung"),
     ("R", [("soft lockup", "x")], gw.SILENT_WITH_SIGN - 1, 0, "ok"),  # a lockup it came back from
     ("R", [("soft lockup", "x")], gw.SILENT_WITH_SIGN, 0, "hung"),
+    # a starved emulated guest prints RCU stalls and hung tasks and comes back: no shorter wait
+    ("R", [("RCU stall", "x")], gw.SILENT_WITH_SIGN + 10, 0, "ok"),
+    ("R", [("hung task", "x"), ("RCU stall", "y")], gw.SILENT_HUNG - 1, 0, "ok"),
+    ("R", [("RCU stall", "x")], gw.SILENT_HUNG, 0, "hung"),
+    ("R", [("RCU stall", "x"), ("oops", "y")], gw.SILENT_WITH_SIGN, 0, "hung"),
     ("T", [], 5, gw.STOPPED_HUNG - 1, "ok"),
     ("T", [], 5, gw.STOPPED_HUNG, "hung"),
     (None, [], 0, 0, "dead"),
@@ -66,7 +71,7 @@ def test_judge(proc, found, silent, stopped, state):
 def test_judge_says_why():
     assert "SIGSTOP" in gw.judge("T", [], 30, 30).reason
     assert gw.judge(None, [("kernel panic", "p")], 0, 0).reason == "QEMU exited after a kernel panic"
-    v = gw.judge("R", [("RCU stall", "r")], 25, 0)
+    v = gw.judge("R", [("RCU stall", "r")], gw.SILENT_HUNG + 1, 0)
     assert v.reason.startswith("RCU stall") and v.lines == ["r"]
 
 

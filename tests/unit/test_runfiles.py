@@ -18,8 +18,10 @@ from . import synthrun
 runner = CliRunner()
 
 
-def written(tmp_path):
+def written(tmp_path, **extra):
     res = synthrun.result(tmp_path)
+    for k, v in extra.items():
+        setattr(res, k, v)
     runfiles.write(res)
     return res, res.run_dir
 
@@ -161,3 +163,17 @@ def test_a_checks_json_from_before_paths_still_loads(tmp_path):
     page = report.test_html(back)
     assert "path-seen" not in page and "path-legend" not in page
     assert graph.topology_svg(res.topo) in page
+
+
+def test_where_the_time_went_is_kept_shown_and_read_back_checked(tmp_path):
+    res, run = written(tmp_path, timings={"nodes": 12.04, "dial (traced)": 2.5})
+    assert json.loads((run / "report.json").read_text())["timings"] == {"nodes": 12.04, "dial (traced)": 2.5}
+    assert "time: nodes 12.0 s, dial (traced) 2.5 s" in (run / "report.html").read_text()
+    assert runfiles.load(run).timings == {"nodes": 12.04, "dial (traced)": 2.5}
+    data = json.loads((run / "report.json").read_text())
+    data["timings"] = {"<b>": 1, "x": "3", "y": True}
+    (run / "report.json").write_text(json.dumps(data))
+    back = runfiles.load(run)
+    assert back.timings == {"<b>": 1.0} and "time: &lt;b&gt; 1.0 s" in report.test_html(back)
+    (run / "report.json").write_text("[1]")
+    assert runfiles.load(run).timings == {}
