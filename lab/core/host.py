@@ -1,10 +1,12 @@
 """Facts about the host and running its programs, with progress and clear errors."""
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -90,7 +92,10 @@ def run_logged(title: str, cmd: list[str], log: Path, env: dict | None = None) -
     Returns the seconds taken; raises LabError naming the log on failure."""
     start = time.monotonic()
     log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "ab") as out, console.status(title) as status:
+    # Off the main thread (a build beside another, lab.engines.vm.build_beside) no spinner:
+    # the console has one live display at a time, and it is the main thread's.
+    beside = threading.current_thread() is not threading.main_thread()
+    with open(log, "ab") as out, (contextlib.nullcontext(_Quiet()) if beside else console.status(title)) as status:
         out.write(f"$ {' '.join(cmd)}\n".encode())
         out.flush()
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -105,5 +110,10 @@ def run_logged(title: str, cmd: list[str], log: Path, env: dict | None = None) -
     took = time.monotonic() - start
     if rc != 0:
         raise LabError(f"{title} failed (exit {rc}) after {took:.0f}s: see {log}")
-    console.print(f"[green]✓[/] {title} ({took:.0f}s)")
+    console.print(f"[green]✓[/] {title} ({took:.0f}s)" + (" (beside the other build)" if beside else ""))
     return took
+
+
+class _Quiet:
+    def update(self, *_args) -> None:
+        pass

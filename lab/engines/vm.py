@@ -21,6 +21,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -153,6 +154,30 @@ def build(kernel: str | None = None) -> Path:
             subprocess.run(["rm", "-rf", str(rootfs)], check=False)
 
     return artifacts.cached_dir(name, key, make)
+
+
+def build_beside() -> threading.Thread | None:
+    """When this VM's disk is to be built (debootstrap, then mkfs: minutes), the node image's
+    rootfs (another debootstrap, on the host too) is built at the same time in a thread, so a
+    first `vm up` waits for the longer of the two, not their sum. None when the disk is
+    cached (the node image, if it is missing, is built when it is needed) or the rootfs is."""
+    from .images import base_key, base_tarball
+
+    userland = suites.userland(_kernel)
+    disk = cache_dir() / f"{suites.artefact('vm', _kernel)}-{vm_key(_kernel)}"
+    rootfs = cache_dir() / f"{suites.artefact('node', userland)}-{base_key(userland)}"
+    if disk.is_dir() or rootfs.is_dir():
+        return None
+
+    def run() -> None:
+        try:
+            base_tarball(userland)
+        except Exception as exc:  # noqa: BLE001 - said here; it is built again when needed
+            console.print(f"[yellow]node image rootfs, built beside the VM disk: {escape(str(exc))}[/]", soft_wrap=True)
+
+    t = threading.Thread(target=run, name="node-rootfs", daemon=False)
+    t.start()
+    return t
 
 
 # ---------------------------------------------------------------- state
@@ -411,7 +436,12 @@ def _up() -> VmState:
     require_binary("qemu-img", "qemu-utils")
     if st:
         _check_disk(Path(st.overlay))
-    art = build()
+    beside = build_beside()
+    try:
+        art = build()
+    finally:
+        if beside is not None:
+            beside.join()  # its artefact is cached (or its failure said) before anything else
     key = art.name.removeprefix("vm-")
     accel, why = choose_accel(art / "vmlinuz")
     console.print(f"VM accelerator: {accel} ({why})")
