@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shlex
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -50,6 +51,9 @@ def run(container, cmd: str | list[str], check: bool = True) -> ExecResult:
 
 
 REMOVE_TRIES = 4
+
+
+REMOVE_AT_ONCE = 4
 
 
 def remove_container(c) -> bool:
@@ -184,7 +188,10 @@ class DockerEngine(Engine):
                 return 0  # removed meanwhile (another `down`)
             return 1
 
-        gone = sum(remove_container(c) for c in self.containers(lab))
+        boxes = self.containers(lab)
+        # A few at once: a removal is mostly the engine's waiting on the container's task.
+        with ThreadPoolExecutor(max_workers=max(1, min(REMOVE_AT_ONCE, len(boxes)))) as pool:
+            gone = sum(pool.map(remove_container, boxes))
         return gone + sum(removed(n.remove) for n in self.networks(lab))
 
     # -- exec and files

@@ -149,18 +149,17 @@ def _data_flow(eng: Engine, topo: Topology) -> tuple[dict[str, FlowRun], dict[st
                 moved[name] = (dataflow.transfer(eng, topo.name, name, topo.holder(move.to), move.to, move.bytes,
                                                  move.timeout), local, peer)
 
-        # The DF searches of all tunnels at once (each one's two ways in turn): they are
-        # mostly waits for pings that do not come back.
-        def search(name: str) -> FlowRun:
-            transfer, local, peer = moved[name]
-            server = why.server_node(topo, name)
-            df = {"to_server": dataflow.df_search(eng, topo.name, name, peer)}
-            if server is not None:
-                df["to_client"] = dataflow.df_search(eng, topo.name, server, local)
-            return FlowRun(transfer, df, dataflow.link_mtu(eng, topo.name, name, render.tunnel_if(topo.nodes[name])))
-
+        # The DF searches of all tunnels, both ways, at once: they are mostly waits for pings
+        # that do not come back (about 3 s a failing size), and each way has its own path and
+        # its own MPPE state. ("to_server" from the client, "to_client" from its server.)
+        ways = [(name, "to_server", name, moved[name][2]) for name in moved]
+        ways += [(name, "to_client", server, moved[name][1]) for name in moved
+                 if (server := why.server_node(topo, name)) is not None]
         with console.status(f"the largest packet with DF set, each way, through {len(moved)} tunnel(s)"):
-            out.update(zip(moved, lifecycle.parallel(search, moved)))
+            found = lifecycle.parallel(lambda w: dataflow.df_search(eng, topo.name, w[2], w[3]), ways)
+        for name, (transfer, _, _) in moved.items():
+            df = {way: got for (n, way, _, _), got in zip(ways, found) if n == name}
+            out[name] = FlowRun(transfer, df, dataflow.link_mtu(eng, topo.name, name, render.tunnel_if(topo.nodes[name])))
     return out, traces
 
 

@@ -63,6 +63,33 @@ def fixed(tmp_path: Path) -> Path:
     return path
 
 
+# The nodes each client's cause needs besides the server.
+PATH_OF = {"c-nat": {"gw"}, "c-ref": {"web"}, "c-nr": {"r-nr"}, "c-rpf": {"r-rpf"}, "c-inv": {"r-inv", "fw-inv"},
+           "c-auth": set(), "c-pol": {"fw-pol"}, "c-loop": {"r-l1", "r-l2"}, "c-hu": {"r-hu"}}
+
+
+def only(tmp_path: Path, clients: list[str]) -> Path:
+    """causes.yaml with only these clients and what their causes need: the server keeps the
+    legs and routes onto the networks that are left."""
+    import ipaddress
+
+    data = yaml.safe_load((HERE / "causes.yaml").read_text())
+    keep = {"srv", *clients, *(n for c in clients for n in PATH_OF[c])}
+    nodes = {k: v for k, v in data["nodes"].items() if k in keep}
+    used = {net for name, n in nodes.items() if name != "srv" for net in n["interfaces"]}
+    srv = nodes["srv"]
+    srv["interfaces"] = {k: v for k, v in srv["interfaces"].items() if k in used}
+    subnets = [ipaddress.ip_network(data["networks"][k]["subnet"]) for k in used]
+    srv["routes"] = [r for r in srv.get("routes", []) if any(ipaddress.ip_address(r["via"]) in n for n in subnets)]
+    data.update(name="t-causes-some", nodes=nodes, networks={k: v for k, v in data["networks"].items() if k in used},
+                expect={"clients": {c: data["expect"]["clients"][c] for c in clients}})
+    for f in ("causes-invalid.nft", "causes-policy.nft"):
+        shutil.copy(HERE / f, tmp_path / f)
+    path = tmp_path / "causes-some.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
 def test_S32_each_lab_fails_for_its_cause_and_passes_without_it(lab_engine, tmp_path):
     eng, _ = lab_engine
     res = pptp_lab("test", str(HERE / "causes.yaml"), "--engine", eng.name)
