@@ -115,11 +115,14 @@ def main() -> None:
                 rows.append((f"50 clients behind one NAT: {failed} of 50 calls FAILED", float("nan"),
                              float("nan"), "<= 90", "34 of 50 failed", WHERE.get("bench-n50", "")))
     table = Table(title=f"warm lab up/down on the {eng.name} engine")
-    for col in ("lab", "up (s)", "down (s)", "target (s)", "before (s)", "where the up's time went"):
+    for col in ("lab", "up (s)", "down (s)", "target (s)", "before (s)"):
         table.add_column(col)
-    for name, u, d, target, before, where in rows:
-        table.add_row(name, f"{u:.1f}", f"{d:.1f}", target, before, where)
+    for name, u, d, target, before, _ in rows:
+        table.add_row(name, f"{u:.1f}", f"{d:.1f}", target, before)
     Console().print(table)
+    Console().print("where each up's time went:", soft_wrap=True)
+    for name, *_, where in rows:
+        Console().print(f"  {name}: {where}", soft_wrap=True, markup=False, highlight=False)
     if len(sizes) > 1:
         lo, hi = min(sizes), max(sizes)
         Console().print(f"seconds per added client: {(per_n[hi] - per_n[lo]) / (hi - lo):.2f} "

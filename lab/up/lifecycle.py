@@ -220,14 +220,20 @@ def check_rulesets(eng: Engine, topo: Topology, image: str | dict[str, str]) -> 
     todo = [(name, node) for name, node in topo.nodes.items() if getattr(node, "ruleset", None)]
     if not todo:
         return
+    def check(item):
+        name, node = item
+        r = node.ruleset
+        nets = list(node.interfaces)
+        argv = ["sh", "-c", CHECK_SCRIPT, "sh", str(len(nets)), *nets, *rulesets.check_argv(r.flavour)]
+        return eng.scratch_run(_image_of(image, name), {r.node_path: (r.text, 0o600)}, argv)
+
     with console.status(f"checking {len(todo)} ruleset(s)"):
-        for name, node in todo:
+        # At once: each is a container's start (about 2 s in the emulated guest).
+        done = parallel(check, todo, workers=4)
+    for (name, node), res in zip(todo, done):  # the first in the topology's order is said
+        if not res.ok:
             r = node.ruleset
-            nets = list(node.interfaces)
-            argv = ["sh", "-c", CHECK_SCRIPT, "sh", str(len(nets)), *nets, *rulesets.check_argv(r.flavour)]
-            res = eng.scratch_run(_image_of(image, name), {r.node_path: (r.text, 0o600)}, argv)
-            if not res.ok:
-                raise LabError(rulesets.explain(r.flavour, res.out, f"nodes.{name}.ruleset.{r.flavour}", r.path))
+            raise LabError(rulesets.explain(r.flavour, res.out, f"nodes.{name}.ruleset.{r.flavour}", r.path))
     console.print(f"[green]✓[/] {len(todo)} ruleset(s) checked")
 
 
