@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import shlex
 import time
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -17,6 +16,7 @@ import docker.errors
 from docker.types import IPAMConfig, IPAMPool
 
 from ..core import names, suites
+from ..core.pool import parallel
 from ..core.errors import LabError
 from .base import Engine, ExecResult, Probe, obj_name, tar_of
 
@@ -51,9 +51,7 @@ def run(container, cmd: str | list[str], check: bool = True) -> ExecResult:
 
 
 REMOVE_TRIES = 4
-
-
-REMOVE_AT_ONCE = 4
+REMOVE_AT_ONCE = 4  # containers removed at a time by remove_lab
 
 
 def remove_container(c) -> bool:
@@ -188,10 +186,8 @@ class DockerEngine(Engine):
                 return 0  # removed meanwhile (another `down`)
             return 1
 
-        boxes = self.containers(lab)
         # A few at once: a removal is mostly the engine's waiting on the container's task.
-        with ThreadPoolExecutor(max_workers=max(1, min(REMOVE_AT_ONCE, len(boxes)))) as pool:
-            gone = sum(pool.map(remove_container, boxes))
+        gone = sum(parallel(remove_container, self.containers(lab), workers=REMOVE_AT_ONCE))
         return gone + sum(removed(n.remove) for n in self.networks(lab))
 
     # -- exec and files

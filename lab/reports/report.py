@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from ..core import timing
 from ..up import faultlog
 from .drawing import text_width, wrap
 from ..pptp import Report, Session
@@ -435,7 +436,7 @@ def test_html(res) -> str:
     parts.append("</table>")
     timings = getattr(res, "timings", None) or {}
     if timings:  # where the run's time went (lab.core.timing)
-        parts.append(f"<p class='text'>time: {e(', '.join(f'{k} {v:.1f} s' for k, v in timings.items()))}</p>")
+        parts.append(f"<p class='text'>time: {e(timing.line(timings))}</p>")
     parts.append(data_flow_html(getattr(res, "data_flow", None) or {}))
     parts.append("<h2>Conformance (documented vs observed)</h2><table><tr><th>SPEC</th><th>documented</th>"
                  "<th>observed</th><th>verdict</th></tr>")

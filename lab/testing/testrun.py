@@ -16,6 +16,7 @@ from ..model import render
 from ..diagnosis.checks import Check
 from ..engines import Engine, vm
 from ..core import timing
+from ..core.pool import parallel
 from ..core.errors import LabError
 from ..core.host import console
 from ..reports.runfiles import Result, manifest_faults
@@ -156,7 +157,7 @@ def _data_flow(eng: Engine, topo: Topology) -> tuple[dict[str, FlowRun], dict[st
         ways += [(name, "to_client", server, moved[name][1]) for name in moved
                  if (server := why.server_node(topo, name)) is not None]
         with console.status(f"the largest packet with DF set, each way, through {len(moved)} tunnel(s)"):
-            found = lifecycle.parallel(lambda w: dataflow.df_search(eng, topo.name, w[2], w[3]), ways)
+            found = parallel(lambda w: dataflow.df_search(eng, topo.name, w[2], w[3]), ways)
         for name, (transfer, _, _) in moved.items():
             df = {way: got for (n, way, _, _), got in zip(ways, found) if n == name}
             out[name] = FlowRun(transfer, df, dataflow.link_mtu(eng, topo.name, name, render.tunnel_if(topo.nodes[name])))

@@ -15,7 +15,6 @@ import os
 import re
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from . import capture, configure, queries
 from ..model import kinds, render, tunnels
 from ..model.kinds.pptp_client import tunnel_state
 from ..core import names, timing
+from ..core.pool import parallel
 from ..engines import Engine
 from ..core.errors import LabError
 from ..core.host import console
@@ -75,18 +75,6 @@ class NodeStatus:
     tunnel_mtu: int | None = None  # the tunnel interface's MTU (pppd's, after the negotiation)
     # The kernel and the PPTP programs a pptp node runs (issue #11: which versions met).
     versions: dict = field(default_factory=dict)
-
-
-def parallel(fn, items, workers: int = 16):
-    items = list(items)
-    if not items:
-        return []
-    pool = ThreadPoolExecutor(max_workers=min(workers, len(items)))
-    try:
-        return list(pool.map(fn, items))
-    finally:
-        # On Ctrl-C or a failure the items not started are dropped: what runs is waited for.
-        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def existing(eng: Engine, lab: str) -> dict[str, object]:
@@ -220,6 +208,7 @@ def check_rulesets(eng: Engine, topo: Topology, image: str | dict[str, str]) -> 
     todo = [(name, node) for name, node in topo.nodes.items() if getattr(node, "ruleset", None)]
     if not todo:
         return
+
     def check(item):
         name, node = item
         r = node.ruleset

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from lab.up import capture, configure, lifecycle
 from lab import cli
-from lab.core import names
+from lab.core import names, pool
 from lab.model import topology
 from lab import engines as engine_mod
 from lab.engines import vm
@@ -199,7 +199,7 @@ def test_an_interrupted_create_starts_no_more_nodes():
             raise KeyboardInterrupt
         time.sleep(0.1)
     with pytest.raises(KeyboardInterrupt):
-        lifecycle.parallel(make, range(20), workers=2)
+        pool.parallel(make, range(20), workers=2)
     assert len(ran) <= 3, ran
 
 
