@@ -142,9 +142,11 @@ def test_S29_status_wide_shows_the_tunnels_sizes():
     assert _sizes(SimpleNamespace(tunnel_mtu=None, mru="", outer="")) == ""
 
 
-def _df_search(tmp_path, limit: int, mtu: int | None) -> tuple[str, list[int]]:
+def _df_search(tmp_path, limit: int, mtu: int | None, lost: tuple[int, int] = (0, 0)) -> tuple[str, list[int]]:
     """The DF search script itself, with a fake ping that passes payloads up to `limit`, a
-    route through an interface of `mtu`, and no sleeping: (its answer, the sizes it tried)."""
+    route through an interface of `mtu`, and no sleeping: (its answer, the sizes it tried).
+    `lost`: (after, count): that many pings after the first `after` are lost whatever their
+    size (a guest starved for a moment)."""
     import os
     import subprocess
     bin_ = tmp_path / "bin"
@@ -152,6 +154,7 @@ def _df_search(tmp_path, limit: int, mtu: int | None) -> tuple[str, list[int]]:
     (tmp_path / "sys").mkdir()
     log = tmp_path / "tried"
     (bin_ / "ping").write_text(f'#!/bin/sh\nwhile [ "$1" != -s ]; do shift; done\necho "$2" >> {log}\n'
+                               f'n=$(wc -l < {log})\n[ "$n" -gt {sum(lost)} ] || [ "$n" -le {lost[0]} ] || exit 1\n'
                                f'[ "$2" -le {limit} ]\n')
     (bin_ / "ip").write_text("#!/bin/sh\necho '172.16.0.1 dev ppp0 src 172.16.0.10 uid 0'\n"
                              if mtu else "#!/bin/sh\nexit 1\n")
@@ -180,4 +183,21 @@ def test_S29_the_df_search_tries_the_tunnels_mtu_first_then_searches(tmp_path):
     assert out == "1000" and max(tried) == 1472
     # nothing passes
     out, _ = _df_search(tmp_path / "d", 10, 1400)
+    assert out == "none"
+    # a black hole costs one probe more than the search: its smallest failing size, again
+    out, tried = _df_search(tmp_path / "e", 1331, 1396)
+    assert out == "1331" and tried.count(1332) == 4
+
+
+def test_S29_pings_lost_for_a_moment_do_not_shrink_the_answer(tmp_path):
+    # pings lost under load in the middle of the search (a probe is two pings, then two
+    # more): the smallest size that failed is tried again at the end, and the search goes
+    # on above it
+    out, tried = _df_search(tmp_path / "a", 1331, 1396, lost=(3, 8))
+    assert out == "1331", tried
+    # lost at the very start: the smallest size gets a second chance
+    out, tried = _df_search(tmp_path / "b", 1331, 1396, lost=(0, 2))
+    assert out == "1331", tried
+    # lost for longer than the search: the answer is what was seen, not a guess
+    out, _ = _df_search(tmp_path / "c", 1331, 1396, lost=(0, 10_000))
     assert out == "none"

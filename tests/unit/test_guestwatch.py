@@ -52,7 +52,10 @@ def test_evidence_keeps_the_trouble_and_its_stack():
     ("S", [], gw.SILENT_HUNG - 1, 0, "ok"),  # slow is not hung
     ("S", [], gw.SILENT_HUNG, 0, "hung"),
     ("R", [("soft lockup", "x")], gw.SILENT_WITH_SIGN - 1, 0, "ok"),  # a lockup it came back from
-    ("R", [("soft lockup", "x")], gw.SILENT_WITH_SIGN, 0, "hung"),
+    # a soft lockup is what a starved vCPU prints too: the plain wait
+    ("R", [("soft lockup", "x")], gw.SILENT_WITH_SIGN + 10, 0, "ok"),
+    ("R", [("soft lockup", "x")], gw.SILENT_HUNG, 0, "hung"),
+    ("R", [("hard lockup", "x")], gw.SILENT_WITH_SIGN, 0, "hung"),
     # a starved emulated guest prints RCU stalls and hung tasks and comes back: no shorter wait
     ("R", [("RCU stall", "x")], gw.SILENT_WITH_SIGN + 10, 0, "ok"),
     ("R", [("hung task", "x"), ("RCU stall", "y")], gw.SILENT_HUNG - 1, 0, "ok"),
