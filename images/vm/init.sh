@@ -56,8 +56,9 @@ ip route add default via 10.0.2.2
 
 # crun, not runc, starts the containers and their execs: under TCG an exec costs the guest
 # 0.27 s of CPU with crun, 0.50 s with runc (which copies its own binary on every one).
+# lab-runtime is crun with Docker's network hook made cheap (0.6 s less per container start).
 dockerd -H unix:///var/run/docker.sock -H tcp://0.0.0.0:2375 --tls=false \
-        --add-runtime crun=/usr/bin/crun --default-runtime crun \
+        --add-runtime crun=/usr/local/sbin/lab-runtime --default-runtime crun \
         --storage-driver overlay2 --log-level warn >/var/log/dockerd.log 2>&1 &
 dpid=$!
 echo "lab-init: dockerd started at $(up)s"

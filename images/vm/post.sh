@@ -5,6 +5,7 @@ set -eu
 dest=$1
 here=$(cd "$(dirname "$0")" && pwd)
 install -m 0755 "$here/init.sh" "$dest/sbin/lab-init"
+install -m 0755 "$here/lab-runtime" "$here/lab-setkey" "$dest/usr/local/sbin/"
 echo pptp-lab-vm > "$dest/etc/hostname"
 printf '127.0.0.1 localhost pptp-lab-vm\n' > "$dest/etc/hosts"
 : > "$dest/etc/resolv.conf"
