@@ -465,19 +465,33 @@ def _up() -> VmState:
 
 def _start(art: Path, disk: Path, accel: str, incoming: Path | None = None) -> VmState:
     """QEMU on `disk`, booting, or loading the saved state `incoming`; returns at Docker-ready."""
-    port = _pick_port()
-    for stale in ("console.log", "qmp.sock", "ctl.sock"):  # a killed QEMU leaves its sockets
-        (vm_dir() / stale).unlink(missing_ok=True)
-    cmd = _qemu_cmd(art, disk, accel, port)
-    if incoming is not None:
-        cmd += ["-incoming", f"exec:cat {shlex.quote(str(incoming))}"]  # QEMU runs it through /bin/sh
-    log = open(vm_dir() / "qemu.log", "wb")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
-    st = VmState(pid=proc.pid, port=port, accel=accel, key=art.name.removeprefix("vm-"),
-                 overlay=str(disk), started=time.time(), restored=incoming is not None)
-    _write_state(st)
+    def launch() -> tuple[VmState, subprocess.Popen]:
+        port = _pick_port()
+        for stale in ("console.log", "qmp.sock", "ctl.sock"):  # a killed QEMU leaves its sockets
+            (vm_dir() / stale).unlink(missing_ok=True)
+        cmd = _qemu_cmd(art, disk, accel, port)
+        if incoming is not None:
+            cmd += ["-incoming", f"exec:cat {shlex.quote(str(incoming))}"]  # QEMU runs it through /bin/sh
+        log = open(vm_dir() / "qemu.log", "wb")
+        proc = subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+        st = VmState(pid=proc.pid, port=port, accel=accel, key=art.name.removeprefix("vm-"),
+                     overlay=str(disk), started=time.time(), restored=incoming is not None)
+        _write_state(st)
+        return st, proc
+
+    st, proc = launch()
     if incoming is None:
-        _wait_ready(st, proc)
+        for attempt in range(1, COLD_BOOT_TRIES + 1):
+            try:
+                _wait_ready(st, proc)
+                break
+            except LabError as exc:
+                kept = _panicked_while_booting(attempt)
+                if kept is None or attempt == COLD_BOOT_TRIES:
+                    raise
+                console.print(f"[yellow]VM: the guest kernel panicked while booting ({escape(str(exc))[:160]}; "
+                              f"console kept in {kept}): booting again[/]")
+                st, proc = launch()
         sync_clock(st)
         _watch(st)
         return st
@@ -506,6 +520,28 @@ def _start(art: Path, disk: Path, accel: str, incoming: Path | None = None) -> V
 
 
 CLOCK_TOLERANCE = 0.05  # seconds: captures are matched to host times (`since`) by tests and users
+
+
+# A cold boot under TCG can panic before init runs ("Fatal exception in interrupt" at 3 s of a
+# 6.12 guest, twice in three cold boots one afternoon, the third one fine): such a boot is tried
+# again, a guest that fails the same way every time still fails.
+COLD_BOOT_TRIES = 3
+
+
+def _panicked_while_booting(attempt: int) -> Path | None:
+    """The kept copy of the console when the boot that just failed shows a kernel panic;
+    None when it does not (QEMU's own error, a timeout: not worth a second boot)."""
+    console_log = vm_dir() / "console.log"
+    try:
+        text = console_log.read_text(errors="replace")
+    except OSError:
+        return None
+    if not any(kind == "kernel panic" for kind, _ in guestwatch.signs(text)):
+        return None
+    kept = vm_dir() / f"boot-panic-{attempt}.log"
+    kept.write_text(text)
+    kept.chmod(0o600)
+    return kept
 
 
 def sync_clock(st: VmState, force: bool = False) -> float:

@@ -210,3 +210,48 @@ def test_a_refused_container_removal_is_tried_again(monkeypatch):
     with pytest.raises(docker.errors.APIError):
         dk.remove_container(always)
     assert always.calls == dk.REMOVE_TRIES
+
+
+@pytest.mark.parametrize("console_text, launches, raised", [
+    ("[    3.20] Kernel panic - not syncing: Fatal exception in interrupt\n", 2, False),  # tried again
+    ("[    3.20] Kernel panic - not syncing: Fatal exception in interrupt\n" * 1, vm.COLD_BOOT_TRIES, True),
+    ("qemu-system-x86_64: -drive: Could not open disk\n", 1, True),  # no panic: no second boot
+])
+def test_a_cold_boot_that_panics_before_init_boots_again(monkeypatch, tmp_path, console_text, launches, raised):
+    d = tmp_path / "vm"
+    d.mkdir()
+    monkeypatch.setattr(vm, "vm_dir", lambda: d)
+    monkeypatch.setattr(vm, "_pick_port", lambda: 40000)
+    monkeypatch.setattr(vm, "_qemu_cmd", lambda *a: ["qemu"])
+    monkeypatch.setattr(vm, "_write_state", lambda st: None)
+    monkeypatch.setattr(vm, "sync_clock", lambda st: 0.0)
+    monkeypatch.setattr(vm, "_watch", lambda st: None)
+    started = []
+
+    class Proc:
+        def __init__(self, *a, **k):
+            started.append(self)
+            self.pid = 1000 + len(started)
+
+    monkeypatch.setattr(vm.subprocess, "Popen", Proc)
+    always = launches == vm.COLD_BOOT_TRIES
+
+    def wait_ready(st, proc):
+        if always or len(started) == 1:  # the first boot (or every one) fails
+            (d / "console.log").write_text(console_text)
+            raise LabError(f"QEMU exited while booting: {console_text.strip()}")
+        return st
+
+    monkeypatch.setattr(vm, "_wait_ready", wait_ready)
+    art = tmp_path / "vm-abc"
+    if raised:
+        with pytest.raises(LabError, match="QEMU exited while booting"):
+            vm._start(art, tmp_path / "disk.qcow2", "tcg")
+    else:
+        st = vm._start(art, tmp_path / "disk.qcow2", "tcg")
+        assert st.pid == 1002
+    assert len(started) == launches
+    kept = sorted(p.name for p in d.glob("boot-panic-*.log"))
+    failed = launches if raised else launches - 1
+    assert kept == ([f"boot-panic-{i}.log" for i in range(1, failed + 1)] if "panic" in console_text else [])
+    assert all((d / k).stat().st_mode & 0o077 == 0 for k in kept)
