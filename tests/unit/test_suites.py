@@ -16,7 +16,7 @@ from lab.core.paths import resource
 # The default keys before suites existed, with the unit tests' mirror (conftest). A change
 # here means every user's cached VM disk, snapshot and node image is rebuilt: only change
 # these on purpose (an edit of images/rootfs.sh, images/vm/ or images/node/ does that).
-BEFORE = {"vm": "adae7d610ecf",  # images/vm/init.sh: crun, no ASLR, static keys held (#26)
+BEFORE = {"vm": "b3aa013ea8d6",  # images/vm/: lab-runtime and lab-setkey (#30); before: crun, no ASLR, static keys (#26)
            "base": "32a78bc1a1bd", "node": "04b0cd58e927"}  # iperf3, socat (S29-S31)
 
 
@@ -190,7 +190,7 @@ def test_suite_sh_runs_rootfs_sh_for_another_suite(tmp_path):
 def test_suite_sh_takes_the_backports_kernel(tmp_path):
     env, log = _fakes(tmp_path)
     dest = tmp_path / "rootfs"
-    for d in ("etc/apt/sources.list.d", "sbin", "etc", "proc"):
+    for d in ("etc/apt/sources.list.d", "sbin", "usr/local/sbin", "etc", "proc"):  # as debootstrap leaves them
         (dest / d).mkdir(parents=True, exist_ok=True)
     res = _run_suite_sh(env, "bookworm-backports", "vm", str(dest), "http://m.example/debian")
     assert res.returncode == 0, res.stderr
@@ -206,6 +206,7 @@ def test_suite_sh_takes_the_backports_kernel(tmp_path):
     assert (dest / "etc/apt/sources.list.d/bookworm-backports.list").read_text() == \
         "deb http://m.example/debian bookworm-backports main\n"
     assert (dest / "sbin" / "lab-init").is_file()  # then the vm kind's post.sh ran as usual
+    assert (dest / "usr" / "local" / "sbin" / "lab-runtime").is_file()
 
 
 def test_suite_sh_refuses_an_unknown_suite(tmp_path):
