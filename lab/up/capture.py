@@ -23,6 +23,7 @@ from ..core.paths import private_dir, runs_dir
 ROLE = "capture"
 DIR = "/captures"
 WAIT = 30.0  # seconds for tcpdump to listen on every segment
+BUFFER_KIB = 8192  # tcpdump -B: its kernel capture buffer per segment
 MANIFEST = "manifest.json"
 
 
@@ -43,8 +44,13 @@ def start(eng: Engine, lab: str, image: str):
     # --immediate-mode: each packet reaches tcpdump at once, not when the kernel's capture
     # buffer block times out (up to a second or more under emulation), so a snapshot read
     # right after a dial or a ping holds its packets; -U writes each one out.
+    # -B: that mode's ring has one slot per packet, each of 64 KiB on a bridge with offloads,
+    # so the default 2 MiB held 32 packets: 20 tunnels' pings starting at once while the
+    # guest was starved overflowed it (S28 once saw 7 GRE packets missing on one segment
+    # that the next segment and every ping's reply showed delivered). 8 MiB: 128 packets.
     for seg, br in segments.items():
-        script.append(f"tcpdump -i {br} --immediate-mode -U -n -s 0 -w {DIR}/{seg}.pcap 2>{DIR}/{seg}.log &")
+        script.append(f"tcpdump -i {br} --immediate-mode -B {BUFFER_KIB} -U -n -s 0 -w {DIR}/{seg}.pcap "
+                      f"2>{DIR}/{seg}.log &")
     script.append("trap 'kill -INT $(jobs -p) 2>/dev/null; wait; exit 0' TERM INT; wait")
     box = eng.run_helper(lab, ROLE, image, "\n".join(script), {names.SEGMENTS: json.dumps(segments)})
     # tcpdump needs a moment to open its interfaces; nothing of the lab's traffic may precede it.
