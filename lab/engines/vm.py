@@ -536,7 +536,7 @@ def _panicked_while_booting(attempt: int) -> Path | None:
         text = console_log.read_text(errors="replace")
     except OSError:
         return None
-    if not any(kind == "kernel panic" for kind, _ in guestwatch.signs(text)):
+    if not any(kind in guestwatch.FATAL for kind, _ in guestwatch.signs(text)):
         return None
     kept = vm_dir() / f"boot-panic-{attempt}.log"
     kept.write_text(text)
