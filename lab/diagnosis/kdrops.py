@@ -8,7 +8,10 @@ It runs in a tracefs instance of its own, so it leaves the guest's tracing as it
 two labs never read each other's buffer. The scripts are fixed text: the only argument
 is the instance's name, made here. The reason names are read from the running kernel's
 output (their numbers change between versions); bullseye's 5.10 gives none, only the
-function."""
+function.
+
+The guest holds these tracepoints enabled from its boot (lab.engines.tracehold: enabling
+one patches kernel text, which under TCG can hang the guest); START makes sure of it."""
 from __future__ import annotations
 
 import os
@@ -18,10 +21,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Iterator
 
-START = r"""set -e
-T=/sys/kernel/tracing
-mountpoint -q $T || mount -t tracefs nodev $T
-I=$T/instances/$1
+from ..engines import tracehold
+
+START = tracehold.HOLD + r"""I=$T/instances/$1
 mkdir "$I"
 echo 4096 > "$I/buffer_size_kb"
 E=$I/events
@@ -39,7 +41,7 @@ grep -v '^#' "$I/trace"
 echo '!stacktrace if protocol == 2048' > "$I/events/skb/kfree_skb/trigger" 2>/dev/null || true
 rmdir "$I"
 """
-CAPS = ["SYS_ADMIN"]  # tracefs; the throwaway container adds what entering pid 1 needs
+CAPS = tracehold.CAPS
 
 _EVENT = re.compile(r"^\s*(?P<task>.+?)\s+\[\d+\]\s+\S+\s+(?P<ts>\d+\.\d+):\s+(?P<event>[\w<> ]+?):?\s(?P<rest>.*)$")
 _DROP = re.compile(r"skbaddr=(?P<skb>\S+) protocol=(?P<proto>\d+) location=(?P<loc>\S+)(?: reason: (?P<reason>\w+))?")

@@ -26,7 +26,7 @@ from qemu.qmp.legacy import QEMUMonitorProtocol
 from ..core import artifacts, suites
 from ..core.errors import LabError
 
-FORMAT = "1"  # bump when what is saved, or how, changes
+FORMAT = "2"  # bump when what is saved, or how, changes (2: tracepoints held, vm._hold_tracepoints)
 DISABLE_ENV = "PPTP_LAB_VM_SNAPSHOT"  # =0: always boot cold (and save nothing); =1: always snapshot
 SAVE_TIMEOUT = 180
 # bullseye's kernel (5.10) has no vmgenid driver: a restored guest would not reseed its RNG

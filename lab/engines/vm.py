@@ -36,7 +36,7 @@ from ..core import artifacts, names, suites
 from ..core.errors import LabError
 from ..core.host import check_suite, console, debian_mirror, require_binary, require_root, run_logged
 from ..core.paths import cache_dir, private_dir, resource, state_dir
-from . import guestwatch, snapshot
+from . import guestwatch, snapshot, tracehold
 from .docker import DockerEngine, connect
 
 QEMU = "qemu-system-x86_64"
@@ -493,6 +493,7 @@ def _start(art: Path, disk: Path, accel: str, incoming: Path | None = None) -> V
                               f"console kept in {kept}): booting again[/]")
                 st, proc = launch()
         sync_clock(st)
+        _hold_tracepoints()
         _watch(st)
         return st
     start = time.monotonic()
@@ -517,6 +518,16 @@ def _start(art: Path, disk: Path, accel: str, incoming: Path | None = None) -> V
     console.print(f"[green]✓[/] VM restored from snapshot, Docker ready at {st.url} "
                   f"({time.monotonic() - start:.1f}s, {accel})")
     return st
+
+
+def _hold_tracepoints() -> None:
+    """Enable, for the guest's life, the tracepoints labs record drops with (lab.engines.tracehold:
+    patching kernel text under TCG can hang the guest, so it is done once, at boot, and a
+    snapshot keeps it)."""
+    rc, out = exec_in_guest(["sh", "-c", tracehold.HOLD], caps=tracehold.CAPS)
+    if rc:
+        console.print(f"[yellow]VM: holding the guest's tracepoints failed ({escape(out.strip()[-160:])}); "
+                      "the first recording of drops will do it[/]")
 
 
 CLOCK_TOLERANCE = 0.05  # seconds: captures are matched to host times (`since`) by tests and users

@@ -225,6 +225,7 @@ def test_a_cold_boot_that_panics_before_init_boots_again(monkeypatch, tmp_path, 
     monkeypatch.setattr(vm, "_qemu_cmd", lambda *a: ["qemu"])
     monkeypatch.setattr(vm, "_write_state", lambda st: None)
     monkeypatch.setattr(vm, "sync_clock", lambda st: 0.0)
+    monkeypatch.setattr(vm, "_hold_tracepoints", lambda: None)
     monkeypatch.setattr(vm, "_watch", lambda st: None)
     started = []
 
