@@ -597,7 +597,7 @@ def _snapshot(art: Path, accel: str) -> Path:
                     snapshot.save(qmp, tmp / "ram")
                 snapshot.quit(qmp)
             finally:
-                qmp.close()
+                snapshot.close(qmp)
             _reap_wait(st.pid)
             (tmp / "ram").chmod(0o600)
             console.print(f"[green]✓[/] VM snapshot saved ({(tmp / 'ram').stat().st_size >> 20} MiB, "
