@@ -448,8 +448,11 @@ def test_html(res) -> str:
                  + graph.topology_svg(res.topo, paths=packet_paths(res.checks)) + "</div>")
     if res.run_dir:
         annotated = getattr(res, "annotated", None) or {}
+        losses = getattr(res, "capture_losses", None) or {}
         parts.append("<h2>Captures</h2><ul>" + "".join(
             f"<li><a href='{e(p.name)}'>{e(p.name)}</a> ({p.stat().st_size} bytes)"
+            + (f"; <span class='fail'>tcpdump lost {losses[p.stem]} packet(s) here</span>: a gap on this "
+               "segment may be the capture's, not the network's" if losses.get(p.stem) else "")
             + (f"; <a href='{e(annotated[p.name])}'>{e(annotated[p.name])}</a>: the analyser's findings as packet "
                "comments (Wireshark: <code>frame.comment</code>)" if p.name in annotated else "") + "</li>"
             for p in sorted(res.run_dir.glob("*.pcap"))) + "</ul>")

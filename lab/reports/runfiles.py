@@ -47,6 +47,8 @@ class Result:
     versions: dict[str, dict[str, str]] = field(default_factory=dict)
     annotated: dict[str, str] = field(default_factory=dict)  # capture's file name -> its annotated copy's
     timings: dict[str, float] = field(default_factory=dict)  # phase -> seconds (lab.core.timing)
+    # segment -> packets its capture lost (tcpdump's "dropped by kernel"), where it lost any
+    capture_losses: dict[str, int] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -72,6 +74,7 @@ def data(res: Result) -> dict:
     return {"lab": res.topo.name, "passed": res.passed, "checks": [asdict(c) for c in res.checks],
             "data_flow": res.data_flow, "versions": res.versions,
             "timings": {k: round(v, 2) for k, v in res.timings.items()},
+            "capture_losses": res.capture_losses,
             "analysis": res.report.to_dict() if res.report else None}
 
 
@@ -128,6 +131,22 @@ def manifest_faults(run_dir: Path) -> list[dict]:
             and isinstance(f.get("args"), list)] if isinstance(found, list) else []
 
 
+def manifest_capture_losses(run_dir: Path) -> dict[str, int]:
+    """segment -> packets its tcpdump lost, for the captures of manifest.json that lost any."""
+    try:
+        manifest = json.loads((Path(run_dir) / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return {}
+    found = manifest.get("captures") if isinstance(manifest, dict) else None
+    out = {}
+    for c in found if isinstance(found, list) else []:
+        counts = c.get("tcpdump") if isinstance(c, dict) else None
+        lost = counts.get("dropped") if isinstance(counts, dict) else None
+        if isinstance(c.get("segment"), str) and isinstance(lost, int) and not isinstance(lost, bool) and lost > 0:
+            out[c["segment"]] = lost
+    return out
+
+
 def read_versions(run_dir: Path) -> dict[str, dict[str, str]]:
     """versions.json as `write` leaves it, keeping only the names and values that look like
     what lab.up.lifecycle.parse_versions gives; {} without one (a run of an older pptp-lab)."""
@@ -170,7 +189,8 @@ def load(run_dir: Path) -> Result:
     versions = {n: v for n, v in read_versions(run_dir).items() if n in topo.nodes}
     flows = _json(run_dir / DATA_FLOW) if (run_dir / DATA_FLOW).is_file() else {}
     return Result(topo, checks, run_dir, analysed, manifest_faults(run_dir), versions=versions,
-                  data_flow=flows if isinstance(flows, dict) else {}, timings=read_timings(run_dir))
+                  data_flow=flows if isinstance(flows, dict) else {}, timings=read_timings(run_dir),
+                  capture_losses=manifest_capture_losses(run_dir))
 
 
 def read_timings(run_dir: Path) -> dict[str, float]:

@@ -19,7 +19,7 @@ from ..core import timing
 from ..core.pool import parallel
 from ..core.errors import LabError
 from ..core.host import console
-from ..reports.runfiles import Result, manifest_faults
+from ..reports.runfiles import Result, manifest_capture_losses, manifest_faults
 from ..model.kinds.nat import outside_calls
 from ..model.topology import Topology
 
@@ -80,6 +80,7 @@ def _run(eng: Engine, topo: Topology, res: Result) -> None:
     with timing.phase("analysis"):
         res.report = pptp.analyze(files) if files else None
     res.faults = manifest_faults(res.run_dir) if res.run_dir else []
+    res.capture_losses = manifest_capture_losses(res.run_dir) if res.run_dir else {}
 
 
 def _lab_up(eng: Engine, topo: Topology) -> Check:

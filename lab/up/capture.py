@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import tarfile
 import time
 from datetime import datetime, timezone
@@ -25,6 +26,9 @@ DIR = "/captures"
 WAIT = 30.0  # seconds for tcpdump to listen on every segment
 BUFFER_KIB = 8192  # tcpdump -B: its kernel capture buffer per segment
 MANIFEST = "manifest.json"
+# tcpdump's statistics (on SIGUSR1 and at exit): what the kernel could not hand it is
+# missing from the capture, not from the network.
+_STATS = re.compile(r"^(\d+) packets? (captured|received by filter|dropped by kernel)\s*$", re.M)
 
 
 def container(eng: Engine, lab: str):
@@ -85,10 +89,18 @@ def _logs(eng: Engine, box, segments: list[str]) -> dict[str, str]:
         return {}
 
 
-def _extract(eng: Engine, box, dest: Path) -> list[Path]:
+def stats(log: str) -> dict[str, int]:
+    """tcpdump's last statistics in its log: captured, received (by filter) and dropped (by
+    kernel), each only when it printed them."""
+    keys = {"captured": "captured", "received by filter": "received", "dropped by kernel": "dropped"}
+    return {keys[what]: int(n) for n, what in _STATS.findall(log)}
+
+
+def _extract(eng: Engine, box, dest: Path) -> tuple[list[Path], dict[str, str]]:
+    """The pcaps copied into dest, and each segment's tcpdump log (from the same archive)."""
     data = io.BytesIO(eng.get_archive(box, DIR))
     private_dir(dest)
-    out = []
+    out, logs = [], {}
     with tarfile.open(fileobj=data) as tar:
         for m in tar.getmembers():
             if m.isfile() and m.name.endswith(".pcap"):
@@ -97,7 +109,9 @@ def _extract(eng: Engine, box, dest: Path) -> list[Path]:
                 with os.fdopen(fd, "wb") as fh:
                     fh.write(tar.extractfile(m).read())
                 out.append(target)
-    return out
+            elif m.isfile() and m.name.endswith(".log"):
+                logs[Path(m.name).stem] = tar.extractfile(m).read().decode(errors="replace")
+    return out, logs
 
 
 def clock_offset(eng: Engine, box) -> float | None:
@@ -115,7 +129,22 @@ def clock_offset(eng: Engine, box) -> float | None:
 def snapshot(eng: Engine, lab: str, dest: Path) -> list[Path]:
     """Copy the pcaps as they are now, capture still running (for status and checks)."""
     box = container(eng, lab)
-    return _extract(eng, box, dest) if box is not None else []
+    return _extract(eng, box, dest)[0] if box is not None else []
+
+
+def drops(eng: Engine, lab: str) -> dict[str, int]:
+    """segment -> packets its tcpdump has lost so far (the kernel's count, asked for with
+    SIGUSR1); {} without a running capture."""
+    box = container(eng, lab)
+    if box is None or box.status != "running":
+        return {}
+    eng.exec(box, "pkill -USR1 tcpdump; sleep 0.3", check=False)
+    return {seg: got["dropped"] for seg, log in _logs(eng, box, list(_segments(box))).items()
+            if "dropped" in (got := stats(log))}
+
+
+def _segments(box) -> dict[str, str]:
+    return json.loads(box.labels.get(names.SEGMENTS, "{}"))
 
 
 def stop(eng: Engine, lab: str) -> Path | None:
@@ -123,7 +152,7 @@ def stop(eng: Engine, lab: str) -> Path | None:
     box = container(eng, lab)
     if box is None:
         return None
-    segments = json.loads(box.labels.get(names.SEGMENTS, "{}"))
+    segments = _segments(box)
     started = ""
     if box.status == "running":
         started = eng.exec(box, f"cat {DIR}/started", check=False).out.strip()
@@ -132,24 +161,29 @@ def stop(eng: Engine, lab: str) -> Path | None:
     run_id = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     dest = private_dir(runs_dir() / lab) / run_id
     try:
-        files = _extract(eng, box, dest)
+        files, logs = _extract(eng, box, dest)
     except docker.errors.APIError:
         # Never started (an `up` killed between creating and starting it): nothing captured.
         remove_container(box)
         return None
     since = float(started) if started else None
-    write_manifest(dest, lab, run_id, files, segments, since, stopped, faultlog.take(lab, since))
+    write_manifest(dest, lab, run_id, files, segments, since, stopped, faultlog.take(lab, since),
+                   {seg: stats(log) for seg, log in logs.items()})
     remove_container(box)
     return dest
 
 
 def write_manifest(dest: Path, lab: str, run_id: str, files: list[Path], segments: dict,
-                   started: float | None, stopped: float, faults: list[dict] | None = None) -> Path:
-    """manifest.json: the run's captures (what `pptp-lab report RUN_DIR` reads back) and
+                   started: float | None, stopped: float, faults: list[dict] | None = None,
+                   tcpdump: dict[str, dict[str, int]] | None = None) -> Path:
+    """manifest.json: the run's captures (what `pptp-lab report RUN_DIR` reads back), each
+    with tcpdump's own counts when it gave them (`dropped`: packets the capture lost), and
     the faults injected while they ran (lab.up.fault records), when there were any."""
+    tcpdump = tcpdump or {}
     manifest = {"lab": lab, "run_id": run_id, "captures": [
         {"segment": f.stem, "file": f.name, "interface": segments.get(f.stem), "node": "engine bridge",
-         "start": started, "stop": stopped, "bytes": f.stat().st_size}
+         "start": started, "stop": stopped, "bytes": f.stat().st_size,
+         **({"tcpdump": tcpdump[f.stem]} if tcpdump.get(f.stem) else {})}
         for f in sorted(files)]}
     if faults:
         manifest["faults"] = faults

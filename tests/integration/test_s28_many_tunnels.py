@@ -9,6 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from lab.up import capture
+
 from .faultkit import now, stream, wire
 
 pytestmark = pytest.mark.topology("topologies/many-clients.yaml", name="t-many")
@@ -44,6 +46,7 @@ def test_S28_twenty_tunnels_carry_a_minute_of_traffic_each(lab, record_property)
     after = memory(lab)
     cut = now(lab, "nat") - 1.0  # packets before this are on both segments by the snapshot
     seen = wire(lab, "home", "internet")
+    capture_lost = capture.drops(lab.eng, lab.name)  # tcpdump's own count, per segment
     (home, home_sessions), (internet, internet_sessions) = seen["home"], seen["internet"]
 
     # Nothing lost end to end, by ping's count...
@@ -80,12 +83,13 @@ def test_S28_twenty_tunnels_carry_a_minute_of_traffic_each(lab, record_property)
             if max(a) - min(a) + 1 != len(a):
                 problems.append(f"{addr} {what}: gaps in the sender's own sequence ({len(a)} of "
                                 f"{max(a) - min(a) + 1})")
-    assert not problems, "\n".join(problems)
+    assert not problems, "\n".join(problems) + f"\npackets the captures themselves lost (tcpdump): {capture_lost}"
     # The NAT editor gave each call its own outside call ID.
     mapped = [outside[server_id] for _, server_id in calls.values()]
     assert len(set(mapped)) == len(mapped), sorted(mapped)
 
     record_property("clients", len(clients))
+    record_property("capture_lost", str(capture_lost))
     record_property("gre_packets_accounted", sum(len(by_call(home, a, SERVER, s, cut)) for a, (_, s) in calls.items()))
     for key in before:
         record_property(f"{key}_before_after", f"{before[key]} -> {after[key]}")

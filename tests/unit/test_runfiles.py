@@ -177,3 +177,39 @@ def test_where_the_time_went_is_kept_shown_and_read_back_checked(tmp_path):
     assert back.timings == {"<b>": 1.0} and "time: &lt;b&gt; 1.0 s" in report.test_html(back)
     (run / "report.json").write_text("[1]")
     assert runfiles.load(run).timings == {}
+
+
+TCPDUMP_LOG = """tcpdump: listening on br-1, link-type EN10MB (Ethernet), snapshot length 262144 bytes
+1200 packets captured
+1207 packets received by filter
+0 packets dropped by kernel
+2400 packets captured
+2419 packets received by filter
+7 packets dropped by kernel
+"""
+
+
+def test_tcpdumps_own_count_of_lost_packets_is_read_kept_and_shown(tmp_path):
+    """A capture that lost packets says so (tcpdump's last "dropped by kernel", from SIGUSR1
+    or its exit): a sequence gap on that segment may be the capture's, not the network's."""
+    assert capture.stats(TCPDUMP_LOG) == {"captured": 2400, "received": 2419, "dropped": 7}
+    assert capture.stats("tcpdump: listening on br-1\n") == {}
+    assert capture.stats("1 packet captured\n1 packet received by filter\n0 packets dropped by kernel\n") == \
+        {"captured": 1, "received": 1, "dropped": 0}
+    res = synthrun.result(tmp_path)
+    files = sorted(res.run_dir.glob("*.pcap"))
+    capture.write_manifest(res.run_dir, "default", res.run_dir.name, files, {"internet": "br-1", "home": "br-2"},
+                           None, 0.0, tcpdump={"internet": capture.stats(TCPDUMP_LOG), "home": {"dropped": 0}})
+    assert runfiles.manifest_capture_losses(res.run_dir) == {"internet": 7}
+    res.capture_losses = runfiles.manifest_capture_losses(res.run_dir)
+    runfiles.write(res)
+    page = (res.run_dir / "report.html").read_text()
+    assert "tcpdump lost 7 packet(s) here" in page and page.count("tcpdump lost") == 1
+    assert json.loads((res.run_dir / "report.json").read_text())["capture_losses"] == {"internet": 7}
+    assert runfiles.load(res.run_dir).capture_losses == {"internet": 7}
+    # What a stranger's manifest says is checked: no count that is not a whole number.
+    manifest = json.loads((res.run_dir / "manifest.json").read_text())
+    manifest["captures"][0]["tcpdump"] = {"dropped": "7<b>"}
+    manifest["captures"][1]["tcpdump"] = {"dropped": True}
+    (res.run_dir / "manifest.json").write_text(json.dumps(manifest))
+    assert runfiles.manifest_capture_losses(res.run_dir) == {}
