@@ -151,18 +151,31 @@ def _data_flow(eng: Engine, topo: Topology) -> tuple[dict[str, FlowRun], dict[st
                 moved[name] = (dataflow.transfer(eng, topo.name, name, topo.holder(move.to), move.to, move.bytes,
                                                  move.timeout), local, peer)
 
-        # The DF searches of all tunnels, both ways, at once: they are mostly waits for pings
-        # that do not come back (about 3 s a failing size), and each way has its own path and
-        # its own MPPE state. ("to_server" from the client, "to_client" from its server.)
-        ways = [(name, "to_server", name, moved[name][2]) for name in moved]
-        ways += [(name, "to_client", server, moved[name][1]) for name in moved
-                 if (server := why.server_node(topo, name)) is not None]
+        # The DF searches of all tunnels at once (they are mostly waits for pings that do not
+        # come back, about 3 s a failing size), but the two ways of one tunnel one after the
+        # other: a probe too big for its way is lost, and pptpd queues the next GRE packet of
+        # that call as out of order ("buffering packet #N (expecting #M, lost or reordered)")
+        # until more arrive. Run at once, that next packet was the other way's echo reply, a
+        # second late: on a black hole (S29) every reply to the server's smallest probe came
+        # right after a lost probe of the client's, and the server's search said "none".
+        # ("to_server" from the client, "to_client" from its server.)
+        ways = {name: [("to_server", name, moved[name][2])] for name in moved}
+        for name in moved:
+            if (server := why.server_node(topo, name)) is not None:
+                ways[name].append(("to_client", server, moved[name][1]))
         with console.status(f"the largest packet with DF set, each way, through {len(moved)} tunnel(s)"):
-            found = parallel(lambda w: dataflow.df_search(eng, topo.name, w[2], w[3]), ways)
+            found = df_searches(lambda node, addr: dataflow.df_search(eng, topo.name, node, addr), ways)
         for name, (transfer, _, _) in moved.items():
-            df = {way: got for (n, way, _, _), got in zip(ways, found) if n == name}
+            df = found[name]
             out[name] = FlowRun(transfer, df, dataflow.link_mtu(eng, topo.name, name, render.tunnel_if(topo.nodes[name])))
     return out, traces
+
+
+def df_searches(search, ways: dict[str, list[tuple[str, str, str]]]) -> dict[str, dict]:
+    """{tunnel: {way: search(node, addr)}} for ways {tunnel: [(way, node, addr), ...]}: the
+    tunnels at once, each tunnel's ways one after the other (see _data_flow)."""
+    names = list(ways)
+    return dict(zip(names, parallel(lambda n: {way: search(node, addr) for way, node, addr in ways[n]}, names)))
 
 
 def data_flow(topo: Topology, name: str, analysed: pptp.Report, flow: FlowRun, traces: dict[str, str]) -> dict:

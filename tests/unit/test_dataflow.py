@@ -201,3 +201,36 @@ def test_S29_pings_lost_for_a_moment_do_not_shrink_the_answer(tmp_path):
     # lost for longer than the search: the answer is what was seen, not a guess
     out, _ = _df_search(tmp_path / "c", 1331, 1396, lost=(0, 10_000))
     assert out == "none"
+
+
+def test_S29_the_two_ways_of_a_tunnel_are_searched_one_after_the_other_tunnels_at_once():
+    """A probe lost one way makes pptpd queue the next packet of that call, which could be the
+    other way's echo reply (a black hole's server search said "none" that way): the ways of
+    one tunnel never overlap, different tunnels do."""
+    import threading
+    import time as _time
+
+    from lab.testing import testrun
+
+    running: dict[str, int] = {}
+    most: dict[str, int] = {}
+    overlap = threading.Event()
+    lock = threading.Lock()
+
+    def search(node, addr):
+        tunnel = addr.split("/")[0]
+        with lock:
+            running[tunnel] = running.get(tunnel, 0) + 1
+            most[tunnel] = max(most.get(tunnel, 0), running[tunnel])
+            if len([t for t, n in running.items() if n]) > 1:
+                overlap.set()
+        _time.sleep(0.1)
+        with lock:
+            running[tunnel] -= 1
+        return f"{node}->{addr}"
+
+    ways = {t: [("to_server", t, f"{t}/srv"), ("to_client", "srv", f"{t}/cli")] for t in ("a", "b", "c")}
+    found = testrun.df_searches(search, ways)
+    assert found == {t: {"to_server": f"{t}->{t}/srv", "to_client": f"srv->{t}/cli"} for t in ways}
+    assert most == {"a": 1, "b": 1, "c": 1}
+    assert overlap.is_set()
