@@ -26,9 +26,10 @@ DIR = "/captures"
 WAIT = 30.0  # seconds for tcpdump to listen on every segment
 BUFFER_KIB = 8192  # tcpdump -B: its kernel capture buffer per segment
 MANIFEST = "manifest.json"
-# tcpdump's statistics (on SIGUSR1 and at exit): what the kernel could not hand it is
-# missing from the capture, not from the network.
-_STATS = re.compile(r"^(\d+) packets? (captured|received by filter|dropped by kernel)\s*$", re.M)
+# tcpdump's statistics: what the kernel could not hand it is missing from the capture, not
+# from the network. At exit a line each ("12 packets received by filter"); on SIGUSR1 one
+# line ("tcpdump: 6 packets captured, 12 packets received by filter, 0 packets dropped by kernel").
+_STATS = re.compile(r"\b(\d+) packets? (captured|received by filter|dropped by kernel)\b")
 
 
 def container(eng: Engine, lab: str):
