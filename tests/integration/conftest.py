@@ -29,7 +29,7 @@ OWN_VM = {"test_vm_snapshot", "test_crash_safety", "test_other_kernels", "test_o
 # unlisted ones count a minute, a unit module a second. The costliest scope waiting goes
 # first (xdist's own order is by number of tests: S28's one long test came last).
 COST = {
-    "test_other_kernels": 930, "test_s32_s33_causes": 415, "test_s16_firewall": 205,
+    "test_other_kernels": 820, "test_s32_s33_causes": 415, "test_s16_firewall": 205,
     # S29-S31's transfers fill the guest's CPU: early, so they never run beside S28's pings
     # (in one run they did, and S28 lost 7 of 6000).
     "test_s29_s31_mtu": 230,
