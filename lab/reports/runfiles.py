@@ -117,14 +117,19 @@ def _json(path: Path):
         raise LabError(f"{path}: not readable as JSON ({getattr(exc, 'strerror', None) or exc})") from None
 
 
-def manifest_faults(run_dir: Path) -> list[dict]:
-    """The faults a run's manifest.json lists (lab.up.fault records), each checked for the
-    fields a report draws; [] when there is no manifest or it lists none."""
+def _manifest(run_dir: Path) -> dict:
+    """A run's manifest.json as a dict; {} when it is missing, unreadable or not an object."""
     try:
         manifest = json.loads((Path(run_dir) / MANIFEST).read_text())
     except (OSError, ValueError):
-        return []
-    found = manifest.get("faults") if isinstance(manifest, dict) else None
+        return {}
+    return manifest if isinstance(manifest, dict) else {}
+
+
+def manifest_faults(run_dir: Path) -> list[dict]:
+    """The faults a run's manifest.json lists (lab.up.fault records), each checked for the
+    fields a report draws; [] when there is no manifest or it lists none."""
+    found = _manifest(run_dir).get("faults")
     return [f for f in found if isinstance(f, dict) and isinstance(f.get("started"), (int, float))
             and isinstance(f.get("clock_offset", 0) or 0, (int, float))
             and isinstance(f.get("verb"), str) and isinstance(f.get("node"), str)
@@ -133,11 +138,7 @@ def manifest_faults(run_dir: Path) -> list[dict]:
 
 def manifest_capture_losses(run_dir: Path) -> dict[str, int]:
     """segment -> packets its tcpdump lost, for the captures of manifest.json that lost any."""
-    try:
-        manifest = json.loads((Path(run_dir) / MANIFEST).read_text())
-    except (OSError, ValueError):
-        return {}
-    found = manifest.get("captures") if isinstance(manifest, dict) else None
+    found = _manifest(run_dir).get("captures")
     out = {}
     for c in found if isinstance(found, list) else []:
         counts = c.get("tcpdump") if isinstance(c, dict) else None
