@@ -38,7 +38,7 @@ import yaml
 from .up import capture, configure, lifecycle
 from . import engines, pptp
 from .core import suites
-from .model import topology
+from .model import members, topology
 from .engines import ExecResult, obj_name, vm
 from .core.errors import LabError
 from .core.paths import RUNS_ENV, shipped_topology, topology_file
@@ -211,32 +211,42 @@ class Lab:
     def __init__(self, eng, topo: topology.Topology):
         self.eng, self.topo, self.name = eng, topo, topo.name
 
+    @property
+    def members(self) -> list[str]:
+        """Every call the lab makes: a node's name, or NODE#1.. for a node with a count."""
+        return list(members.members(self.topo))
+
     def node(self, name: str):
-        return self.eng.node(self.name, name)
+        """A node's container; a member's (NODE#I) is its node's."""
+        return self.eng.node(self.name, name.partition(members.SEP)[0])
 
     def run(self, name: str, cmd: str, check: bool = True) -> ExecResult:
         return self.eng.exec(self.node(name), cmd, check=check)
 
     def address(self, name: str, network: str | None = None) -> str:
+        if members.SEP in name:
+            return members.resolve(self.topo, name).address
         ifs = self.topo.nodes[name].interfaces
         return ifs[network] if network else next(iter(ifs.values()))
 
+    def via(self, client: str) -> str:
+        """`-I IFNAME` for a member of a node with a count (its tunnels all peer the same
+        address: only the interface tells them apart), else ""."""
+        m = members.resolve(self.topo, client) if members.SEP in client else None
+        return f"-I {m.ifname} " if m else ""
+
     def ping(self, client: str, target: str, count: int = 3, interval: float = 0.3) -> ExecResult:
-        res = self.run(client, f"ping -q -c {count} -i {interval} -W 3 {target}", check=False)
+        res = self.run(client, f"ping -q -c {count} -i {interval} -W 3 {self.via(client)}{target}", check=False)
         assert res.ok, f"{client} cannot ping {target}: {res.out}"
         return res
 
     def tunnel(self, client: str) -> tuple[str, str, str]:
-        from .model.render import tunnel_if
-
-        return lifecycle.ppp_state(self.eng, self.node(client), tunnel_if(self.topo.nodes[client]))
+        return lifecycle.ppp_state(self.eng, self.node(client), members.resolve(self.topo, client).ifname)
 
     def dial(self, *clients: str, timeout: float = lifecycle.TUNNEL_TIMEOUT) -> None:
         """Dial the clients (all when none given); LabError when a tunnel does not come up."""
-        sub = self.topo.model_copy(update={"nodes": {k: v for k, v in self.topo.nodes.items()
-                                                     if not clients or k in clients or v.pptp_client is None}})
-        lifecycle.start_servers(self.eng, sub)
-        lifecycle.dial_clients(self.eng, sub, timeout=timeout)
+        lifecycle.start_servers(self.eng, self.topo)
+        lifecycle.dial_clients(self.eng, self.topo, timeout=timeout, only=clients or None)
 
     def counters(self, firewall: str) -> dict[str, int]:
         """Packet counters of a firewall's rules, by filter ID (S12a...) or drop comment."""

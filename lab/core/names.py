@@ -10,6 +10,7 @@ SEGMENTS = "pptp-lab.segments"  # on the capture container: segment -> bridge (J
 TOPOLOGY = "pptp-lab.topology"  # hash of the topology, secrets left out
 MODEL = "pptp-lab.model"        # on a lab's networks: the topology (JSON), secrets left out
 IMAGE = "pptp-lab.image"        # on images pptp-lab built
+MEMBERS = "pptp-lab.members"    # on a pptp-client node with a count: how many calls it makes
 
 # nftables tables written into nodes (playbooks/templates, lab.model.policy).
 FILTER_TABLE = "inet pptp_lab_filter"

@@ -71,11 +71,14 @@ def tunnel_if(node) -> str:
 
 def server_files(local_ip: str, remote_range: str, server_name: str = "pptpd",
                  mppe: bool = True, option_files: list[str] = (),
-                 ppp_lines: list[str] = (), sizes: tuple[int, int] = (MTU, MTU)) -> dict[str, tuple[str, int]]:
+                 ppp_lines: list[str] = (), sizes: tuple[int, int] = (MTU, MTU),
+                 connections: int = 64) -> dict[str, tuple[str, int]]:
     """path -> (text, mode) of a pptpd node; pptpd-options includes the `option_files`.
-    ppp_lines: typed pppd options (PppTimers.lines: a name and a number each); sizes: (mtu, mru)."""
+    ppp_lines: typed pppd options (PppTimers.lines: a name and a number each); sizes: (mtu, mru);
+    connections: calls pptpd takes at once (it refuses the next)."""
     v = dict(local_ip=local_ip, remote_range=remote_range, server_name=server_name, mppe=mppe,
-             mtu=int(sizes[0]), mru=int(sizes[1]), connections=64, option_files=list(option_files), ppp_lines=list(ppp_lines))
+             mtu=int(sizes[0]), mru=int(sizes[1]), connections=int(connections), option_files=list(option_files),
+             ppp_lines=list(ppp_lines))
     return {"/etc/pptpd.conf": (render("pptpd.conf.j2", **v), 0o644),
             "/etc/ppp/pptpd-options": (render("pptpd-options.j2", **v), 0o644)}
 
@@ -96,6 +99,23 @@ def client_files(server: str, user: str, server_name: str = "pptpd", mppe: bool 
     return {f"/etc/ppp/peers/{PEER}": (render("peer.j2", **v), 0o644),
             "/etc/ppp/ip-up.d/pptp-lab": (render("ip-up.j2", **v), 0o755),
             DIAL: (render("dial.sh.j2", peer=PEER, log=names.PPP_LOG), 0o755)}
+
+
+def member_files(server: str, user: str, server_name: str, mppe: bool, pptp_argv: list[str],
+                 members: list[tuple[int, str, str, str]], ppp_lines: list[str] = (),
+                 sizes: tuple[int, int] = (MTU, MTU)) -> dict[str, tuple[str, int]]:
+    """path -> (text, mode) of a node with a count: a pppd peer per member (index, address,
+    peer, log): `unit index-1`, its own pid file (linkname) and log, and pptp bound to the
+    member's own address, so each call has its own control connection and GRE socket."""
+    files = {}
+    for index, address, peer, _log in members:
+        pty = shlex.join(["pptp", server, "--nolaunchpppd", "--localbind", address, *pptp_argv])
+        v = dict(pty=pty, user=user, remote_name=server_name, mppe=mppe, peer=peer, unit=int(index) - 1,
+                 linkname=peer, mtu=int(sizes[0]), mru=int(sizes[1]), ppp_lines=list(ppp_lines))
+        files[f"/etc/ppp/peers/{peer}"] = (render("peer.j2", **v), 0o644)
+    files["/etc/ppp/ip-up.d/pptp-lab"] = (render("ip-up.j2", peer=PEER, tunnel_routes=[]), 0o755)
+    files[DIAL] = (render("dial.sh.j2", peer=PEER, log=names.PPP_LOG), 0o755)
+    return files
 
 
 def node_files(topo: Topology, name: str) -> dict[str, tuple[str, int]]:

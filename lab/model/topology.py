@@ -75,6 +75,11 @@ def _node_model() -> type[NodeBase]:
 Node = _node_model()
 
 
+def _member_addresses(node) -> list[str]:
+    first = ipaddress.IPv4Address(next(iter(node.interfaces.values())))
+    return [str(first + i) for i in range(1, node.count)]
+
+
 FILTERING_KINDS = ("firewall", "nat", "router")  # the nodes whose rulesets can drop a tunnel
 
 
@@ -161,6 +166,8 @@ class Topology(Strict):
             for b, nb in nets[i + 1:]:
                 if na.net.overlaps(nb.net):
                     errors.append(f"networks.{b}.subnet: {nb.subnet} overlaps networks.{a} ({na.subnet})")
+        counted = {a: f"nodes.{n}.count" for n, node in self.nodes.items()  # a count's other addresses
+                   if getattr(node, "count", None) and len(node.interfaces) == 1 for a in _member_addresses(node)}
         for name, node in self.nodes.items():
             for net, addr in node.interfaces.items():
                 where = f"nodes.{name}.interfaces.{net}"
@@ -176,6 +183,8 @@ class Topology(Strict):
                 if addr in seen:
                     errors.append(f"{where}: {addr} is already used by {seen[addr]}")
                 seen[addr] = where
+                if addr in counted:
+                    errors.append(f"{where}: {addr} is a member's of {counted[addr]}")
             for i, r in enumerate(node.routes):
                 if not any(ipaddress.IPv4Address(r.via) in self.networks[n].net
                            for n in node.interfaces if n in self.networks):
@@ -184,6 +193,9 @@ class Topology(Strict):
             for name in self.expect.clients:
                 if name not in self.nodes or self.nodes[name].kind != "pptp-client":
                     errors.append(f"expect.clients.{name}: no pptp-client node {name!r}")
+                elif self.nodes[name].count:
+                    errors.append(f"expect.clients.{name}: not yet for a node with a count (its members "
+                                  "are each judged `tunnel up`)")
                 by = self.expect.clients[name].dropped_by
                 move = self.expect.clients[name].transfer
                 if move is not None and self.holder(move.to) is None:
@@ -270,7 +282,7 @@ def public_data(topo: Topology, placeholder: str = REMOVED, label: bool = False)
             if net.get(key) is None:
                 net.pop(key, None)  # unset: as before the key existed
     for node in data["nodes"].values():
-        for key in ("image", "rp_filter"):  # unset: as before the key existed (labs up match)
+        for key in ("image", "rp_filter", "count"):  # unset: as before the key existed (labs up match)
             if node.get(key) is None:
                 node.pop(key, None)
         for block in ("pptp_client", "pptp_server"):

@@ -12,7 +12,8 @@ import docker.errors
 from ..up import capture, dataflow, lifecycle
 from ..diagnosis import checks, diagnose, kdrops, mtu, trace, why
 from .. import pptp
-from ..model import render
+from ..model import members, render
+from ..model.kinds.pptp_client import tunnel_links
 from ..diagnosis.checks import Check
 from ..engines import Engine, vm
 from ..core import timing
@@ -32,9 +33,10 @@ def _latest(sessions, address: str):
 
 
 def client_session(analysed: pptp.Report, topo: Topology, name: str):
-    """The client's latest session as seen on its own segment (nearest the client)."""
-    net, addr = next(iter(topo.nodes[name].interfaces.items()))
-    return _latest([s for s in analysed.sessions if Path(s.source).stem == net], addr)
+    """The client's latest session as seen on its own segment (nearest the client); `name`
+    is a node or a member of a node with a count (lab.model.members)."""
+    m = members.resolve(topo, name)
+    return _latest([s for s in analysed.sessions if Path(s.source).stem == m.network], m.address)
 
 
 def refuse_running(eng: Engine, topos: list[Topology]) -> None:
@@ -196,6 +198,9 @@ def _client_checks(eng: Engine, topo: Topology, analysed: pptp.Report, traces: d
     out = []
     expect = topo.expect.clients if topo.expect else {}
     for name in topo.clients:
+        if topo.nodes[name].count:
+            out += _member_checks(eng, topo, name, analysed)
+            continue
         want = expect.get(name)
         c = eng.node(topo.name, name)
         ifname = render.tunnel_if(topo.nodes[name])
@@ -215,6 +220,19 @@ def _client_checks(eng: Engine, topo: Topology, analysed: pptp.Report, traces: d
             r = eng.exec(c, f"ping -q -c 2 -W 1 {addr}", check=False)
             facts.pings[addr] = (r.ok, "")
         out += checks.client_checks(facts, want)
+    return out
+
+
+def _member_checks(eng: Engine, topo: Topology, name: str, analysed: pptp.Report) -> list[Check]:
+    """`tunnel up` of each member of a node with a count, its links read in one exec (no
+    `expect` for them yet, and no trace: the analyser's verdict says how far a failed call got)."""
+    c = eng.node(topo.name, name)
+    links = tunnel_links(lambda cmd: eng.exec(c, cmd, check=False))
+    out = []
+    for m in members.of_node(topo, name):
+        facts = checks.ClientFacts(m.name, m.ifname, links.get(m.ifname, ("down",))[0],
+                                   client_session(analysed, topo, m.name))
+        out += checks.client_checks(facts, None)
     return out
 
 

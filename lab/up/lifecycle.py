@@ -23,7 +23,7 @@ import docker.errors
 import requests
 
 from . import capture, configure, queries
-from ..model import kinds, render, tunnels
+from ..model import kinds, members, render, tunnels
 from ..model.kinds.pptp_client import tunnel_state
 from ..core import names, timing
 from ..core.pool import parallel
@@ -73,6 +73,7 @@ class NodeStatus:
     mru: str = ""
     outer: str = ""
     tunnel_mtu: int | None = None  # the tunnel interface's MTU (pppd's, after the negotiation)
+    members: int = 0  # a pptp-client node with a count: its calls (rows NODE#1.. follow it)
     # The kernel and the PPTP programs a pptp node runs (issue #11: which versions met).
     versions: dict = field(default_factory=dict)
 
@@ -116,15 +117,16 @@ def create(eng: Engine, topo: Topology, image: str | dict[str, str]) -> None:
     def make(item):
         name, node = item
         tag = _image_of(image, name)
+        own = {**labels, names.MEMBERS: str(node.count)} if getattr(node, "count", None) else labels
         # Only values of the fixed table, never the topology's text, become sysctls.
         sysctls = {"net.ipv4.conf.all.rp_filter": RP_FILTER[node.rp_filter]} if node.rp_filter else None
         try:
-            return eng.create_node(topo.name, name, tag, dict(node.interfaces), node.kind, labels, sysctls)
+            return eng.create_node(topo.name, name, tag, dict(node.interfaces), node.kind, own, sysctls)
         except requests.ConnectionError:
             # A busy engine behind QEMU's port forward now and then drops a connection:
             # clear what the first try may have made and try once more.
             eng.forget_node(topo.name, name)
-            return eng.create_node(topo.name, name, tag, dict(node.interfaces), node.kind, labels, sysctls)
+            return eng.create_node(topo.name, name, tag, dict(node.interfaces), node.kind, own, sysctls)
 
     start = time.monotonic()
     with timing.phase("nodes"), console.status(f"starting {len(topo.nodes)} nodes"):
@@ -291,7 +293,9 @@ def up(eng: Engine, topo: Topology, with_capture: bool = True, dial: bool = True
             phase = "built"
         if dial:
             if topo.clients:
-                console.print(f"dialling {len(topo.clients)} client(s)")
+                calls = len(members.members(topo))
+                console.print(f"dialling {calls} client(s)" + (f" from {len(topo.clients)} node(s)"
+                                                             if calls != len(topo.clients) else ""))
             with timing.phase("dial"):
                 start_servers(eng, topo)
                 dial_clients(eng, topo)
@@ -395,9 +399,11 @@ def dial_at_once() -> int:
     return int(raw)
 
 
-def dial_clients(eng: Engine, topo: Topology, timeout: float = TUNNEL_TIMEOUT) -> None:
-    """Dial every client that has no tunnel and wait for each ppp0 to get an address."""
-    names = list(topo.clients)
+def dial_clients(eng: Engine, topo: Topology, timeout: float = TUNNEL_TIMEOUT, only=None) -> None:
+    """Dial every client (member: lab.model.members) that has no tunnel, or those of `only`
+    (node or member names), and wait for each tunnel interface to get an address."""
+    calls = members.members(topo) if only is None else {m.name: m for m in members.of_nodes(topo, only)}
+    names = list(calls)
     if not names:
         return
 
@@ -412,8 +418,9 @@ def dial_clients(eng: Engine, topo: Topology, timeout: float = TUNNEL_TIMEOUT) -
         # One exec per client that dials and blocks until its tunnel has an address, or the
         # failure is certain (dial.sh.j2 says which): polling from here would flood a slow
         # engine with execs. "" when the tunnel is up, else why not.
-        c = eng.node(topo.name, name)
-        r = eng.exec(c, [render.DIAL, render.tunnel_if(topo.nodes[name]), str(int(timeout)), *limits], check=False)
+        m = calls[name]
+        c = eng.node(topo.name, m.node)
+        r = eng.exec(c, [render.DIAL, m.ifname, str(int(timeout)), *limits, *m.dial_args()], check=False)
         return "" if r.ok else (r.out.strip().splitlines() or [f"exit {r.rc}"])[-1]
 
     with console.status(f"dialling {len(names)} client(s) and waiting for their tunnels"):
@@ -425,8 +432,17 @@ def dial_clients(eng: Engine, topo: Topology, timeout: float = TUNNEL_TIMEOUT) -
 
 
 def hang_up(eng: Engine, lab: str, clients) -> None:
-    """End each client's own outgoing call (a calling router keeps the calls it answers)."""
+    """End each client's own outgoing call (a calling router keeps the calls it answers): a
+    node's every call, or one member's (NODE#I: its pppd, by the pid file its linkname names)."""
     for c in clients:
+        node, sep, index = c.partition(members.SEP)
+        if sep:
+            if not index.isdigit():
+                raise LabError(f"{c}: a member is NODE{members.SEP}NUMBER")
+            pid = f"/var/run/ppp-{members.peer(int(index))}.pid"
+            eng.exec(eng.node(lab, node), ["sh", "-c", 'kill -TERM "$(head -n 1 "$1")" 2>/dev/null; true', "-", pid],
+                     check=False)
+            continue
         eng.exec(eng.node(lab, c), f"pkill -TERM -f '^pppd call {render.PEER}'; sleep 0.5; "
                                     "pkill -KILL -f '^pptp '; true", check=False)
 
@@ -471,12 +487,16 @@ def status(eng: Engine, topo_or_lab) -> list[NodeStatus]:
         addrs = {k.removeprefix(f"{lab}-"): v.get("IPAddress") for k, v in
                  c.attrs["NetworkSettings"]["Networks"].items()}
         st = NodeStatus(name, c.labels.get(names.ROLE, "?"), c.status, addrs)
+        count = c.labels.get(names.MEMBERS, "")
+        st.members = int(count) if count.isdigit() and 2 <= int(count) <= members.MAX_MEMBERS else 0
+        rows = []
         if c.status == "running" and st.kind in kinds.KINDS:  # its tunnel, by its kind (Kind.status)
-            kinds.KINDS[st.kind].status(lambda cmd: eng.exec(c, cmd, check=False), st, seen)
+            rows = kinds.KINDS[st.kind].status(lambda cmd: eng.exec(c, cmd, check=False), st, seen) or []
             st.versions = found.get(name, {})
-        return st
+        return [st, *rows]
 
-    return sorted(parallel(one, have.items()), key=lambda s: s.name)
+    # A counted node's member rows follow it (NODE, NODE#1, NODE#2...).
+    return [row for rows in sorted(parallel(one, have.items()), key=lambda r: r[0].name) for row in rows]
 
 
 PPTP_PACKAGES = ("ppp", "pptpd", "pptp-linux")

@@ -77,7 +77,8 @@ class Stream:
 
 def stream(lab, client: str, target: str, count: int, interval: float = 0.2) -> Stream:
     log = f"/tmp/stream-{time.monotonic_ns()}.log"
-    lab.run(client, f"nohup setsid ping -q -n -i {interval} -c {count} -W 1 {target} >{log} 2>&1 </dev/null &")
+    lab.run(client, f"nohup setsid ping -q -n -i {interval} -c {count} -W 1 {lab.via(client)}{target} >{log} 2>&1 "
+                    "</dev/null &")
     return Stream(lab, client, log)
 
 

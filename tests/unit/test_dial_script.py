@@ -13,11 +13,11 @@ STUBS = {
     # ip: the tunnel has an address once the file "up" exists
     "ip": '[ -f "$STATE/up" ] && echo "    inet 172.16.0.11 peer 172.16.0.1/32"; exit 0',
     # pgrep: pppd runs from its start until the file "gone" exists
-    "pgrep": '[ -f "$STATE/started" ] && [ ! -f "$STATE/gone" ]',
+    "pgrep": 'echo "$*" >> "$STATE/pgrep.args"; [ -f "$STATE/started" ] && [ ! -f "$STATE/gone" ]',
     # ss: prints what the scenario put in syn-sent / established
-    "ss": 'case "$*" in *syn-sent*) cat "$STATE/syn" 2>/dev/null;; *established*) cat "$STATE/est" 2>/dev/null;; esac; exit 0',
+    "ss": 'echo "$*" >> "$STATE/ss.args"; case "$*" in *syn-sent*) cat "$STATE/syn" 2>/dev/null;; *established*) cat "$STATE/est" 2>/dev/null;; esac; exit 0',
     # pppd: the scenario's script plays what pppd logs (in the background, as pppd detaches)
-    "pppd": 'touch "$STATE/started"; sh "$STATE/pppd.sh" </dev/null >/dev/null 2>&1 & exit 0',
+    "pppd": 'echo "$*" > "$STATE/pppd.args"; touch "$STATE/started"; sh "$STATE/pppd.sh" </dev/null >/dev/null 2>&1 & exit 0',
 }
 
 
@@ -42,6 +42,7 @@ def dial(tmp_path):
         r = subprocess.run(["sh", str(script), "ppp0", str(seconds), *limits], env=env, capture_output=True,
                            text=True, timeout=60)
         return r.returncode, r.stdout.strip(), time.monotonic() - start, log
+    run.state = state
     return run
 
 
@@ -104,5 +105,27 @@ def test_an_earlier_dials_lines_do_not_count(dial, tmp_path):
 def test_the_client_files_carry_the_script():
     files = render.client_files("192.0.2.10", "alice")
     text, mode = files[render.DIAL]
-    assert mode == 0o755 and "pppd call lab logfile" in text
+    assert mode == 0o755 and 'pppd call "$peer" logfile "$log"' in text and "peer=${5:-lab}" in text
     assert subprocess.run(["sh", "-n", "-c", text]).returncode == 0
+
+
+def test_a_member_dials_its_own_peer_from_its_own_address(dial, tmp_path):
+    """A node with a count dials each member with PEER LOG SRC: its own pppd (the pgrep
+    pattern stops at the peer's name: `lab` is not `lab-2`), its own log, and only the TCP
+    1723 connection from its own address counts."""
+    log2 = tmp_path / "ppp-2.log"
+    rc, _, _, _ = dial("sleep 0.5; touch $STATE/up", limits=("3", "3", "lab-2", str(log2), "10.90.0.12"))
+    assert rc == 0
+    state = dial.state
+    assert (state / "pppd.args").read_text().split() == ["call", "lab-2", "logfile", str(log2), "debug"]
+    assert log2.exists() and oct(log2.stat().st_mode & 0o777) == "0o600"
+    assert "^pppd call lab-2( |$)" in (state / "pgrep.args").read_text()
+    asked = (state / "ss.args").read_text().splitlines()
+    assert asked and all("src 10.90.0.12" in line for line in asked)
+
+
+def test_a_nodes_one_call_keeps_the_defaults(dial):
+    rc, _, _, log = dial("sleep 0.5; touch $STATE/up")
+    assert rc == 0
+    assert (dial.state / "pppd.args").read_text().split() == ["call", "lab", "logfile", str(log), "debug"]
+    assert "^pppd call lab( |$)" in (dial.state / "pgrep.args").read_text()

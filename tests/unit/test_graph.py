@@ -204,7 +204,7 @@ def test_the_hash_on_the_labels_did_not_change():
     for want in data["expect"]["clients"].values():
         del want["cause"], want["transfer"]  # so are an unset cause (issue #25) and transfer (#29)
     for node in data["nodes"].values():
-        del node["image"], node["rp_filter"]  # and an unset rp_filter (issue #25)
+        del node["image"], node["rp_filter"], node["count"]  # and an unset rp_filter (#25), count (#30)
     for net in data["networks"].values():
         del net["mtu"], net["netem"]  # and an unset network MTU and netem (issue #29)
     for node in data["nodes"].values():

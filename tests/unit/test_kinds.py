@@ -49,9 +49,9 @@ def test_blocks_and_their_owners():
     assert kinds.owners() == {"pptp_server": ["pptp-server"], "pptp_client": ["pptp-client", "pptp-server"],
                               "nat": ["nat"], "policy": ["firewall"], "policy_without": ["firewall"],
                               "filters": ["firewall"], "vpn": ["firewall"], "radius": ["radius"],
-                              "ruleset": ["nat", "firewall", "router"]}
+                              "ruleset": ["nat", "firewall", "router"], "count": ["pptp-client"]}
     assert list(topology.Node.model_fields) == ["kind", "interfaces", "routes", "image", "rp_filter", "pptp_server", "pptp_client",
-                                                "nat", "ruleset", "policy", "policy_without", "filters", "vpn",
+                                                "count", "nat", "ruleset", "policy", "policy_without", "filters", "vpn",
                                                 "radius"]
 
 

@@ -96,9 +96,10 @@ class Kind:
         own (policy, NAT, pool, the server it dials), so lab.reports.graph knows no kind."""
         return ruleset_labels(node) + dial_labels(topo, node)
 
-    def status(self, run: Run, st, seen: Mapping[str, list]) -> None:
+    def status(self, run: Run, st, seen: Mapping[str, list]) -> list | None:
         """Fill the tunnel columns of `st` (a lifecycle.NodeStatus) of a running node;
-        `seen`: client address -> its tunnels as the live capture shows them (lab.model.tunnels)."""
+        `seen`: client address -> its tunnels as the live capture shows them (lab.model.tunnels).
+        A node making several calls (a count) returns a row for each, to follow its own."""
 
     def __repr__(self) -> str:
         return f"<kind {self.name}>"

@@ -113,25 +113,112 @@ def tunnel_state(run, ifname: str) -> tuple[str, str, str]:
     return tunnel_link(run, ifname)[:3]
 
 
+COUNT = (Optional[int], Field(None, ge=2, le=250, description="this many clients in the one node, each its "
+                              "own call from its own address: the interface's address and the next ones "
+                              "(members NODE#1..NODE#N; behind a NAT they look like separate hosts)"))
+
+
+def tunnel_links(run) -> dict[str, tuple[str, str, str, int | None]]:
+    """ifname -> tunnel_link()'s reading, for every ppp interface of the node, in one exec."""
+    out = run("ip -o link show; ip -4 -o addr show").out
+    links = {}
+    for ifname, mtu in re.findall(r"^\d+: (ppp\d+)[:@].* mtu (\d+) ", out, re.M):
+        links[ifname] = ("down", "", "", int(mtu))
+    for ifname, local, peer in re.findall(r"^\d+: (ppp\d+)\s+inet (\S+) peer (\S+?)/", out, re.M):
+        links[ifname] = ("up", local, peer, links.get(ifname, ("", "", "", None))[3])
+    return links
+
+
 class PptpClientKind(Kind):
     name = "pptp-client"
-    blocks = {"pptp_client": BLOCK}
+    blocks = {"pptp_client": BLOCK, "count": COUNT}
     required = ("pptp_client",)
     secrets = ("pptp_client.secret",)
     packages = ("ppp", "pptp-linux")
     script = "client.sh.j2"
 
+    def validate(self, node):
+        if not getattr(node, "count", None):
+            return
+        if len(node.interfaces) != 1:
+            raise ValueError("count: a node with a count has one interface (its members' addresses are on it)")
+        if int(ipaddress.IPv4Address(next(iter(node.interfaces.values())))) + node.count > 2 ** 32:
+            raise ValueError("count: its addresses would run past 255.255.255.255")
+        if node.pptp_client.routes:
+            raise ValueError("count: pptp_client.routes are not yet for a node with a count (each member's "
+                             "tunnel would claim the same routes)")
+        if node.pptp_client.options.localbind is not None:
+            raise ValueError("count: pptp_client.options.localbind is set by the lab on a node with a count "
+                             "(each member binds its own address)")
+
+    def check(self, topo, name, node):
+        if not getattr(node, "count", None):
+            return []
+        from .. import members
+
+        net, first = next(iter(node.interfaces.items()))
+        if net not in topo.networks:
+            return []  # said at its interface
+        network = topo.networks[net]
+        counted = [n for n, o in topo.nodes.items() if getattr(o, "count", None)]
+        total = sum(topo.nodes[n].count for n in counted)
+        if total > members.MAX_MEMBERS and name == counted[0]:
+            return [f"nodes.{name}.count: the counted nodes make {total} clients in all, more than "
+                    f"the {members.MAX_MEMBERS} a topology may ask for"]
+        ms = members.of_node(topo, name)
+        last = ms[-1].address
+        where = f"nodes.{name}.count: {node.count} addresses from {first} run to {last}"
+        for m in ms[1:]:
+            ip = ipaddress.IPv4Address(m.address)
+            if ip not in network.net or ip == network.net.broadcast_address:
+                return [f"{where}, past the end of {net} ({network.subnet})"]
+            if m.address == network.bridge_address:
+                return [f"{where}; {m.address} is the engine's bridge on {net}"]
+            for other, o in topo.nodes.items():
+                nat = getattr(o, "nat", None)
+                if nat is not None and m.address == nat.public:
+                    return [f"{where}; {m.address} is nodes.{other}.nat.public"]
+        other = {a: w for a, w in members.used_addresses(topo).items() if not w.startswith(f"nodes.{name}.")}
+        clash = next((m.address for m in ms if m.address in other), None)
+        if clash:
+            return [f"{where}; {clash} is also {other[clash]}"]
+        return []
+
     def files(self, topo, name, node, ctx):
         c = node.pptp_client
-        unit = int(get(node.kind).tunnel_if(node)[3:])  # ppp100 on a calling router
         ctx["users"].append({"name": c.user, "secret": c.secret, "server": c.server_name})
         ctx["pin_random"] = c.pin_random
+        if getattr(node, "count", None):
+            from .. import members
+
+            ms = members.of_node(topo, name)
+            ctx["member_addresses"] = [f"{m.address}/{m.prefixlen}" for m in ms[1:]]
+            ctx["member_primary"] = ms[0].address
+            return render.member_files(c.server, c.user, c.server_name, c.mppe, c.options.argv(),
+                                       [(m.index, m.address, m.peer, m.log) for m in ms],
+                                       c.ppp.lines(), c.ppp.sizes())
+        unit = int(get(node.kind).tunnel_if(node)[3:])  # ppp100 on a calling router
         return render.client_files(c.server, c.user, c.server_name, c.mppe, c.options.argv(), unit, c.routes,
                                    c.ppp.lines(), c.ppp.sizes())
 
     def status(self, run, st, seen):
-        st.tunnel, st.ppp_address, st.peer_address, st.tunnel_mtu = tunnel_link(run, self.tunnel_if(st))
-        tunnels.fill(st, tunnels.nearest(seen, st.addresses))
+        if not st.members:
+            st.tunnel, st.ppp_address, st.peer_address, st.tunnel_mtu = tunnel_link(run, self.tunnel_if(st))
+            tunnels.fill(st, tunnels.nearest(seen, st.addresses))
+            return None
+        # A counted node: its row sums up; a row per member follows it (one exec for all).
+        net, first = next(iter(st.addresses.items()))
+        links = tunnel_links(run)
+        rows = []
+        for i in range(1, st.members + 1):
+            addr = str(ipaddress.IPv4Address(first) + i - 1)
+            m = type(st)(f"{st.name}#{i}", st.kind, st.state, {net: addr})
+            m.tunnel, m.ppp_address, m.peer_address, m.tunnel_mtu = links.get(f"ppp{i - 1}", ("down", "", "", None))
+            tunnels.fill(m, tunnels.nearest(seen, m.addresses))
+            rows.append(m)
+        up = sum(1 for m in rows if m.tunnel == "up")
+        st.tunnel = "up" if up == len(rows) else "down" if not up else f"{up}/{len(rows)} up"
+        return rows
 
 
 KIND = PptpClientKind()

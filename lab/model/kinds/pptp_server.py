@@ -79,7 +79,7 @@ class PptpServerKind(Kind):
             option_files.append(path)
         ctx["users"] += [{"name": u.name, "secret": u.secret, "server": s.name} for u in s.users]
         return render.server_files(s.local_ip, s.remote_ip, s.name, s.mppe, option_files, s.ppp.lines(),
-                                  s.ppp.sizes()) | files
+                                  s.ppp.sizes(), max(64, len(s.pool))) | files
 
     def tunnel_if(self, node):
         """ppp100: its own outgoing call (S17) never clashes with the calls it answers."""

@@ -1,0 +1,97 @@
+"""The calls a topology makes: one per dialling node, or `count` of them on a pptp-client node
+with a count (issue #30: many clients behind one NAT without a container each).
+
+A member is one call: its own source address (`pptp --localbind`), pppd peer, unit, pid file
+and log. Every name and path here is made from integers and validated addresses, never from
+topology text: they reach file names, pgrep patterns and argv."""
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from . import kinds
+from ..core import names
+from ..core.errors import LabError
+
+if TYPE_CHECKING:
+    from .topology import Topology
+
+MAX_MEMBERS = 1000  # every counted node of one topology together: a stranger's file stays bounded
+SEP = "#"  # c#7: no node name holds it (topology NAME), so a member never shares a node's name
+
+
+@dataclass(frozen=True)
+class Member:
+    name: str       # the node's name, or NODE#i on a counted node
+    node: str       # the container it runs in
+    index: int      # 1..count on a counted node, 0 for a node's one call
+    network: str    # where its address is
+    address: str    # its source address
+    prefixlen: int
+    ifname: str     # its tunnel interface (ppp0, ppp100 on a calling router, pppI-1 on a counted node)
+    peer: str       # `pppd call PEER`
+    log: str        # pppd's log of its calls
+
+    @property
+    def counted(self) -> bool:
+        return self.index > 0
+
+    def dial_args(self) -> list[str]:
+        """What pptp-lab-dial (render.DIAL) needs after IFNAME SECONDS LCP SYN to dial this
+        member: nothing for a node's one call (its defaults), else PEER LOG SRC."""
+        return [self.peer, self.log, self.address] if self.counted else []
+
+
+def peer(i: int) -> str:
+    out = f"{names.PEER}-{int(i)}"
+    assert re.fullmatch(r"lab-\d{1,4}", out)
+    return out
+
+
+def log(i: int) -> str:
+    return f"/var/log/ppp-{int(i)}.log"
+
+
+def of_node(topo: Topology, name: str) -> list[Member]:
+    node = topo.nodes[name]
+    net, first = next(iter(node.interfaces.items()))
+    plen = topo.networks[net].net.prefixlen if net in topo.networks else 32
+    ifname = kinds.get(node.kind).tunnel_if(node)
+    if not getattr(node, "count", None):
+        return [Member(name, name, 0, net, first, plen, ifname, names.PEER, names.PPP_LOG)]
+    start = ipaddress.IPv4Address(first)
+    return [Member(f"{name}{SEP}{i}", name, i, net, str(start + i - 1), plen, f"ppp{i - 1}", peer(i), log(i))
+            for i in range(1, node.count + 1)]
+
+
+def members(topo: Topology) -> dict[str, Member]:
+    """Every call the topology makes, by member name, in node order."""
+    return {m.name: m for name in topo.clients for m in of_node(topo, name)}
+
+
+def resolve(topo: Topology, name: str) -> Member:
+    found = members(topo).get(name)
+    if found is None:
+        known = list(members(topo))
+        shown = ", ".join(known[:12]) + (f" ... ({len(known)} in all)" if len(known) > 12 else "")
+        raise LabError(f"no client {name!r} in lab {topo.name} (clients: {shown or 'none'})")
+    return found
+
+
+def of_nodes(topo: Topology, nodes) -> list[Member]:
+    """The members of some nodes (names of nodes or of members), in the topology's order."""
+    wanted = set(nodes)
+    return [m for m in members(topo).values() if m.node in wanted or m.name in wanted]
+
+
+def used_addresses(topo: Topology) -> dict[str, str]:
+    """Member address (beyond a node's interfaces) -> the key that makes it."""
+    out = {}
+    for name, node in topo.nodes.items():
+        if getattr(node, "count", None):
+            net = next(iter(node.interfaces))
+            for m in of_node(topo, name)[1:]:
+                out[m.address] = f"nodes.{name}.count (member {m.name} on {net})"
+    return out
