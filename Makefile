@@ -41,10 +41,10 @@ bench: setup
 	$(VENV)/bin/python bench/engine.py
 	$(VENV)/bin/python bench/guest.py
 	$(VENV)/bin/python bench/analyze.py
-	$(VENV)/bin/python bench/lab.py --fifty
+	$(VENV)/bin/python bench/lab.py --fifty --members 50,200
 	$(VENV)/bin/python bench/parallel.py
 	$(VENV)/bin/python bench/apply.py
-	$(VENV)/bin/python bench/faults.py
+	$(VENV)/bin/python bench/faults.py --s28-clients 200
 	$(VENV)/bin/python bench/dataflow.py
 
 # The whole scenario suite's wall time and its shares (about 18 minutes here).

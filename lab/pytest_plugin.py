@@ -295,8 +295,12 @@ class Lab:
         lifecycle.hang_up(self.eng, self.name, [client])
 
     def hangup(self, client: str, timeout: float = 20) -> None:
-        """Client-initiated teardown: pppd sends LCP Terminate, pptp clears the call."""
-        self.run(client, "pkill -TERM pppd", check=False)
+        """Client-initiated teardown: pppd sends LCP Terminate, pptp clears the call (a
+        member's: only its own pppd)."""
+        if members.SEP in client:
+            self.stop_client(client)
+        else:
+            self.run(client, "pkill -TERM pppd", check=False)
         self.wait_ended(client, timeout)
 
     def hangup_from_server(self, client: str, timeout: float = 20) -> None:
@@ -313,8 +317,12 @@ class Lab:
         """Until the client's pppd and pptp have exited, so the call's teardown is on the
         wire; AssertionError if they still run after `timeout` seconds."""
         deadline = time.monotonic() + timeout
+        check = "pgrep -x pppd >/dev/null || pgrep -x pptp >/dev/null"
+        if members.SEP in client:  # a member: its pppd's pid file (gone when it exits) and its link
+            m = members.resolve(self.topo, client)
+            check = f"test -e /var/run/ppp-{m.peer}.pid || ip link show dev {m.ifname} >/dev/null 2>&1"
         while time.monotonic() < deadline:
-            if self.run(client, "pgrep -x pppd >/dev/null || pgrep -x pptp >/dev/null", check=False).rc != 0:
+            if self.run(client, check, check=False).rc != 0:
                 return
             time.sleep(0.3)
         raise AssertionError(f"{client}: pppd/pptp still running {timeout:.0f}s after the hang-up")

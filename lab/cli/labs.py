@@ -20,6 +20,7 @@ from .common import (KERNELS, EngineOpt, KernelOpt, LabKernelOpt, WideOpt, _comp
                      app, warnings)
 
 
+MEMBER_ROWS = 10  # a node with more members than this shows only those whose tunnel is not up
 TUNNEL_COLOURS = {"up": "green", "down": "red", "stalled": "yellow"}  # a client's tunnel (lab.model.tunnels.state)
 
 
@@ -65,7 +66,14 @@ def status_table(rows, title: str, wide: bool = False) -> Table:
             cells = ["" if x is None else escape(str(x)) for x in plain]
             table.add_row(*cells[:4], tunnel(r), *cells[4:])
         return table
+    # A node with many members (a count): its row sums them up; only the members whose
+    # tunnel is not up get rows of their own here (--wide shows every one).
+    big = {r.name for r in rows if r.members > MEMBER_ROWS}
+    hidden = [r for r in rows if "#" in r.name and r.name.partition("#")[0] in big and r.tunnel == "up"]
+    rows = [r for r in rows if not any(r is h for h in hidden)]
     table = _compact(title)
+    if hidden:
+        table.caption = f"{len(hidden)} member(s) with their tunnel up not shown (--wide shows every one)"
     for col in ("node", "state", "addresses", "PPP address\n→ peer", "call"):
         table.add_column(col, overflow="fold")
     for r in rows:

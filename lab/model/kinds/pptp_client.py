@@ -168,10 +168,10 @@ class PptpClientKind(Kind):
         ms = members.of_node(topo, name)
         last = ms[-1].address
         where = f"nodes.{name}.count: {node.count} addresses from {first} run to {last}"
+        ip = ipaddress.IPv4Address(last)
+        if ip not in network.net or ip == network.net.broadcast_address:
+            return [f"{where}, past the end of {net} ({network.subnet})"]
         for m in ms[1:]:
-            ip = ipaddress.IPv4Address(m.address)
-            if ip not in network.net or ip == network.net.broadcast_address:
-                return [f"{where}, past the end of {net} ({network.subnet})"]
             if m.address == network.bridge_address:
                 return [f"{where}; {m.address} is the engine's bridge on {net}"]
             for other, o in topo.nodes.items():
