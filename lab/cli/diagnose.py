@@ -138,6 +138,10 @@ def why_(lab: str = typer.Argument(..., help="a running lab"), client: str = typ
 
     eng, lab = _lab_on(lab, engine, kernel)
     topo = apply_mod.current(eng, lab)
+    node = client.partition("#")[0]
+    if node in topo.clients and topo.nodes[node].count:
+        raise LabError(f"{client}: `why` does not yet trace the members of a node with a count ({node}); "
+                       f"`pptp-lab status {lab} --wide` shows each member's tunnel, `pptp-lab analyze` the capture")
     if client not in topo.clients:
         raise LabError(f"lab {lab} has no client {client} (clients: {', '.join(topo.clients) or 'none'})")
     since, traces, kernel, before = trace.redial(eng, topo, [client], timeout)

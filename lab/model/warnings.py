@@ -8,7 +8,23 @@ from .topology import Topology
 
 
 def of(topo: Topology) -> list[str]:
-    return _pools(topo) + _dialled(topo)
+    return _pools(topo) + _dialled(topo) + _calls(topo)
+
+
+def _calls(topo: Topology) -> list[str]:
+    """More calls dial a server than its pool has addresses: pptpd answers the rest, but
+    pppd has no address to give them (and pptpd.conf's `connections` follows the pool)."""
+    from .members import of_node
+
+    out = []
+    for name, node in topo.servers.items():
+        dialling = [c for c, n in topo.clients.items() if topo.reached_at(n.pptp_client.server) == name]
+        calls = sum(len(of_node(topo, c)) for c in dialling)
+        pool = len(node.pptp_server.pool)
+        if calls > pool:
+            out.append(f"nodes.{name}.pptp_server.remote_ip {node.pptp_server.remote_ip}: {pool} addresses for "
+                       f"{calls} calls (from {', '.join(dialling)}): the calls past the pool cannot get a tunnel")
+    return out
 
 
 def _pools(topo: Topology) -> list[str]:

@@ -73,14 +73,16 @@ def _run(lab_engine, *paths: Path, extra=()):
 
 def test_a_failed_up_is_a_failed_check_and_the_next_topology_still_runs(lab_engine, tmp_path):
     """A Docker network of someone else holds the subnet the first topology needs: its `up`
-    fails, which is a failed "lab up" check with its JUnit file; the second one passes."""
+    fails, which is a failed "lab up" check with its JUnit file; the second one passes. Its
+    client is a node with a count (issue #30): three calls with the hostile credentials, each
+    judged on its own."""
     eng, _ = lab_engine
     hostile = yaml.safe_load((Path(__file__).parent / "topologies" / "hostile.yaml").read_text())
     bad = dict(hostile, name="t-upfails")
     good = dict(hostile, name="t-upworks", networks={"lan": {"subnet": "10.78.0.0/24"}})
     for node, addr in (("vpn", "10.78.0.10"), ("client", "10.78.0.20")):
         good["nodes"] = {**good["nodes"], node: {**good["nodes"][node], "interfaces": {"lan": addr}}}
-    good["nodes"]["client"] = {**good["nodes"]["client"],
+    good["nodes"]["client"] = {**good["nodes"]["client"], "count": 3,
                                "pptp_client": {**good["nodes"]["client"]["pptp_client"], "server": "10.78.0.10"}}
     paths = []
     for data in (bad, good):
@@ -99,7 +101,8 @@ def test_a_failed_up_is_a_failed_check_and_the_next_topology_still_runs(lab_engi
     first, second = (ET.parse(j).getroot() for j in junits)
     (case,) = [c for c in first.iter("testcase") if c.get("name") == "lab up"]
     assert case.find("failure") is not None and "overlaps Docker network t-blocker" in ET.tostring(case, "unicode")
-    assert second.get("failures") == "0" and int(second.get("tests")) >= 2, ET.tostring(second, "unicode")
+    assert second.get("failures") == "0" and int(second.get("tests")) >= 4, ET.tostring(second, "unicode")
+    assert {f"client#{i}: tunnel up" for i in (1, 2, 3)} <= {c.get("name") for c in second.iter("testcase")}
     assert not [n for n in eng.client.networks.list() if n.name.startswith(("t-upfails", "t-upworks"))]
 
 

@@ -215,3 +215,16 @@ def test_the_table_shows_a_big_nodes_members_that_are_not_up_and_wide_shows_all(
     assert "19 member(s) with their tunnel up not shown" in " ".join(out.split())
     wide = "\n".join(text(status_table(rows, "lab many", wide=True), width=260))
     assert all(f"cs#{i} " in wide for i in range(1, 21))
+
+
+def test_more_members_than_the_servers_pool_is_a_warning(tmp_path):
+    from lab.model import warnings
+
+    assert warnings.of(load(tmp_path, counted(11))) == []  # the pool: .10-.20, 11 addresses
+    (line,) = warnings.of(load(tmp_path, counted(12)))
+    assert line.startswith("nodes.srv.pptp_server.remote_ip 172.16.0.10-20: 11 addresses for 12 calls (from cli)")
+
+
+def test_the_picture_says_how_many_clients_a_node_holds(tmp_path):
+    topo = load(tmp_path, counted(4))
+    assert ("4 clients 10.1.0.20-10.1.0.23", "role") in CLIENT.labels(topo, "cli", topo.nodes["cli"])

@@ -137,6 +137,15 @@ class PptpClientKind(Kind):
     packages = ("ppp", "pptp-linux")
     script = "client.sh.j2"
 
+    def labels(self, topo, name, node):
+        out = super().labels(topo, name, node)
+        if getattr(node, "count", None):
+            from .. import members
+
+            ms = members.of_node(topo, name)
+            out.insert(0, (f"{node.count} clients {ms[0].address}-{ms[-1].address}", "role"))
+        return out
+
     def validate(self, node):
         if not getattr(node, "count", None):
             return
