@@ -203,18 +203,28 @@ def exec_(ctx: typer.Context, lab: str = typer.Argument(...), node: str = typer.
     if not ctx.args:
         raise LabError("exec: give a command after the node name")
     eng, lab = _lab_on(lab, engine, kernel)
-    res = eng.exec(eng.node(lab, node), ctx.args, check=False)
+    res = eng.exec(eng.node(lab, _member(node)[0]), ctx.args, check=False)  # a member runs in its node
     sys.stdout.write(res.out)
     raise typer.Exit(res.rc)
 
 
 @app.command()
 def logs(lab: str, node: str, engine: Optional[str] = EngineOpt, kernel: Optional[str] = LabKernelOpt) -> None:
-    """pppd's log of a node (and pptpd's calls on a server)."""
+    """pppd's log of a node (and pptpd's calls on a server); NODE#I: one member's of a node
+    with a count."""
     from ..up import queries
 
     eng, lab = _lab_on(lab, engine, kernel)
-    sys.stdout.write(queries.ppp_log(eng, eng.node(lab, node)))
+    name, index = _member(node)
+    sys.stdout.write(queries.ppp_log(eng, eng.node(lab, name), index))
+
+
+def _member(name: str) -> tuple[str, int]:
+    """(node, member number or 0) of a node's or a member's name (NODE#I)."""
+    node, sep, index = name.partition("#")
+    if sep and not (index.isdigit() and 1 <= int(index) <= 1000):
+        raise LabError(f"{name}: a member of a node with a count is NODE#NUMBER (e.g. {node}#1)")
+    return node, int(index) if sep else 0
 
 
 @app.command()

@@ -3,7 +3,7 @@ the pytest plugin: the commands live here, not in the front ends."""
 from __future__ import annotations
 
 from ..core import names
-from ..model import policy
+from ..model import members, policy
 from ..core.errors import LabError
 
 PPP_LOG = names.PPP_LOG
@@ -24,7 +24,9 @@ def nat_entries(eng, node) -> list[dict]:
     return policy.parse_conntrack(out)
 
 
-def ppp_log(eng, node) -> str:
-    """pppd's log and the PPTP processes running on a node."""
-    return eng.exec(node, f"cat {PPP_LOG} 2>/dev/null; ps -o pid,args -C pptpd,pppd,pptp 2>/dev/null",
-                      check=False).out
+def ppp_log(eng, node, member: int = 0) -> str:
+    """pppd's log and the PPTP processes running on a node: of one member of a node with a
+    count (lab.model.members: its own log), else every log the node has."""
+    logs = members.log(member) if member else f"{PPP_LOG} /var/log/ppp-[0-9]*.log"
+    return eng.exec(node, f"cat {logs} 2>/dev/null; ps -o pid,args -C pptpd,pppd,pptp 2>/dev/null",
+                    check=False).out

@@ -177,7 +177,7 @@ def test_exec_leaves_options_after_the_command_start_to_the_command(stands, argv
 def test_logs_and_the_show_commands_read_the_node_on_that_kernels_vm(stands, monkeypatch):
     from lab.up import queries
 
-    monkeypatch.setattr(queries, "ppp_log", lambda eng, node: f"log of {node} on {eng.kernel}\n")
+    monkeypatch.setattr(queries, "ppp_log", lambda eng, node, member=0: f"log of {node} on {eng.kernel}\n")
     monkeypatch.setattr(queries, "filter_counters", lambda eng, node: [
         {"chain": eng.kernel, "comment": node[1], "packets": 1, "bytes": 2}])
     monkeypatch.setattr(queries, "nat_entries", lambda eng, node: [

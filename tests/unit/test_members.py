@@ -228,3 +228,17 @@ def test_more_members_than_the_servers_pool_is_a_warning(tmp_path):
 def test_the_picture_says_how_many_clients_a_node_holds(tmp_path):
     topo = load(tmp_path, counted(4))
     assert ("4 clients 10.1.0.20-10.1.0.23", "role") in CLIENT.labels(topo, "cli", topo.nodes["cli"])
+
+
+def test_logs_reads_a_members_own_log_or_every_log_of_the_node():
+    from lab.cli.labs import _member
+    from lab.up import queries
+
+    eng = Execs()
+    queries.ppp_log(eng, "cs", 7)
+    queries.ppp_log(eng, "client")
+    assert eng.execs[0][1].startswith("cat /var/log/ppp-7.log 2>/dev/null;")
+    assert eng.execs[1][1].startswith(f"cat {names.PPP_LOG} /var/log/ppp-[0-9]*.log 2>/dev/null;")
+    assert _member("cs#7") == ("cs", 7) and _member("client") == ("client", 0)
+    with pytest.raises(LabError, match=r"cs#x: a member of a node with a count is NODE#NUMBER \(e.g. cs#1\)"):
+        _member("cs#x")
