@@ -42,6 +42,7 @@ bench: setup
 	$(VENV)/bin/python bench/guest.py
 	$(VENV)/bin/python bench/analyze.py
 	$(VENV)/bin/python bench/lab.py --fifty --members 50,200
+	$(VENV)/bin/python bench/firstrun.py
 	$(VENV)/bin/python bench/parallel.py
 	$(VENV)/bin/python bench/apply.py
 	$(VENV)/bin/python bench/faults.py --s28-clients 200
