@@ -51,7 +51,7 @@ def main() -> int:
     out.print(table)
     out.print("where it went (the lines of `up` with their own times):")
     for line in text.splitlines():
-        if re.search(r"\(\d+(\.\d+)?s[,)]|\d+(\.\d+)? ?s\b", line) and "tunnel up" not in line:
+        if re.search(r"\b\d+(\.\d+)?s[,);]", line):
             out.print("  " + line.strip(), markup=False, highlight=False, soft_wrap=True)
     if up.returncode != 0:
         out.print(text[-2000:], markup=False, highlight=False)
