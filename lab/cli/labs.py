@@ -221,10 +221,9 @@ def logs(lab: str, node: str, engine: Optional[str] = EngineOpt, kernel: Optiona
 
 def _member(name: str) -> tuple[str, int]:
     """(node, member number or 0) of a node's or a member's name (NODE#I)."""
-    node, sep, index = name.partition("#")
-    if sep and not (index.isdigit() and 1 <= int(index) <= 1000):
-        raise LabError(f"{name}: a member of a node with a count is NODE#NUMBER (e.g. {node}#1)")
-    return node, int(index) if sep else 0
+    from ..model import members
+
+    return members.split(name)
 
 
 @app.command()

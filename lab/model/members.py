@@ -44,6 +44,14 @@ class Member:
         return [self.peer, self.log, self.address] if self.counted else []
 
 
+def split(name: str) -> tuple[str, int]:
+    """(node, member number) of NODE#I, (node, 0) of a node's name; LabError for NODE#junk."""
+    node, sep, index = name.partition(SEP)
+    if sep and not (index.isdigit() and 1 <= int(index) <= MAX_MEMBERS):
+        raise LabError(f"{name}: a member of a node with a count is NODE{SEP}NUMBER (e.g. {node}{SEP}1)")
+    return node, int(index) if sep else 0
+
+
 def peer(i: int) -> str:
     out = f"{names.PEER}-{int(i)}"
     assert re.fullmatch(r"lab-\d{1,4}", out)

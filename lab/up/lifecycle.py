@@ -435,11 +435,9 @@ def hang_up(eng: Engine, lab: str, clients) -> None:
     """End each client's own outgoing call (a calling router keeps the calls it answers): a
     node's every call, or one member's (NODE#I: its pppd, by the pid file its linkname names)."""
     for c in clients:
-        node, sep, index = c.partition(members.SEP)
-        if sep:
-            if not index.isdigit():
-                raise LabError(f"{c}: a member is NODE{members.SEP}NUMBER")
-            pid = f"/var/run/ppp-{members.peer(int(index))}.pid"
+        node, index = members.split(c)
+        if index:
+            pid = f"/var/run/ppp-{members.peer(index)}.pid"
             eng.exec(eng.node(lab, node), ["sh", "-c", 'kill -TERM "$(head -n 1 "$1")" 2>/dev/null; true', "-", pid],
                      check=False)
             continue

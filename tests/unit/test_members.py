@@ -197,8 +197,9 @@ def test_a_member_hangs_up_by_its_pid_file_and_a_node_hangs_up_all(tmp_path):
     eng.execs.clear()
     lifecycle.hang_up(eng, "t", ["cli"])
     assert "pkill -TERM -f '^pppd call lab'" in eng.execs[0][1]  # lab-1, lab-2... too
-    with pytest.raises(LabError, match="NODE#NUMBER"):
-        lifecycle.hang_up(eng, "t", ["cli#x"])
+    for bad in ("cli#x", "cli#0", "cli#99999", "cli#"):
+        with pytest.raises(LabError, match="NODE#NUMBER"):
+            lifecycle.hang_up(eng, "t", [bad])
 
 
 def test_the_table_shows_a_big_nodes_members_that_are_not_up_and_wide_shows_all():
