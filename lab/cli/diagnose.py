@@ -133,12 +133,12 @@ def why_(lab: str = typer.Argument(..., help="a running lab"), client: str = typ
     from ..up import apply as apply_mod, capture, lifecycle
     from ..diagnosis import diagnose, trace, why as why_mod
     from .. import pptp
-    from ..model import render
+    from ..model import members, render
     from ..testing import testrun
 
     eng, lab = _lab_on(lab, engine, kernel)
     topo = apply_mod.current(eng, lab)
-    node = client.partition("#")[0]
+    node = client.partition(members.SEP)[0]
     if node in topo.clients and topo.nodes[node].count:
         raise LabError(f"{client}: `why` does not yet trace the members of a node with a count ({node}); "
                        f"`pptp-lab status {lab} --wide` shows each member's tunnel, `pptp-lab analyze` the capture")

@@ -42,6 +42,7 @@ def status_table(rows, title: str, wide: bool = False) -> Table:
     short: a value too wide is folded. Every value is escaped whole, cell by cell: names,
     addresses, versions (dpkg's) and the call come from the engine, the nodes and the
     capture, and rich would take "[...]" in them for markup."""
+    from ..model import members
     from ..model.tunnels import ago
 
     def tunnel(r) -> str:
@@ -69,11 +70,12 @@ def status_table(rows, title: str, wide: bool = False) -> Table:
     # A node with many members (a count): its row sums them up; only the members whose
     # tunnel is not up get rows of their own here (--wide shows every one).
     big = {r.name for r in rows if r.members > MEMBER_ROWS}
-    hidden = [r for r in rows if "#" in r.name and r.name.partition("#")[0] in big and r.tunnel == "up"]
-    rows = [r for r in rows if not any(r is h for h in hidden)]
+    shown = [r for r in rows if not (r.tunnel == "up" and r.name.partition(members.SEP)[0] in big
+                                     and members.SEP in r.name)]
+    hidden, rows = len(rows) - len(shown), shown
     table = _compact(title)
     if hidden:
-        table.caption = f"{len(hidden)} member(s) with their tunnel up not shown (--wide shows every one)"
+        table.caption = f"{hidden} member(s) with their tunnel up not shown (--wide shows every one)"
     for col in ("node", "state", "addresses", "PPP address\n→ peer", "call"):
         table.add_column(col, overflow="fold")
     for r in rows:
@@ -202,8 +204,10 @@ def exec_(ctx: typer.Context, lab: str = typer.Argument(...), node: str = typer.
     the first one on, are all passed to it."""
     if not ctx.args:
         raise LabError("exec: give a command after the node name")
+    from ..model import members
+
     eng, lab = _lab_on(lab, engine, kernel)
-    res = eng.exec(eng.node(lab, _member(node)[0]), ctx.args, check=False)  # a member runs in its node
+    res = eng.exec(eng.node(lab, members.split(node)[0]), ctx.args, check=False)  # a member runs in its node
     sys.stdout.write(res.out)
     raise typer.Exit(res.rc)
 
@@ -212,18 +216,12 @@ def exec_(ctx: typer.Context, lab: str = typer.Argument(...), node: str = typer.
 def logs(lab: str, node: str, engine: Optional[str] = EngineOpt, kernel: Optional[str] = LabKernelOpt) -> None:
     """pppd's log of a node (and pptpd's calls on a server); NODE#I: one member's of a node
     with a count."""
+    from ..model import members
     from ..up import queries
 
     eng, lab = _lab_on(lab, engine, kernel)
-    name, index = _member(node)
+    name, index = members.split(node)
     sys.stdout.write(queries.ppp_log(eng, eng.node(lab, name), index))
-
-
-def _member(name: str) -> tuple[str, int]:
-    """(node, member number or 0) of a node's or a member's name (NODE#I)."""
-    from ..model import members
-
-    return members.split(name)
 
 
 @app.command()

@@ -62,6 +62,13 @@ def log(i: int) -> str:
     return f"/var/log/ppp-{int(i)}.log"
 
 
+def numbered(node: str, first: str, count: int) -> list[tuple[int, str, str, str]]:
+    """(i, NODE#i, address, tunnel interface) of each member of a node with a count whose
+    interface has address `first`: the one rule for naming and addressing members."""
+    start = ipaddress.IPv4Address(first)
+    return [(i, f"{node}{SEP}{i}", str(start + i - 1), f"ppp{i - 1}") for i in range(1, count + 1)]
+
+
 def of_node(topo: Topology, name: str) -> list[Member]:
     node = topo.nodes[name]
     net, first = next(iter(node.interfaces.items()))
@@ -69,9 +76,8 @@ def of_node(topo: Topology, name: str) -> list[Member]:
     ifname = kinds.get(node.kind).tunnel_if(node)
     if not getattr(node, "count", None):
         return [Member(name, name, 0, net, first, plen, ifname, names.PEER, names.PPP_LOG)]
-    start = ipaddress.IPv4Address(first)
-    return [Member(f"{name}{SEP}{i}", name, i, net, str(start + i - 1), plen, f"ppp{i - 1}", peer(i), log(i))
-            for i in range(1, node.count + 1)]
+    return [Member(member, name, i, net, address, plen, tunnel, peer(i), log(i))
+            for i, member, address, tunnel in numbered(name, first, node.count)]
 
 
 def members(topo: Topology) -> dict[str, Member]:
@@ -80,7 +86,8 @@ def members(topo: Topology) -> dict[str, Member]:
 
 
 def resolve(topo: Topology, name: str) -> Member:
-    found = members(topo).get(name)
+    node = name.partition(SEP)[0]  # only that node's members are made, not every call's
+    found = next((m for m in of_node(topo, node) if m.name == name), None) if node in topo.clients else None
     if found is None:
         known = list(members(topo))
         shown = ", ".join(known[:12]) + (f" ... ({len(known)} in all)" if len(known) > 12 else "")
@@ -95,11 +102,8 @@ def of_nodes(topo: Topology, nodes) -> list[Member]:
 
 
 def used_addresses(topo: Topology) -> dict[str, str]:
-    """Member address (beyond a node's interfaces) -> the key that makes it."""
-    out = {}
-    for name, node in topo.nodes.items():
-        if getattr(node, "count", None):
-            net = next(iter(node.interfaces))
-            for m in of_node(topo, name)[1:]:
-                out[m.address] = f"nodes.{name}.count (member {m.name} on {net})"
-    return out
+    """Member address (beyond a node's interface) -> the key that makes it (nodes.NODE.count),
+    for every node with a count and one interface (another is refused at the node)."""
+    return {address: f"nodes.{name}.count" for name, node in topo.nodes.items()
+            if getattr(node, "count", None) and len(node.interfaces) == 1
+            for _, _, address, _ in numbered(name, next(iter(node.interfaces.values())), node.count)[1:]}

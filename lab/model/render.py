@@ -102,13 +102,14 @@ def client_files(server: str, user: str, server_name: str = "pptpd", mppe: bool 
 
 
 def member_files(server: str, user: str, server_name: str, mppe: bool, pptp_argv: list[str],
-                 members: list[tuple[int, str, str, str]], ppp_lines: list[str] = (),
+                 members: list[tuple[int, str, str]], ppp_lines: list[str] = (),
                  sizes: tuple[int, int] = (MTU, MTU)) -> dict[str, tuple[str, int]]:
     """path -> (text, mode) of a node with a count: a pppd peer per member (index, address,
-    peer, log): `unit index-1`, its own pid file (linkname) and log, and pptp bound to the
-    member's own address, so each call has its own control connection and GRE socket."""
+    peer): `unit index-1`, its own pid file (linkname), and pptp bound to the member's own
+    address, so each call has its own control connection and GRE socket (its log is the
+    dial's: lab.model.members.log)."""
     files = {}
-    for index, address, peer, _log in members:
+    for index, address, peer in members:
         pty = shlex.join(["pptp", server, "--nolaunchpppd", "--localbind", address, *pptp_argv])
         v = dict(pty=pty, user=user, remote_name=server_name, mppe=mppe, peer=peer, unit=int(index) - 1,
                  linkname=peer, mtu=int(sizes[0]), mru=int(sizes[1]), ppp_lines=list(ppp_lines))

@@ -13,7 +13,7 @@ from typing import Literal, Optional
 import yaml
 from pydantic import Field, ValidationError, create_model, field_validator, model_validator
 
-from . import causes, kinds, rulesets
+from . import causes, kinds, members, rulesets
 from ..core import names, suites
 from ..core.errors import LabError
 from .kinds.firewall import interface as _firewall_interface, vpn_address as _vpn_address
@@ -73,11 +73,6 @@ def _node_model() -> type[NodeBase]:
 
 
 Node = _node_model()
-
-
-def _member_addresses(node) -> list[str]:
-    first = ipaddress.IPv4Address(next(iter(node.interfaces.values())))
-    return [str(first + i) for i in range(1, node.count)]
 
 
 FILTERING_KINDS = ("firewall", "nat", "router")  # the nodes whose rulesets can drop a tunnel
@@ -166,8 +161,7 @@ class Topology(Strict):
             for b, nb in nets[i + 1:]:
                 if na.net.overlaps(nb.net):
                     errors.append(f"networks.{b}.subnet: {nb.subnet} overlaps networks.{a} ({na.subnet})")
-        counted = {a: f"nodes.{n}.count" for n, node in self.nodes.items()  # a count's other addresses
-                   if getattr(node, "count", None) and len(node.interfaces) == 1 for a in _member_addresses(node)}
+        counted = members.used_addresses(self)  # the other addresses of nodes with a count
         for name, node in self.nodes.items():
             for net, addr in node.interfaces.items():
                 where = f"nodes.{name}.interfaces.{net}"

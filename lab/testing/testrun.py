@@ -35,7 +35,10 @@ def _latest(sessions, address: str):
 def client_session(analysed: pptp.Report, topo: Topology, name: str):
     """The client's latest session as seen on its own segment (nearest the client); `name`
     is a node or a member of a node with a count (lab.model.members)."""
-    m = members.resolve(topo, name)
+    return member_session(analysed, members.resolve(topo, name))
+
+
+def member_session(analysed: pptp.Report, m: members.Member):
     return _latest([s for s in analysed.sessions if Path(s.source).stem == m.network], m.address)
 
 
@@ -230,8 +233,7 @@ def _member_checks(eng: Engine, topo: Topology, name: str, analysed: pptp.Report
     links = tunnel_links(lambda cmd: eng.exec(c, cmd, check=False))
     out = []
     for m in members.of_node(topo, name):
-        facts = checks.ClientFacts(m.name, m.ifname, links.get(m.ifname, ("down",))[0],
-                                   client_session(analysed, topo, m.name))
+        facts = checks.ClientFacts(m.name, m.ifname, links.get(m.ifname, ("down",))[0], member_session(analysed, m))
         out += checks.client_checks(facts, None)
     return out
 

@@ -232,7 +232,6 @@ def test_the_picture_says_how_many_clients_a_node_holds(tmp_path):
 
 
 def test_logs_reads_a_members_own_log_or_every_log_of_the_node():
-    from lab.cli.labs import _member
     from lab.up import queries
 
     eng = Execs()
@@ -240,6 +239,6 @@ def test_logs_reads_a_members_own_log_or_every_log_of_the_node():
     queries.ppp_log(eng, "client")
     assert eng.execs[0][1].startswith("cat /var/log/ppp-7.log 2>/dev/null;")
     assert eng.execs[1][1].startswith(f"cat {names.PPP_LOG} /var/log/ppp-[0-9]*.log 2>/dev/null;")
-    assert _member("cs#7") == ("cs", 7) and _member("client") == ("client", 0)
+    assert members.split("cs#7") == ("cs", 7) and members.split("client") == ("client", 0)
     with pytest.raises(LabError, match=r"cs#x: a member of a node with a count is NODE#NUMBER \(e.g. cs#1\)"):
-        _member("cs#x")
+        members.split("cs#x")

@@ -180,18 +180,13 @@ class PptpClientKind(Kind):
         ip = ipaddress.IPv4Address(last)
         if ip not in network.net or ip == network.net.broadcast_address:
             return [f"{where}, past the end of {net} ({network.subnet})"]
-        for m in ms[1:]:
-            if m.address == network.bridge_address:
-                return [f"{where}; {m.address} is the engine's bridge on {net}"]
-            for other, o in topo.nodes.items():
-                nat = getattr(o, "nat", None)
-                if nat is not None and m.address == nat.public:
-                    return [f"{where}; {m.address} is nodes.{other}.nat.public"]
-        other = {a: w for a, w in members.used_addresses(topo).items() if not w.startswith(f"nodes.{name}.")}
-        clash = next((m.address for m in ms if m.address in other), None)
-        if clash:
-            return [f"{where}; {clash} is also {other[clash]}"]
-        return []
+        # What else holds an address: the bridge, a static NAT's public address, another count.
+        taken = {network.bridge_address: f"the engine's bridge on {net}"}
+        taken |= {o.nat.public: f"nodes.{other}.nat.public" for other, o in topo.nodes.items()
+                  if getattr(o, "nat", None) is not None and o.nat.public}
+        taken |= {a: f"also {w}" for a, w in members.used_addresses(topo).items() if w != f"nodes.{name}.count"}
+        clash = next((m.address for m in ms[1:] if m.address in taken), None)
+        return [f"{where}; {clash} is {taken[clash]}"] if clash else []
 
     def files(self, topo, name, node, ctx):
         c = node.pptp_client
@@ -204,7 +199,7 @@ class PptpClientKind(Kind):
             ctx["member_addresses"] = [f"{m.address}/{m.prefixlen}" for m in ms[1:]]
             ctx["member_primary"] = ms[0].address
             return render.member_files(c.server, c.user, c.server_name, c.mppe, c.options.argv(),
-                                       [(m.index, m.address, m.peer, m.log) for m in ms],
+                                       [(m.index, m.address, m.peer) for m in ms],
                                        c.ppp.lines(), c.ppp.sizes())
         unit = int(get(node.kind).tunnel_if(node)[3:])  # ppp100 on a calling router
         return render.client_files(c.server, c.user, c.server_name, c.mppe, c.options.argv(), unit, c.routes,
@@ -216,13 +211,14 @@ class PptpClientKind(Kind):
             tunnels.fill(st, tunnels.nearest(seen, st.addresses))
             return None
         # A counted node: its row sums up; a row per member follows it (one exec for all).
+        from ..members import numbered
+
         net, first = next(iter(st.addresses.items()))
         links = tunnel_links(run)
         rows = []
-        for i in range(1, st.members + 1):
-            addr = str(ipaddress.IPv4Address(first) + i - 1)
-            m = type(st)(f"{st.name}#{i}", st.kind, st.state, {net: addr})
-            m.tunnel, m.ppp_address, m.peer_address, m.tunnel_mtu = links.get(f"ppp{i - 1}", ("down", "", "", None))
+        for _, name, addr, ifname in numbered(st.name, first, st.members):
+            m = type(st)(name, st.kind, st.state, {net: addr})
+            m.tunnel, m.ppp_address, m.peer_address, m.tunnel_mtu = links.get(ifname, ("down", "", "", None))
             tunnels.fill(m, tunnels.nearest(seen, m.addresses))
             rows.append(m)
         up = sum(1 for m in rows if m.tunnel == "up")
